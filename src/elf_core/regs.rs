@@ -1,0 +1,98 @@
+//! CPU architectures and their general-purpose register sets as the kernel writes them in
+//! NT_PRSTATUS (`pr_reg`, i.e. `struct user_regs_struct` / `user_pt_regs`).
+
+/// The architecture of a core, from `e_machine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    X86_64,
+    Aarch64,
+    Other(u16),
+}
+
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+
+impl Machine {
+    pub fn from_e_machine(m: u16) -> Machine {
+        match m {
+            EM_X86_64 => Machine::X86_64,
+            EM_AARCH64 => Machine::Aarch64,
+            other => Machine::Other(other),
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Machine::X86_64 => "x86_64".into(),
+            Machine::Aarch64 => "aarch64".into(),
+            Machine::Other(m) => format!("e_machine {m}"),
+        }
+    }
+
+    /// Register names in `pr_reg` order, and the offset of `pr_reg` in NT_PRSTATUS (64-bit).
+    pub(crate) fn pr_reg_layout(self) -> Option<(&'static [&'static str], usize)> {
+        match self {
+            Machine::X86_64 => Some((X86_64_NAMES, 112)),
+            Machine::Aarch64 => Some((AARCH64_NAMES, 112)),
+            Machine::Other(_) => None,
+        }
+    }
+}
+
+/// `struct user_regs_struct` on x86_64, in order.
+pub const X86_64_NAMES: &[&str] = &[
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
+    "gs",
+];
+
+/// `struct user_pt_regs` on aarch64: x0..x30, sp, pc, pstate.
+pub const AARCH64_NAMES: &[&str] = &[
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+    "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27",
+    "x28", "x29", "x30", "sp", "pc", "pstate",
+];
+
+/// A thread's general-purpose registers, named as gdb names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registers {
+    pub machine: Machine,
+    /// `(name, value)` in the kernel's order.
+    pub values: Vec<(&'static str, u64)>,
+}
+
+impl Registers {
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+    }
+
+    /// Program counter.
+    pub fn pc(&self) -> Option<u64> {
+        match self.machine {
+            Machine::X86_64 => self.get("rip"),
+            Machine::Aarch64 => self.get("pc"),
+            Machine::Other(_) => None,
+        }
+    }
+
+    /// Stack pointer.
+    pub fn sp(&self) -> Option<u64> {
+        match self.machine {
+            Machine::X86_64 => self.get("rsp"),
+            Machine::Aarch64 => self.get("sp"),
+            Machine::Other(_) => None,
+        }
+    }
+
+    /// Frame pointer.
+    pub fn fp(&self) -> Option<u64> {
+        match self.machine {
+            Machine::X86_64 => self.get("rbp"),
+            Machine::Aarch64 => self.get("x29"),
+            Machine::Other(_) => None,
+        }
+    }
+}

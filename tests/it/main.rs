@@ -1,0 +1,4 @@
+//! The one integration-test binary: real processes, real crashes, real cores.
+//! Each module covers one area; shared helpers live in `util`.
+
+mod util;

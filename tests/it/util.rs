@@ -1,0 +1,222 @@
+//! Helpers shared by the integration tests: building crash programs from fixtures/, making real
+//! cores, running the corecatch binary, and the lock that keeps core_pattern changes away from
+//! tests that crash processes.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture path that must exist (symbolic's `fixture()` habit).
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = root().join("fixtures").join(rel);
+    assert!(p.exists(), "fixture {} is missing", p.display());
+    p
+}
+
+/// The corecatch binary under test: `CORECATCH_BIN` (the Makefile points it at the release build,
+/// built once) or cargo's build of this crate.
+pub fn bin() -> PathBuf {
+    match std::env::var_os("CORECATCH_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_corecatch")),
+    }
+}
+
+/// A directory for build products shared by all tests of this run (built once per process).
+pub fn build_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = root().join("target").join("fixtures-build");
+        fs::create_dir_all(&d).unwrap();
+        d
+    })
+    .clone()
+}
+
+/// Compile a C or C++ source with the given flags into `build_dir()/name`, unless it is already
+/// newer than its source. Returns the executable path.
+pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let out = build_dir().join(name);
+    let lock = build_dir().join(format!("{name}.lock"));
+    let _guard = FileLock::exclusive(&lock);
+    let fresh = match (fs::metadata(&out), fs::metadata(src)) {
+        (Ok(o), Ok(s)) => o.modified().unwrap() >= s.modified().unwrap(),
+        _ => false,
+    };
+    if !fresh {
+        let cc = if src.extension().is_some_and(|e| e == "cpp" || e == "cc") {
+            "g++"
+        } else {
+            "gcc"
+        };
+        let tmp = out.with_extension("tmp");
+        let st = Command::new(cc)
+            .args(flags)
+            .arg("-o")
+            .arg(&tmp)
+            .arg(src)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cc} failed on {}", src.display());
+        fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+/// The seed's abort demo, built from fixtures/abort/main.c.
+pub fn abort_demo() -> PathBuf {
+    compile(&fixture("abort/main.c"), "abort-demo", &["-g", "-O0"])
+}
+
+/// Run corecatch with `args` in `cwd`, stdin closed, and capture its output.
+pub fn corecatch(cwd: &Path, args: &[&str]) -> Output {
+    let _shared = CrashLock::shared();
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("CORECATCH_OUT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The kernel's core_pattern now.
+pub fn core_pattern() -> String {
+    fs::read_to_string("/proc/sys/kernel/core_pattern")
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
+}
+
+/// `Some(reason)` when kernel cores cannot land in a process's working directory here, so a test
+/// that needs one must skip (printing the reason).
+pub fn kernel_cores_unavailable() -> Option<String> {
+    let p = core_pattern();
+    if p.starts_with('|') || p.starts_with('@') {
+        return Some(format!("core_pattern is a handler ({p}), not a file"));
+    }
+    if p.starts_with('/') {
+        return Some(format!("core_pattern is an absolute path ({p})"));
+    }
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE).unwrap();
+    if hard == 0 {
+        return Some("the hard RLIMIT_CORE is 0".into());
+    }
+    None
+}
+
+/// Print why a test skips and return; use as `skip_unless_kernel_cores!();`.
+#[macro_export]
+macro_rules! skip_unless_kernel_cores {
+    () => {
+        if let Some(why) = $crate::util::kernel_cores_unavailable() {
+            eprintln!("SKIP: {why}");
+            return;
+        }
+    };
+}
+
+/// Run `exe args` in `dir` with RLIMIT_CORE raised, let it crash, and return its core: the ELF
+/// core file that appeared in `dir`. Panics when none appeared.
+pub fn crash_for_core(exe: &Path, args: &[&str], dir: &Path) -> PathBuf {
+    let _shared = CrashLock::shared();
+    let before: Vec<_> = cores_in(dir);
+    let mut cmd = Command::new(exe);
+    cmd.args(args).current_dir(dir);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_CORE,
+                nix::sys::resource::RLIM_INFINITY,
+                nix::sys::resource::RLIM_INFINITY,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let st = cmd.status().unwrap();
+    assert!(
+        std::os::unix::process::ExitStatusExt::core_dumped(&st),
+        "{} did not dump core: {st:?}",
+        exe.display()
+    );
+    let after = cores_in(dir);
+    after
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .or_else(|| cores_in(dir).into_iter().next())
+        .unwrap_or_else(|| panic!("no core appeared in {}", dir.display()))
+}
+
+/// ELF core files directly inside `dir`.
+pub fn cores_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| is_core(p));
+    v.sort();
+    v
+}
+
+pub fn is_core(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 18];
+    fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|_| corecatch::elf_core::looks_like_core(&head))
+        .unwrap_or(false)
+}
+
+/// An flock(2) held until drop.
+pub struct FileLock(fs::File);
+
+impl FileLock {
+    fn take(path: &Path, op: nix::fcntl::FlockArg) -> FileLock {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap();
+        #[allow(deprecated)]
+        nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&f), op).unwrap();
+        FileLock(f)
+    }
+    pub fn exclusive(path: &Path) -> FileLock {
+        Self::take(path, nix::fcntl::FlockArg::LockExclusive)
+    }
+    pub fn shared(path: &Path) -> FileLock {
+        Self::take(path, nix::fcntl::FlockArg::LockShared)
+    }
+}
+
+/// Tests that crash processes hold this shared; tests that rewrite core_pattern hold it
+/// exclusive, so no crash happens under a pattern it did not expect. Works across the separate
+/// processes nextest starts.
+pub struct CrashLock;
+
+impl CrashLock {
+    fn path() -> PathBuf {
+        std::env::temp_dir().join("corecatch-tests-core-pattern.lock")
+    }
+    pub fn shared() -> FileLock {
+        FileLock::shared(&Self::path())
+    }
+    pub fn exclusive() -> FileLock {
+        FileLock::exclusive(&Self::path())
+    }
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("cc-it-").tempdir().unwrap()
+}
