@@ -678,8 +678,10 @@ impl FileTemplate {
                     }
                     continue;
                 }
-                Token::Spec(Specifier::Pidfd | Specifier::Unknown(_))
-                | Token::Spec(Specifier::TrailingPercent) => continue,
+                // These expand to nothing in a file name.
+                Token::Spec(
+                    Specifier::Pidfd | Specifier::Unknown(_) | Specifier::TrailingPercent,
+                ) => continue,
                 Token::Spec(s) if s.is_numeric() => GlobItem::Digits(*s),
                 Token::Spec(s) => GlobItem::Name(*s),
             };
@@ -762,7 +764,8 @@ fn match_component(items: &[GlobItem], name: &str) -> Option<Vec<(Specifier, Str
         name: &'a str,
         failed: Vec<bool>,
         min_len: Vec<usize>,
-        captures: Vec<(Specifier, String)>,
+        // Byte ranges, turned into strings only once the whole component matched.
+        captures: Vec<(Specifier, usize, usize)>,
     }
     impl Matcher<'_> {
         fn run(&mut self, item: usize, pos: usize) -> bool {
@@ -808,8 +811,7 @@ fn match_component(items: &[GlobItem], name: &str) -> Option<Vec<(Specifier, Str
             lengths: impl Iterator<Item = usize>,
         ) -> bool {
             for len in lengths {
-                let value = self.name.get(pos..pos + len).unwrap_or("").to_string();
-                self.captures.push((spec, value));
+                self.captures.push((spec, pos, pos + len));
                 if self.run(item + 1, pos + len) {
                     return true;
                 }
@@ -834,7 +836,13 @@ fn match_component(items: &[GlobItem], name: &str) -> Option<Vec<(Specifier, Str
         failed: vec![false; (items.len() + 1) * (name.len() + 1)],
         captures: Vec::new(),
     };
-    m.run(0, 0).then_some(m.captures)
+    m.run(0, 0).then(|| {
+        let text = |a: usize, b: usize| name.get(a..b).unwrap_or("").to_string();
+        m.captures
+            .iter()
+            .map(|&(s, a, b)| (s, text(a, b)))
+            .collect()
+    })
 }
 
 impl SearchPlan {
