@@ -25,3 +25,4 @@
 
 pub mod elf_core;
 pub mod exit_code;
+pub mod pack;
