@@ -26,3 +26,4 @@
 pub mod elf_core;
 pub mod exit_code;
 pub mod pack;
+pub mod sink;
