@@ -25,5 +25,6 @@
 
 pub mod elf_core;
 pub mod exit_code;
+pub mod manifest;
 pub mod pack;
 pub mod sink;

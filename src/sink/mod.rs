@@ -4,7 +4,7 @@
 //!
 //! Also here: [`safe_stem`], the one place artifact names are made from untrusted process names.
 
-mod local;
+pub(crate) mod local;
 
 pub use local::{Artifact, LocalDir, SinkError};
 
