@@ -26,3 +26,6 @@
 pub mod core_pattern;
 pub mod elf_core;
 pub mod exit_code;
+pub mod manifest;
+pub mod pack;
+pub mod sink;

@@ -1,0 +1,360 @@
+//! `manifest.json` in the artifacts directory: what ran, when, where, and every artifact with
+//! its size and SHA-256. Written atomically; a second writer in the same directory (a `collect`
+//! after a `run`) merges into what is there instead of replacing it, see [`merge`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sink::{local::write_atomic_in, Artifact, SinkError};
+
+/// The `schema` of every manifest this version writes.
+pub const SCHEMA: &str = "corecatch.manifest.v1";
+/// The manifest's file name inside the artifacts directory.
+pub const FILE_NAME: &str = "manifest.json";
+
+/// Values of [`ManifestEntry::kind`]; also the suffix after the stem in artifact file names.
+pub mod kind {
+    pub const CORE_GZ: &str = "core.gz";
+    pub const REPORT_JSON: &str = "report.json";
+    pub const REPORT_TXT: &str = "report.txt";
+}
+
+/// The whole manifest. Field names are part of the artifact format: stable, snake_case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// The wrapped command's argv; empty when nothing was run (`collect`).
+    pub command: Vec<String>,
+    /// The command's shell-style exit status (see [`crate::exit_code::from_wait`]).
+    pub exit_status: Option<i32>,
+    /// RFC 3339 UTC, whole seconds (see [`timestamp`]).
+    pub started: String,
+    pub ended: String,
+    pub host: String,
+    /// `/proc/sys/kernel/core_pattern` as read at the start.
+    pub core_pattern: String,
+    pub artifacts: Vec<ManifestEntry>,
+}
+
+/// One artifact file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative to the artifacts directory.
+    pub path: String,
+    /// One of [`kind`].
+    pub kind: String,
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the file as stored.
+    pub sha256: String,
+    /// The crashed process, for per-core artifacts.
+    pub pid: Option<i32>,
+}
+
+impl ManifestEntry {
+    pub fn new(artifact: &Artifact, kind: &str, pid: Option<i32>) -> ManifestEntry {
+        ManifestEntry {
+            path: artifact.name.clone(),
+            kind: kind.to_string(),
+            bytes: artifact.bytes,
+            sha256: artifact.sha256.clone(),
+            pid,
+        }
+    }
+}
+
+/// Why the manifest could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot parse {path}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has schema {found:?}, expected {SCHEMA:?}")]
+    Schema { path: PathBuf, found: String },
+    #[error("cannot serialize the manifest for {path}")]
+    Serialize {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write the manifest")]
+    Write(#[source] SinkError),
+}
+
+/// `t` as RFC 3339 UTC with whole seconds, e.g. `2024-05-01T12:00:00Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl Manifest {
+    /// A manifest with no artifacts yet.
+    pub fn new(
+        command: Vec<String>,
+        started: SystemTime,
+        ended: SystemTime,
+        host: String,
+        core_pattern: String,
+    ) -> Manifest {
+        Manifest {
+            schema: SCHEMA.to_string(),
+            command,
+            exit_status: None,
+            started: timestamp(started),
+            ended: timestamp(ended),
+            host,
+            core_pattern,
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// The manifest in `dir`, or `None` when there is none. An unreadable or unparseable file
+    /// or another schema is an error (the caller decides; [`write`] will not overwrite it).
+    pub fn load(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
+        let path = dir.join(FILE_NAME);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ManifestError::Read { path, source }),
+        };
+        let m: Manifest = serde_json::from_slice(&text).map_err(|source| ManifestError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        if m.schema != SCHEMA {
+            return Err(ManifestError::Schema {
+                path,
+                found: m.schema,
+            });
+        }
+        Ok(Some(m))
+    }
+}
+
+/// Combines the manifest already in a directory (`earlier`) with the one being written
+/// (`incoming`). The rule:
+///
+/// - **Artifacts**: `earlier`'s entries whose file still exists (`exists(path)`) and that
+///   `incoming` does not list again, in their order, then all of `incoming`'s entries. So a file
+///   rewritten under the same name appears once, with its new size and hash.
+/// - **Header** (`command`, `exit_status`, `started`, `ended`, `host`, `core_pattern`): taken
+///   whole from `incoming` when it started at or after `earlier` and either ran a command or
+///   `earlier` did not; otherwise `earlier`'s is kept. A `collect` (no command) after a `run`
+///   thus adds its artifacts without erasing which command produced the cores, and a manifest
+///   with an unparseable `started` counts as the oldest.
+pub fn merge(earlier: Manifest, incoming: Manifest, exists: impl Fn(&str) -> bool) -> Manifest {
+    let time = |s: &str| humantime::parse_rfc3339(s).unwrap_or(UNIX_EPOCH);
+    let incoming_wins = time(&incoming.started) >= time(&earlier.started)
+        && (!incoming.command.is_empty() || earlier.command.is_empty());
+    let mut artifacts: Vec<ManifestEntry> = earlier
+        .artifacts
+        .iter()
+        .filter(|e| exists(&e.path) && !incoming.artifacts.iter().any(|n| n.path == e.path))
+        .cloned()
+        .collect();
+    artifacts.extend(incoming.artifacts.iter().cloned());
+    let header = if incoming_wins { incoming } else { earlier };
+    Manifest {
+        schema: SCHEMA.to_string(),
+        artifacts,
+        ..header
+    }
+}
+
+/// Writes `manifest` to `dir/manifest.json` atomically, merged (see [`merge`]) with the manifest
+/// already there, and returns what was written. Refuses to replace an existing manifest it
+/// cannot read or parse.
+pub fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError> {
+    let merged = match Manifest::load(dir)? {
+        Some(earlier) => merge(earlier, manifest.clone(), |p| {
+            dir.join(p).symlink_metadata().is_ok()
+        }),
+        None => Manifest {
+            schema: SCHEMA.to_string(),
+            ..manifest.clone()
+        },
+    };
+    let mut json =
+        serde_json::to_vec_pretty(&merged).map_err(|source| ManifestError::Serialize {
+            path: dir.join(FILE_NAME),
+            source,
+        })?;
+    json.push(b'\n');
+    write_atomic_in(dir, FILE_NAME, &json).map_err(ManifestError::Write)?;
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack;
+    use crate::sink::LocalDir;
+    use std::process::Command;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// sha256 of a file by the `sha256sum` binary, independent of our code.
+    fn sha256sum(path: &Path) -> String {
+        let out = Command::new("sha256sum").arg(path).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    }
+
+    fn check_on_disk(dir: &Path, m: &Manifest) {
+        for e in &m.artifacts {
+            let p = dir.join(&e.path);
+            assert_eq!(sha256sum(&p), e.sha256, "{}", e.path);
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), e.bytes, "{}", e.path);
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(timestamp(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(at(1_714_564_800)), "2024-05-01T12:00:00Z");
+    }
+
+    #[test]
+    fn field_names_are_stable() {
+        let m = Manifest::new(vec!["x".into()], at(0), at(1), "h".into(), "core".into());
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "artifacts",
+                "command",
+                "core_pattern",
+                "ended",
+                "exit_status",
+                "host",
+                "schema",
+                "started"
+            ]
+        );
+        assert_eq!(v["schema"], SCHEMA);
+    }
+
+    #[test]
+    fn write_reload_merge() {
+        let t = tempfile::tempdir().unwrap();
+        let sink = LocalDir::open(t.path()).unwrap();
+        assert!(Manifest::load(sink.root()).unwrap().is_none());
+
+        // First run: a packed core and a report.
+        let src = t.path().join("raw-core");
+        std::fs::write(&src, b"core bytes ".repeat(500)).unwrap();
+        let stem = sink
+            .unique_stem(&crate::sink::safe_stem(10, "/bin/app"))
+            .unwrap();
+        let packed = pack::compress(&src, &sink.path_of(&format!("{stem}.core.gz"))).unwrap();
+        let core = sink.register_packed(&packed).unwrap();
+        let report = sink
+            .write_atomic(&format!("{stem}.report.txt"), b"SIGSEGV\n")
+            .unwrap();
+        let stale = sink.write_atomic("old.report.txt", b"gone soon").unwrap();
+        let mut first = Manifest::new(
+            vec!["./app".into(), "--flag".into()],
+            at(1000),
+            at(1010),
+            "ci-1".into(),
+            "core.%p".into(),
+        );
+        first.exit_status = Some(139);
+        first.artifacts = vec![
+            ManifestEntry::new(&core, kind::CORE_GZ, Some(10)),
+            ManifestEntry::new(&report, kind::REPORT_TXT, Some(10)),
+            ManifestEntry::new(&stale, kind::REPORT_TXT, None),
+        ];
+        let written = write(sink.root(), &first).unwrap();
+        assert_eq!(written, first);
+        assert_eq!(Manifest::load(sink.root()).unwrap().unwrap(), first);
+        check_on_disk(sink.root(), &written);
+
+        // Then a `collect` in the same dir: no command, one artifact deleted meanwhile, the
+        // report rewritten under the same name, one new artifact.
+        std::fs::remove_file(sink.path_of("old.report.txt")).unwrap();
+        let report2 = sink
+            .write_atomic(&format!("{stem}.report.txt"), b"SIGSEGV, again\n")
+            .unwrap();
+        let json = sink.write_atomic("core.11.b.report.json", b"{}").unwrap();
+        let mut second = Manifest::new(vec![], at(2000), at(2001), "ci-2".into(), "x".into());
+        second.artifacts = vec![
+            ManifestEntry::new(&report2, kind::REPORT_TXT, Some(10)),
+            ManifestEntry::new(&json, kind::REPORT_JSON, Some(11)),
+        ];
+        let merged = write(sink.root(), &second).unwrap();
+        assert_eq!(Manifest::load(sink.root()).unwrap().unwrap(), merged);
+        assert_eq!(
+            merged.command, first.command,
+            "collect keeps the run's header"
+        );
+        assert_eq!(merged.exit_status, Some(139));
+        assert_eq!(merged.started, first.started);
+        let paths: Vec<&str> = merged.artifacts.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "core.10.app.core.gz",
+                "core.10.app.report.txt",
+                "core.11.b.report.json"
+            ]
+        );
+        check_on_disk(sink.root(), &merged);
+
+        // A later run with a command takes over the header, keeps the artifacts.
+        let third = Manifest::new(
+            vec!["./app2".into()],
+            at(3000),
+            at(3005),
+            "h".into(),
+            "p".into(),
+        );
+        let merged = write(sink.root(), &third).unwrap();
+        assert_eq!(merged.command, ["./app2"]);
+        assert_eq!(merged.started, "1970-01-01T00:50:00Z");
+        assert_eq!(merged.artifacts.len(), 3);
+        check_on_disk(sink.root(), &merged);
+        // An older one does not.
+        let old = Manifest::new(vec!["./older".into()], at(5), at(6), "h".into(), "p".into());
+        assert_eq!(write(sink.root(), &old).unwrap().command, ["./app2"]);
+    }
+
+    #[test]
+    fn refuses_to_replace_an_unreadable_manifest() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join(FILE_NAME);
+        let m = Manifest::new(vec![], at(0), at(0), "h".into(), "p".into());
+
+        std::fs::write(&path, b"{ not json").unwrap();
+        let e = write(t.path(), &m).unwrap_err();
+        assert!(matches!(e, ManifestError::Parse { .. }), "{e:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
+
+        let mut other = m.clone();
+        other.schema = "corecatch.manifest.v9".into();
+        std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
+        let e = write(t.path(), &m).unwrap_err();
+        assert!(matches!(e, ManifestError::Schema { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn write_fails_cleanly_where_dir_is_a_file() {
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("some_file");
+        std::fs::write(&file, b"").unwrap();
+        let m = Manifest::new(vec![], at(0), at(0), "h".into(), "p".into());
+        let e = write(&file, &m).unwrap_err();
+        // Reading some_file/manifest.json fails with ENOTDIR before any write is tried.
+        assert!(matches!(e, ManifestError::Read { .. }), "{e:?}");
+    }
+}
