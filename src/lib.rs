@@ -23,9 +23,16 @@
 //! - **return address** vs **lookup address**: a caller frame's pc is where execution resumes;
 //!   it is symbolized at `pc − 1`, inside the call instruction.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod core_file;
 pub mod core_pattern;
 pub mod elf_core;
 pub mod exit_code;
+pub mod locate;
 pub mod manifest;
 pub mod pack;
+pub mod report;
 pub mod sink;
+pub mod sys;
