@@ -10,11 +10,13 @@ mod bytes;
 mod memory;
 mod notes;
 pub mod regs;
+mod start_info;
 
 pub use bytes::Endian;
 pub use memory::{Memory, Segment};
 pub use notes::{Auxv, MappedFile, ProcessInfo, SigInfo, ThreadStatus};
 pub use regs::{Machine, Registers};
+pub use start_info::StartInfo;
 
 use bytes::Reader;
 

@@ -253,3 +253,35 @@ fn rejects_non_cores() {
     assert!(looks_like_core(&synth_core()[..18]));
     assert!(!looks_like_core(&exe[..18]));
 }
+
+#[test]
+fn reads_argv_and_envp_from_a_real_layout() {
+    // A stack laid out as execve does: argc, argv, NULL, envp, NULL, auxv, then the strings.
+    let mut data = synth_core();
+    let base = data.len() - 4096; // file offset of STACK
+    let words: [u64; 10] = [
+        2,             // argc
+        STACK + 0x900, // argv[0]
+        STACK + 0x908, // argv[1]
+        0,             // end of argv
+        STACK + 0x910, // envp[0]
+        0,             // end of envp
+        3,             // AT_PHDR (same pairs as NT_AUXV)
+        0x40_0040,
+        31, // AT_EXECFN
+        EXECFN,
+    ];
+    for (i, w) in words.iter().enumerate() {
+        let o = base + 0x400 + i * 8;
+        data[o..o + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    data[base + 0x900..base + 0x907].copy_from_slice(b"./prog\0");
+    data[base + 0x908..base + 0x90d].copy_from_slice(b"-v x\0");
+    data[base + 0x910..base + 0x91d].copy_from_slice(b"CORECATCH=ab\0");
+    let core = parse(&data).unwrap();
+    let info = core.start_info().unwrap();
+    assert_eq!(info.argv, ["./prog", "-v x"]);
+    assert_eq!(info.envp, ["CORECATCH=ab"]);
+    assert!(core.started_with_env("CORECATCH=ab"));
+    assert!(!core.started_with_env("CORECATCH=a"));
+}
