@@ -1,0 +1,214 @@
+//! The crash report: an owned data model (no borrowed parser types) built from a parsed core, and
+//! its renderers (`text`, `json`) writing to any `impl Write`.
+//!
+//! The JSON field names are a contract (`corecatch.report.v1`): later versions add fields, never
+//! rename them. Unknown values are `null`; addresses are lowercase `0x` hex strings.
+
+pub mod signals;
+pub mod text;
+
+use crate::elf_core::Core;
+use serde::{Serialize, Serializer};
+
+pub const SCHEMA: &str = "corecatch.report.v1";
+
+/// Everything corecatch knows about one crash.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub core: CoreFile,
+    pub process: Process,
+    pub signal: Option<SignalInfo>,
+    pub crashed_tid: Option<i32>,
+    /// The crashed thread first, then the others in the core's order.
+    pub threads: Vec<Thread>,
+    pub modules: Vec<Module>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CoreFile {
+    pub path: String,
+    pub bytes: u64,
+    pub machine: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub pid: Option<i32>,
+    pub executable: Option<String>,
+    pub cmdline: Vec<String>,
+    pub ppid: Option<i32>,
+    pub uid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalInfo {
+    pub number: i32,
+    pub name: Option<&'static str>,
+    pub code: Option<i32>,
+    pub code_name: Option<&'static str>,
+    #[serde(serialize_with = "hex_opt")]
+    pub address: Option<u64>,
+    /// The sending process for signals sent with kill/tgkill (`abort()` sends SIGABRT to itself).
+    pub sender_pid: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Thread {
+    pub tid: i32,
+    pub crashed: bool,
+    pub frames: Vec<Frame>,
+    /// Why the stack walk ended; `null` when no walk was made.
+    pub stop_reason: Option<String>,
+    /// General-purpose registers in the kernel's order, as hex strings.
+    #[serde(serialize_with = "ordered_hex_map")]
+    pub registers: Vec<(String, u64)>,
+}
+
+/// One frame, innermost first as gdb numbers them. Each inlined call is its own frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    #[serde(serialize_with = "hex")]
+    pub pc: u64,
+    pub module: Option<String>,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub inlined: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Module {
+    pub path: String,
+    #[serde(serialize_with = "hex")]
+    pub start: u64,
+    #[serde(serialize_with = "hex")]
+    pub end: u64,
+    pub build_id: Option<String>,
+    pub debug_file: Option<String>,
+}
+
+fn hex<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:#x}"))
+}
+
+fn hex_opt<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => hex(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn ordered_hex_map<S: Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, val) in v {
+        m.serialize_entry(k, &format!("{val:#x}"))?;
+    }
+    m.end()
+}
+
+impl Report {
+    /// What the core's own notes say: process, signal, threads and registers, and the mapped
+    /// files as modules. Frames are filled in by the symbolizer.
+    pub fn from_core(core: &Core<'_>, path: &str) -> Report {
+        let crashed_tid = core.crashed_thread().map(|t| t.tid);
+        let start = core.start_info();
+        let ps = core.process.as_ref();
+        let cmdline = match (&start, ps) {
+            (Some(s), _) if !s.argv.is_empty() => s.argv.clone(),
+            // pr_psargs is the command line space-joined and cut at 80 bytes: the best we have.
+            (_, Some(p)) => p.psargs.split(' ').map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        let signal = core.signal().map(|number| {
+            let si = core.siginfo.as_ref().filter(|s| s.signo == number);
+            SignalInfo {
+                number,
+                name: signals::name(number),
+                code: si.map(|s| s.code),
+                code_name: si.and_then(|s| signals::code_name(number, s.code)),
+                address: si.and_then(|s| s.addr),
+                sender_pid: si.and_then(|s| s.sender).map(|(pid, _)| pid),
+            }
+        });
+        let mut threads: Vec<Thread> = core
+            .threads
+            .iter()
+            .map(|t| Thread {
+                tid: t.tid,
+                crashed: Some(t.tid) == crashed_tid,
+                frames: Vec::new(),
+                stop_reason: None,
+                registers: t
+                    .registers
+                    .as_ref()
+                    .map(|r| r.values.iter().map(|&(n, v)| (n.to_string(), v)).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        threads.sort_by_key(|t| !t.crashed); // stable: crashed first, others in core order
+        let mut modules: Vec<Module> = Vec::new();
+        for f in &core.files {
+            match modules.iter_mut().find(|m| m.path == f.path) {
+                Some(m) => {
+                    m.start = m.start.min(f.start);
+                    m.end = m.end.max(f.end);
+                }
+                None => modules.push(Module {
+                    path: f.path.clone(),
+                    start: f.start,
+                    end: f.end,
+                    build_id: None,
+                    debug_file: None,
+                }),
+            }
+        }
+        Report {
+            schema: SCHEMA,
+            core: CoreFile {
+                path: path.to_string(),
+                bytes: core.size,
+                machine: core.machine.name(),
+            },
+            process: Process {
+                pid: ps.map(|p| p.pid).or(crashed_tid),
+                executable: core.executable(),
+                cmdline,
+                ppid: ps.map(|p| p.ppid),
+                uid: ps.map(|p| p.uid),
+            },
+            signal,
+            crashed_tid,
+            threads,
+            modules,
+            warnings: core.warnings.clone(),
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, self)?;
+        writeln!(w)
+    }
+
+    /// One line naming the crash: `pid 1907 (/tmp/dump) killed by SIGABRT`.
+    pub fn headline(&self) -> String {
+        let pid = self.process.pid.map_or("?".into(), |p| p.to_string());
+        let exe = self
+            .process
+            .executable
+            .as_deref()
+            .unwrap_or("unknown executable");
+        match &self.signal {
+            Some(s) => format!(
+                "pid {pid} ({exe}) killed by {} ({})",
+                s.name.unwrap_or("signal"),
+                s.number
+            ),
+            None => format!("pid {pid} ({exe}), no fatal signal recorded"),
+        }
+    }
+}

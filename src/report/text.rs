@@ -1,0 +1,126 @@
+//! The human-readable report: a header naming the crash, then each thread's frames numbered as
+//! gdb numbers them (`#0` innermost), the crashed thread first.
+
+use super::{Frame, Report, Thread};
+use std::io::{self, Write};
+
+/// Which threads to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    All,
+    CrashedOnly,
+}
+
+/// Write the whole report.
+pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
+    write_header(r, w)?;
+    for t in &r.threads {
+        if which == Threads::CrashedOnly && !t.crashed {
+            continue;
+        }
+        writeln!(w)?;
+        write_thread(t, w)?;
+    }
+    if which == Threads::CrashedOnly && r.threads.len() > 1 {
+        writeln!(
+            w,
+            "({} other threads in the full report)",
+            r.threads.len() - 1
+        )?;
+    }
+    if !r.warnings.is_empty() {
+        writeln!(w)?;
+        for warn in &r.warnings {
+            writeln!(w, "warning: {warn}")?;
+        }
+    }
+    Ok(())
+}
+
+fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
+    write!(w, "{}", r.headline())?;
+    if let Some(s) = &r.signal {
+        if let Some(c) = s.code_name {
+            write!(w, ", {c}")?;
+        }
+        if let Some(a) = s.address {
+            write!(w, " at {a:#x}")?;
+        }
+        if let Some(p) = s.sender_pid {
+            if Some(p) != r.process.pid {
+                write!(w, ", sent by pid {p}")?;
+            }
+        }
+    }
+    writeln!(w)?;
+    if !r.process.cmdline.is_empty() {
+        writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;
+    }
+    writeln!(
+        w,
+        "core: {} ({} bytes, {})",
+        r.core.path, r.core.bytes, r.core.machine
+    )
+}
+
+/// One thread: its frames, or its registers when no frames could be produced.
+pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
+    let what = if t.crashed { " (crashed)" } else { "" };
+    writeln!(w, "Thread {}{what}:", t.tid)?;
+    for (i, f) in t.frames.iter().enumerate() {
+        writeln!(w, "#{i:<3}{}", frame_line(f))?;
+    }
+    if t.frames.is_empty() {
+        let regs: Vec<String> = t
+            .registers
+            .iter()
+            .filter(|(n, _)| matches!(n.as_str(), "rip" | "rsp" | "rbp" | "pc" | "sp" | "x29"))
+            .map(|(n, v)| format!("{n} {v:#018x}"))
+            .collect();
+        writeln!(w, "    no frames; registers: {}", regs.join("  "))?;
+    }
+    if let Some(s) = &t.stop_reason {
+        writeln!(w, "    (walk stopped: {s})")?;
+    }
+    Ok(())
+}
+
+/// `0x00007f.. in func at file:line` (inlined frames have no address, as in gdb).
+pub fn frame_line(f: &Frame) -> String {
+    let mut s = if f.inlined {
+        " ".repeat(18) + "   "
+    } else {
+        format!("{:#018x} in ", f.pc)
+    };
+    s += f.function.as_deref().unwrap_or("??");
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => s += &format!(" at {file}:{line}"),
+        (Some(file), None) => s += &format!(" at {file}"),
+        _ => {
+            if let Some(m) = &f.module {
+                s += &format!(" from {m}");
+            }
+        }
+    }
+    if f.inlined {
+        s += " [inlined]";
+    }
+    s
+}
+
+/// Arguments joined for display, quoted where a shell would need it.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
