@@ -1,4 +1,7 @@
-//! The corecatch binary: parse arguments, call the library, turn the outcome into an exit code.
+//! The corecatch binary: parse arguments, call the library, exit with the status it returns.
+//! Exit codes are documented in `exit_code` and the README.
+
 fn main() {
-    std::process::exit(corecatch::exit_code::OK);
+    let command = corecatch::cli::Cli::parse_args();
+    std::process::exit(corecatch::app::run(command));
 }

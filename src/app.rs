@@ -1,0 +1,592 @@
+//! The orchestrator: runs the stages of each subcommand in order and owns the per-core failure
+//! policy. A failure with one core (unreadable, corrupt, cannot be stored) is reported on stderr
+//! and never stops the other cores, never deletes the raw core, and never changes the wrapped
+//! command's exit status.
+
+use crate::config::{ArtifactConfig, BtConfig, CollectConfig, Command, PatternConfig, RunConfig};
+use crate::core_file::MappedCore;
+use crate::core_pattern::CorePattern;
+use crate::exit_code;
+use crate::locate::{self, Found};
+use crate::manifest::{self, Manifest, ManifestEntry};
+use crate::report::{text, Report};
+use crate::sink::local::LocalDir;
+use crate::sys;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Run a subcommand and return the process exit status.
+pub fn run(command: Command) -> i32 {
+    match command {
+        Command::Run(c) => run_command(c),
+        Command::Collect(c) => collect(c),
+        Command::Pattern(c) => pattern(c),
+        Command::Bt(c) => bt(c),
+    }
+}
+
+fn warn(msg: impl std::fmt::Display) {
+    eprintln!("corecatch: {msg}");
+}
+
+/// An error and its chain of causes on one line: `cannot open x: No such file or directory`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s += &format!(": {c}");
+        cur = c.source();
+    }
+    s
+}
+
+/// Kernel file timestamps come from a coarse clock that can lag the precise one by a tick, so a
+/// core written just after the start can carry an earlier time. Attribution by run token is what
+/// keeps other processes' cores out; this only bounds the window.
+/// Signals whose default action dumps core (signal(7)): QUIT ILL TRAP ABRT BUS FPE SEGV XCPU
+/// XFSZ SYS.
+const CORE_SIGNALS: [i32; 10] = [3, 4, 5, 6, 7, 8, 11, 24, 25, 31];
+
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+fn run_command(cfg: RunConfig) -> i32 {
+    let started = SystemTime::now();
+    let raised = sys::rlimit::raise();
+    if let Some(p) = &raised.problem {
+        warn(p);
+    }
+    let settings = sys::kernel::read_settings();
+    let token = run_token();
+    let outcome =
+        match sys::spawn::run(&cfg.argv, &[(locate::TOKEN_VAR.to_string(), token.clone())]) {
+            Ok(o) => o,
+            Err(e) => {
+                warn(chain(&e));
+                return e.exit_status();
+            }
+        };
+    let status = outcome.ended.shell_status();
+    let ended = SystemTime::now();
+
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            warn(format!("{}; cannot look for cores", chain(&e)));
+            return status;
+        }
+    };
+    let pattern = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    // Processes that died of a core-dumping signal: if no core of theirs turns up, say why.
+    let dumped: Vec<i32> = std::iter::once((outcome.pid, outcome.ended))
+        .chain(outcome.reaped.iter().copied())
+        .filter(|(_, e)| match *e {
+            // The core bit is not set when a pipe handler fails, so judge by the signal too.
+            sys::spawn::Ended::Signaled {
+                signal,
+                core_dumped,
+            } => core_dumped || CORE_SIGNALS.contains(&signal),
+            sys::spawn::Ended::Exited(_) => false,
+        })
+        .map(|(p, _)| p)
+        .collect();
+
+    let mut known_pids = vec![outcome.pid];
+    known_pids.extend(outcome.reaped.iter().map(|(p, _)| *p));
+    let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started);
+    let mut cores = Vec::new();
+    match pattern.file().map(|f| f.search_plan(&cwd)) {
+        Some(plan) => {
+            let (found, _) = locate::scan(
+                &plan.root,
+                plan.recursive,
+                &|rel| plan.matches(rel),
+                std::slice::from_ref(&cfg.artifacts.out),
+            );
+            cores.extend(
+                found
+                    .into_iter()
+                    .filter(|f| locate::written_since(f, since)),
+            );
+        }
+        None => {
+            if !dumped.is_empty() {
+                warn(format!(
+                    "a process dumped core, but core_pattern sends cores elsewhere: {}",
+                    pattern.describe()
+                ));
+            }
+        }
+    }
+
+    let ctx = RunContext {
+        command: cfg
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        exit_status: Some(status),
+        started,
+        ended,
+        core_pattern: settings.core_pattern.clone(),
+    };
+    let attribution = Attribution {
+        token: &token,
+        known_pids: &known_pids,
+    };
+    let done = process_cores(&cores, &cfg.artifacts, &ctx, Some(&attribution));
+    if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
+        warn(format!(
+            "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
+            dumped
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            pattern.describe(),
+            sys::rlimit::CoreLimit::show(raised.after.soft),
+        ));
+    }
+    status
+}
+
+/// A random token naming this run, put in CMD's environment.
+fn run_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("{:016x}", h.finish())
+}
+
+fn collect(cfg: CollectConfig) -> i32 {
+    let started = SystemTime::now();
+    let settings = sys::kernel::read_settings();
+    let pattern_text = settings
+        .as_ref()
+        .map(|s| s.core_pattern.clone())
+        .unwrap_or_default();
+    let mut cores = Vec::new();
+    let mut skipped = Vec::new();
+    let exclude = std::slice::from_ref(&cfg.artifacts.out);
+    if cfg.paths.is_empty() {
+        let Ok(settings) = settings else {
+            warn("cannot read core_pattern; name the cores or directories to collect");
+            return exit_code::INCOMPLETE;
+        };
+        let pattern = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        match pattern.file().map(|f| f.search_plan(&cwd)) {
+            Some(plan) => {
+                let (f, s) = locate::scan(
+                    &plan.root,
+                    plan.recursive,
+                    &|rel| plan.matches(rel),
+                    exclude,
+                );
+                cores.extend(f);
+                skipped.extend(s);
+            }
+            None => {
+                warn(format!(
+                    "core_pattern does not write core files ({}); name the cores or directories \
+                     to collect",
+                    pattern.describe()
+                ));
+                return exit_code::OK;
+            }
+        }
+    } else {
+        for p in &cfg.paths {
+            if p.is_dir() {
+                let (f, s) = locate::scan(p, true, &|_| true, exclude);
+                cores.extend(f);
+                // In a directory, only files that look like cores by name are worth a note.
+                skipped.extend(s.into_iter().filter(|s| looks_like_core_name(&s.path)));
+            } else {
+                match locate::check_file(p) {
+                    Ok(f) => cores.push(f),
+                    Err(why) => skipped.push(locate::Skipped {
+                        path: p.clone(),
+                        why,
+                    }),
+                }
+            }
+        }
+    }
+    for s in &skipped {
+        warn(format!("skipped {}: {}", s.path.display(), s.why));
+    }
+    if cores.is_empty() {
+        if !cfg.artifacts.quiet {
+            warn("no core files found");
+        }
+        return exit_code::OK;
+    }
+    let ctx = RunContext {
+        command: Vec::new(),
+        exit_status: None,
+        started,
+        ended: SystemTime::now(),
+        core_pattern: pattern_text,
+    };
+    let done = process_cores(&cores, &cfg.artifacts, &ctx, None);
+    if done.failed > 0 {
+        exit_code::INCOMPLETE
+    } else {
+        exit_code::OK
+    }
+}
+
+fn looks_like_core_name(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "core" || n.starts_with("core.") || n.ends_with(".core"))
+}
+
+/// Facts about the run recorded in the manifest.
+struct RunContext {
+    command: Vec<String>,
+    exit_status: Option<i32>,
+    started: SystemTime,
+    ended: SystemTime,
+    core_pattern: String,
+}
+
+struct Attribution<'a> {
+    token: &'a str,
+    known_pids: &'a [i32],
+}
+
+#[derive(Default)]
+struct Done {
+    stored: usize,
+    failed: usize,
+}
+
+/// Report, compress and store each core; then write the manifest and the summary.
+fn process_cores(
+    cores: &[Found],
+    cfg: &ArtifactConfig,
+    ctx: &RunContext,
+    attribution: Option<&Attribution<'_>>,
+) -> Done {
+    let mut done = Done::default();
+    if cores.is_empty() {
+        return done;
+    }
+    let mut summaries = Vec::new();
+    let mut entries = Vec::new();
+    let mut dir: Option<LocalDir> = None;
+    for found in cores {
+        let path = &found.path;
+        let mapped = match MappedCore::open(path) {
+            Ok(m) => m,
+            Err(e) => {
+                warn(chain(&e));
+                done.failed += 1;
+                continue;
+            }
+        };
+        let core = match crate::elf_core::parse(mapped.bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                warn(format!("skipped {}: {e}", path.display()));
+                continue;
+            }
+        };
+        if let Some(a) = attribution {
+            if let Err(why) = locate::attribute(&core, a.token, a.known_pids) {
+                warn(format!("left {} alone: {why}", path.display()));
+                continue;
+            }
+        }
+        let report = build_report(&core, path, &cfg.symbols);
+        drop(core);
+        drop(mapped);
+
+        let d = match &dir {
+            Some(d) => d,
+            None => match LocalDir::open(&cfg.out) {
+                Ok(d) => dir.insert(d),
+                Err(e) => {
+                    warn(format!(
+                        "{}; the core stays at {}",
+                        chain(&e),
+                        path.display()
+                    ));
+                    print_report_to_stderr(&report, cfg.quiet, None);
+                    done.failed += 1;
+                    continue;
+                }
+            },
+        };
+        match store_core(d, path, &report, cfg.keep_cores) {
+            Ok((stem, mut new_entries)) => {
+                done.stored += 1;
+                entries.append(&mut new_entries);
+                summaries.push((report, Some(cfg.out.join(format!("{stem}.core.gz")))));
+            }
+            Err(e) => {
+                warn(format!("{e}; the core stays at {}", path.display()));
+                done.failed += 1;
+                summaries.push((report, None));
+            }
+        }
+    }
+    if let Some(d) = &dir {
+        if !entries.is_empty() {
+            let mut m = Manifest::new(
+                ctx.command.clone(),
+                ctx.started,
+                ctx.ended,
+                sys::kernel::hostname(),
+                ctx.core_pattern.clone(),
+            );
+            m.exit_status = ctx.exit_status;
+            m.artifacts = entries;
+            if let Err(e) = manifest::write(d.root(), &m) {
+                warn(chain(&e));
+            }
+        }
+    }
+    for (report, gz) in &summaries {
+        print_report_to_stderr(report, cfg.quiet, gz.as_deref());
+    }
+    done
+}
+
+fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
+    if quiet {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    let dest = gz.map_or("not stored".to_string(), |p| p.display().to_string());
+    let _ = writeln!(err, "corecatch: crash: {} -> {dest}", report.headline());
+    let _ = text::write(report, &mut err, text::Threads::CrashedOnly);
+}
+
+fn build_report(
+    core: &crate::elf_core::Core<'_>,
+    path: &Path,
+    _symbols: &crate::config::SymbolConfig,
+) -> Report {
+    Report::from_core(core, &path.display().to_string())
+}
+
+/// Write `<stem>.json`, `<stem>.txt`, then `<stem>.core.gz` (verified), then remove the raw core
+/// unless asked to keep it.
+fn store_core(
+    dir: &LocalDir,
+    core_path: &Path,
+    report: &Report,
+    keep: bool,
+) -> Result<(String, Vec<ManifestEntry>), String> {
+    let stem = dir
+        .unique_stem(&crate::sink::safe_stem(
+            report.process.pid.unwrap_or(0),
+            report.process.executable.as_deref().unwrap_or("unknown"),
+        ))
+        .map_err(|e| chain(&e))?;
+    let pid = report.process.pid;
+    let mut json = Vec::new();
+    let mut txt = Vec::new();
+    report
+        .write_json(&mut json)
+        .and_then(|_| text::write(report, &mut txt, text::Threads::All))
+        .map_err(|e| format!("cannot render the report: {e}"))?;
+    let mut entries = Vec::new();
+    for (name, bytes, kind) in [
+        (format!("{stem}.json"), &json, manifest::kind::REPORT_JSON),
+        (format!("{stem}.txt"), &txt, manifest::kind::REPORT_TXT),
+    ] {
+        let a = dir.write_atomic(&name, bytes).map_err(|e| chain(&e))?;
+        entries.push(ManifestEntry::new(&a, kind, pid));
+    }
+    let packed = crate::pack::compress(core_path, &dir.path_of(&format!("{stem}.core.gz")))
+        .map_err(|e| chain(&e))?;
+    let a = dir.register_packed(&packed).map_err(|e| chain(&e))?;
+    entries.push(ManifestEntry::new(&a, manifest::kind::CORE_GZ, pid));
+    if !keep {
+        if let Err(e) = crate::pack::remove_original(core_path, &packed) {
+            warn(chain(&e));
+        }
+    }
+    Ok((stem, entries))
+}
+
+/// What `corecatch pattern` prints.
+#[derive(serde::Serialize)]
+struct PatternReport {
+    core_pattern: String,
+    core_uses_pid: bool,
+    suid_dumpable: Option<u32>,
+    explanation: crate::core_pattern::Explanation,
+    /// Where a core of a process started in the current directory would be written.
+    here: Option<String>,
+    directory: Option<PathBuf>,
+    directory_writable: Option<bool>,
+    rlimit_core: sys::rlimit::CoreLimit,
+    /// Everything that would stop a core from reaching corecatch.
+    warnings: Vec<String>,
+}
+
+fn pattern(cfg: PatternConfig) -> i32 {
+    let settings = match sys::kernel::read_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            warn(chain(&e));
+            return exit_code::INCOMPLETE;
+        }
+    };
+    let p = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let explanation = p.explain();
+    let mut warnings = explanation.warnings.clone();
+    let limit = sys::rlimit::CoreLimit::current().unwrap_or(sys::rlimit::CoreLimit {
+        soft: None,
+        hard: None,
+    });
+    if limit.hard == Some(0) {
+        warnings.push(
+            "the hard RLIMIT_CORE is 0: no core is written, and only root can raise it \
+             (`ulimit -Hc unlimited`, or the container's ulimit settings)"
+                .into(),
+        );
+    } else if limit.soft == Some(0) {
+        warnings.push(
+            "the soft RLIMIT_CORE is 0: a process started directly from here writes no core; \
+             `corecatch run` raises it to the hard limit"
+                .into(),
+        );
+    }
+    if settings.suid_dumpable == Some(0) {
+        warnings.push(
+            "fs.suid_dumpable is 0: setuid and setgid programs, and those that changed \
+             credentials, dump no core"
+                .into(),
+        );
+    }
+    let (here, directory) = match p.file() {
+        Some(f) => {
+            let name = f.human_name();
+            let full = if f.absolute {
+                PathBuf::from(&name)
+            } else {
+                cwd.join(&name)
+            };
+            let dir = f.static_dir().or_else(|| {
+                (!f.absolute)
+                    .then(|| full.parent().map(Path::to_path_buf))
+                    .flatten()
+            });
+            (Some(full.display().to_string()), dir)
+        }
+        None => (None, None),
+    };
+    let directory_writable = directory
+        .as_deref()
+        .map(|d| d.is_dir() && sys::kernel::dir_writable(d));
+    if let (Some(d), Some(false)) = (&directory, directory_writable) {
+        warnings.push(format!(
+            "{} does not exist or is not writable: the kernel will write no core there",
+            d.display()
+        ));
+    }
+    let r = PatternReport {
+        core_pattern: settings.core_pattern.clone(),
+        core_uses_pid: settings.core_uses_pid,
+        suid_dumpable: settings.suid_dumpable,
+        here,
+        directory,
+        directory_writable,
+        rlimit_core: limit,
+        warnings,
+        explanation,
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if cfg.json {
+        serde_json::to_writer_pretty(&mut out, &r)
+            .map_err(std::io::Error::from)
+            .and_then(|_| writeln!(out))
+    } else {
+        write_pattern_text(&r, &mut out)
+    };
+    if let Err(e) = written {
+        warn(format!("cannot write: {e}"));
+        return exit_code::INCOMPLETE;
+    }
+    exit_code::OK
+}
+
+fn write_pattern_text(r: &PatternReport, w: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "core_pattern:  {}   (core_uses_pid = {})",
+        r.core_pattern, r.core_uses_pid as u8
+    )?;
+    writeln!(w, "meaning:       {}", r.explanation.description)?;
+    if let Some(h) = &r.here {
+        writeln!(
+            w,
+            "from here:     a process started in this directory dumps to {h}"
+        )?;
+    }
+    writeln!(
+        w,
+        "RLIMIT_CORE:   soft {}, hard {}",
+        sys::rlimit::CoreLimit::show(r.rlimit_core.soft),
+        sys::rlimit::CoreLimit::show(r.rlimit_core.hard)
+    )?;
+    if let Some(s) = r.suid_dumpable {
+        writeln!(w, "suid_dumpable: {s}")?;
+    }
+    if r.warnings.is_empty() {
+        writeln!(w, "nothing stops a core from appearing")?;
+    }
+    for warning in &r.warnings {
+        writeln!(w, "warning: {warning}")?;
+    }
+    Ok(())
+}
+
+fn bt(cfg: BtConfig) -> i32 {
+    let mapped = match MappedCore::open(&cfg.core) {
+        Ok(m) => m,
+        Err(e) => {
+            warn(chain(&e));
+            return exit_code::INCOMPLETE;
+        }
+    };
+    let core = match crate::elf_core::parse(mapped.bytes()) {
+        Ok(c) => c,
+        Err(e) => {
+            warn(format!("{}: {e}", cfg.core.display()));
+            return exit_code::INCOMPLETE;
+        }
+    };
+    let report = build_report(&core, &cfg.core, &cfg.symbols);
+    let mut out = std::io::stdout().lock();
+    let written = if cfg.json {
+        report.write_json(&mut out)
+    } else {
+        text::write(&report, &mut out, text::Threads::All)
+    };
+    if let Err(e) = written.and_then(|_| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            warn(format!("cannot write the report: {e}"));
+            return exit_code::INCOMPLETE;
+        }
+    }
+    if report.threads.is_empty() {
+        exit_code::INCOMPLETE
+    } else {
+        exit_code::OK
+    }
+}

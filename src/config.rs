@@ -1,0 +1,60 @@
+//! Plain configuration for each subcommand, produced by `cli` and consumed by `app`. Nothing
+//! below `cli` sees clap.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Run(RunConfig),
+    Collect(CollectConfig),
+    Pattern(PatternConfig),
+    Bt(BtConfig),
+}
+
+/// Where artifacts go and how cores are treated once packed.
+#[derive(Debug, Clone)]
+pub struct ArtifactConfig {
+    pub out: PathBuf,
+    pub keep_cores: bool,
+    pub quiet: bool,
+    pub symbols: SymbolConfig,
+}
+
+/// How backtraces are made.
+#[derive(Debug, Clone)]
+pub struct SymbolConfig {
+    pub debug_dirs: Vec<PathBuf>,
+    pub sysroot: Option<PathBuf>,
+    pub exe: Option<PathBuf>,
+    pub max_frames: usize,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub argv: Vec<OsString>,
+    pub artifacts: ArtifactConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectConfig {
+    /// Core files or directories to scan; empty means where core_pattern puts cores for the
+    /// current directory.
+    pub paths: Vec<PathBuf>,
+    pub artifacts: ArtifactConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PatternConfig {
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BtConfig {
+    pub core: PathBuf,
+    pub json: bool,
+    pub symbols: SymbolConfig,
+}
