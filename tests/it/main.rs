@@ -1,4 +1,6 @@
 //! The one integration-test binary: real processes, real crashes, real cores.
 //! Each module covers one area; shared helpers live in `util`.
 
+mod pattern;
+mod run;
 mod util;

@@ -1,0 +1,392 @@
+//! `corecatch run` and `collect` end to end on real crashes: exit-status passthrough, signal
+//! forwarding, stdin, finding this run's cores (and only those), artifacts that gunzip back to the
+//! original core, and bad input that loses nothing.
+
+use crate::skip_unless_kernel_cores;
+use crate::util::*;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn crash_prog() -> PathBuf {
+    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
+}
+
+fn status(o: &std::process::Output) -> i32 {
+    o.status
+        .code()
+        .expect("corecatch itself must exit, not die of a signal")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Artifact files in `out`, by suffix.
+fn artifacts(out: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(out)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+fn gunzip(p: &Path) -> Vec<u8> {
+    let o = Command::new("gunzip").arg("-c").arg(p).output().unwrap();
+    assert!(o.status.success(), "gunzip failed on {}", p.display());
+    o.stdout
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Every manifest entry's size and sha256 match the file on disk.
+fn assert_manifest_matches(out: &Path) {
+    let m = manifest(out);
+    let entries = m["artifacts"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    for e in entries {
+        let data = fs::read(out.join(e["path"].as_str().unwrap())).unwrap();
+        assert_eq!(e["bytes"].as_u64().unwrap(), data.len() as u64, "{e}");
+        assert_eq!(e["sha256"].as_str().unwrap(), sha256_hex(&data), "{e}");
+    }
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let dir = tempdir();
+    let crash = crash_prog();
+    let c = crash.to_str().unwrap();
+    for (code, args) in [(0, vec!["exit", "0"]), (3, vec!["exit", "3"])] {
+        let mut argv = vec!["run", "--out", "out", "--", c];
+        argv.extend(args);
+        let o = corecatch(dir.path(), &argv);
+        assert_eq!(status(&o), code, "{}", stderr(&o));
+    }
+    assert!(
+        !dir.path().join("out").exists(),
+        "no artifacts when nothing crashed"
+    );
+}
+
+#[test]
+fn abort_gives_134_and_artifacts_that_gunzip_to_the_core() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    let o = corecatch(
+        dir.path(),
+        &[
+            "run",
+            "--keep-cores",
+            "--out",
+            "out",
+            "--",
+            crash.to_str().unwrap(),
+            "abort",
+        ],
+    );
+    assert_eq!(status(&o), 134, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("SIGABRT"), "{err}");
+    let out = dir.path().join("out");
+    let gz = artifacts(&out, ".core.gz");
+    assert_eq!(gz.len(), 1, "{err}");
+    let kept = cores_in(dir.path());
+    assert_eq!(kept.len(), 1, "--keep-cores keeps the raw core");
+    assert_eq!(
+        gunzip(&gz[0]),
+        fs::read(&kept[0]).unwrap(),
+        "gunzip restores the core"
+    );
+    assert_eq!(artifacts(&out, ".json").len(), 2, "report + manifest");
+    assert_eq!(artifacts(&out, ".txt").len(), 1);
+    assert_manifest_matches(&out);
+
+    let report: serde_json::Value = serde_json::from_slice(
+        &fs::read(gz[0].to_string_lossy().replace(".core.gz", ".json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["schema"], "corecatch.report.v1");
+    assert_eq!(report["signal"]["number"], 6);
+    assert_eq!(report["signal"]["name"], "SIGABRT");
+    assert_eq!(report["process"]["executable"], crash.to_str().unwrap());
+    assert_eq!(
+        report["process"]["cmdline"],
+        serde_json::json!([crash.to_str().unwrap(), "abort"])
+    );
+    assert_eq!(report["threads"][0]["crashed"], true);
+    assert!(report["threads"][0]["registers"]["rip"]
+        .as_str()
+        .unwrap()
+        .starts_with("0x"));
+
+    let m = manifest(&out);
+    assert_eq!(m["exit_status"], 134);
+    assert_eq!(m["command"][1], "abort");
+    assert_eq!(m["core_pattern"], core_pattern());
+}
+
+#[test]
+fn segv_gives_139_and_the_raw_core_is_removed_after_packing() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    let o = corecatch(
+        dir.path(),
+        &["run", "--out", "out", "--", crash.to_str().unwrap(), "segv"],
+    );
+    assert_eq!(status(&o), 139, "{}", stderr(&o));
+    assert!(stderr(&o).contains("SIGSEGV"), "{}", stderr(&o));
+    assert!(
+        cores_in(dir.path()).is_empty(),
+        "raw core removed once its .gz is verified"
+    );
+    let gz = artifacts(&dir.path().join("out"), ".core.gz");
+    assert_eq!(gz.len(), 1);
+    let restored = gunzip(&gz[0]);
+    assert!(corecatch::elf_core::parse(&restored).is_ok());
+    assert_manifest_matches(&dir.path().join("out"));
+}
+
+#[test]
+fn grandchild_crash_in_a_subdirectory_and_two_crashes_in_one_run() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    for d in ["a", "b/deep"] {
+        fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let script = format!(
+        "(cd a && {c} abort); (cd b/deep && {c} segv); exit 5",
+        c = crash.display()
+    );
+    let o = corecatch(
+        dir.path(),
+        &["run", "--out", "out", "--", "sh", "-c", &script],
+    );
+    assert_eq!(status(&o), 5, "{}", stderr(&o));
+    let out = dir.path().join("out");
+    assert_eq!(artifacts(&out, ".core.gz").len(), 2, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("SIGABRT") && err.contains("SIGSEGV"), "{err}");
+    assert_manifest_matches(&out);
+    assert_eq!(manifest(&out)["artifacts"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn cores_from_before_the_run_or_from_other_processes_are_left_alone() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    // A core from before the run, in a sub-directory the walk will visit.
+    let old_dir = dir.path().join("old");
+    fs::create_dir(&old_dir).unwrap();
+    let old = crash_for_core(&crash, &["abort"], &old_dir);
+    let old_bytes = fs::read(&old).unwrap();
+    // During the run, an unrelated process (started by this test, not by the command) crashes
+    // in the run's directory tree.
+    let other_dir = dir.path().join("other");
+    fs::create_dir(&other_dir).unwrap();
+    let _shared = CrashLock::shared();
+    let child = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--out",
+            "out",
+            "--",
+            "sh",
+            "-c",
+            "while [ ! -f go ]; do sleep 0.02; done",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let other = crash_for_core(&crash, &["abort"], &other_dir);
+    fs::write(dir.path().join("go"), "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status(&o), 0, "{}", stderr(&o));
+    assert!(!dir.path().join("out").exists(), "{}", stderr(&o));
+    assert_eq!(fs::read(&old).unwrap(), old_bytes, "old core untouched");
+    assert!(other.exists(), "the other process's core is left in place");
+    assert!(
+        stderr(&o).contains("not a process of this run"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn sigterm_to_corecatch_reaches_the_command() {
+    let dir = tempdir();
+    let crash = crash_prog();
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--out",
+            "out",
+            "--",
+            crash.to_str().unwrap(),
+            "pause",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        status(&o),
+        128 + 15,
+        "the command died of SIGTERM: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn stdin_reaches_the_command() {
+    let dir = tempdir();
+    let crash = crash_prog();
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["run", "--", crash.to_str().unwrap(), "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello through corecatch\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status(&o), 0);
+    assert_eq!(o.stdout, b"hello through corecatch\n");
+}
+
+#[test]
+fn command_not_found_not_executable_and_empty() {
+    let dir = tempdir();
+    let o = corecatch(dir.path(), &["run", "--", "./no-such-command"]);
+    assert_eq!(status(&o), 127);
+    assert!(
+        stderr(&o).contains("no-such-command: command not found"),
+        "{}",
+        stderr(&o)
+    );
+
+    fs::write(dir.path().join("script"), "#!/bin/sh\n").unwrap();
+    let o = corecatch(dir.path(), &["run", "--", "./script"]);
+    assert_eq!(
+        status(&o),
+        126,
+        "mode 644 is not executable: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("cannot execute"), "{}", stderr(&o));
+
+    let o = corecatch(dir.path(), &["run"]);
+    assert_eq!(status(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn unwritable_out_dir_keeps_the_core_and_the_status() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    // A path below a regular file can never be a directory, even for root.
+    fs::write(dir.path().join("file"), "").unwrap();
+    let o = corecatch(
+        dir.path(),
+        &[
+            "run",
+            "--out",
+            "file/out",
+            "--",
+            crash.to_str().unwrap(),
+            "abort",
+        ],
+    );
+    assert_eq!(status(&o), 134, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("file/out") && err.contains("the core stays at"),
+        "{err}"
+    );
+    assert!(
+        err.contains("SIGABRT"),
+        "the crash is still reported: {err}"
+    );
+    assert_eq!(cores_in(dir.path()).len(), 1, "raw core kept");
+}
+
+#[test]
+fn collect_stores_existing_cores_and_skips_what_is_not_a_core() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    let cores = dir.path().join("cores");
+    fs::create_dir(&cores).unwrap();
+    let core = crash_for_core(&crash, &["segv"], &cores);
+    let original = fs::read(&core).unwrap();
+    fs::write(cores.join("core.1"), "not a core at all").unwrap();
+    let o = corecatch(dir.path(), &["collect", "--out", "out", "cores"]);
+    assert_eq!(status(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("core.1") && err.contains("not an ELF core"),
+        "{err}"
+    );
+    assert!(err.contains("SIGSEGV"), "{err}");
+    let gz = artifacts(&dir.path().join("out"), ".core.gz");
+    assert_eq!(gz.len(), 1);
+    assert_eq!(gunzip(&gz[0]), original);
+    assert!(!core.exists(), "collected core removed after verification");
+    assert!(cores.join("core.1").exists(), "the non-core is left alone");
+    assert_manifest_matches(&dir.path().join("out"));
+}
+
+#[test]
+fn collect_of_a_truncated_core_reports_what_it_can() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    let core = crash_for_core(&crash, &["abort"], dir.path());
+    let data = fs::read(&core).unwrap();
+    let cut = dir.path().join("core.cut");
+    fs::write(&cut, &data[..data.len() / 3]).unwrap();
+    let o = corecatch(
+        dir.path(),
+        &["collect", "--keep-cores", "--out", "out", "core.cut"],
+    );
+    assert_eq!(status(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("truncated"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let gz = artifacts(&dir.path().join("out"), ".core.gz");
+    assert_eq!(gunzip(&gz[0]), &data[..data.len() / 3]);
+}
