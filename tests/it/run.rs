@@ -230,40 +230,84 @@ fn cores_from_before_the_run_or_from_other_processes_are_left_alone() {
 }
 
 #[test]
-fn sigterm_to_corecatch_reaches_the_command() {
+fn forwarded_signals_reach_the_command() {
+    use nix::sys::signal::Signal::*;
     let dir = tempdir();
     let crash = crash_prog();
-    let mut child = Command::new(bin())
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--out",
-            "out",
-            "--",
-            crash.to_str().unwrap(),
-            "pause",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    // SIGQUIT's default action dumps core: that core is collected like any other.
+    for sig in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2] {
+        let _shared = CrashLock::shared();
+        let mut child = Command::new(bin())
+            .current_dir(dir.path())
+            .args([
+                "run",
+                "--out",
+                "out",
+                "--",
+                crash.to_str().unwrap(),
+                "pause",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            status(&o),
+            128 + sig as i32,
+            "the command died of {sig}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn a_hard_core_limit_of_zero_is_reported_and_the_run_goes_on() {
+    // Root may raise any limit, so lower the hard limit and drop to an unprivileged user first.
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP: setpriv (util-linux) is not installed");
+        return;
+    }
+    let script = format!(
+        "ulimit -Hc 0 && exec setpriv --reuid=65534 --regid=65534 --clear-groups {} run -- sh -c 'exit 4'",
+        bin().display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir("/")
+        .output()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    if err.contains("setpriv:") {
+        eprintln!("SKIP: cannot drop privileges here: {err}");
+        return;
+    }
+    assert_eq!(status(&o), 4, "{err}");
+    assert!(err.contains("hard RLIMIT_CORE is 0"), "{err}");
+}
+
+#[test]
+fn collect_without_paths_looks_where_core_pattern_puts_cores() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let crash = crash_prog();
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    crash_for_core(&crash, &["abort"], &dir.path().join("sub"));
+    let o = corecatch(dir.path(), &["collect", "--out", "out"]);
+    assert_eq!(status(&o), 0, "{}", stderr(&o));
     assert_eq!(
-        status(&o),
-        128 + 15,
-        "the command died of SIGTERM: {}",
+        artifacts(&dir.path().join("out"), ".core.gz").len(),
+        1,
+        "{}",
         stderr(&o)
     );
+    assert!(cores_in(&dir.path().join("sub")).is_empty());
 }
 
 #[test]
