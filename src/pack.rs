@@ -15,11 +15,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::sys::sparse::{next_data, next_hole, Seek};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use nix::errno::Errno;
-use nix::unistd::{lseek, Whence};
 use sha2::{Digest, Sha256};
 
 /// gzip level 6 (zlib's default). Cores are mostly zero pages and repeated heap/stack patterns:
@@ -396,23 +395,27 @@ fn stream_sparse<W: Write>(
     let mut buf = vec![0u8; BUF_SIZE];
     let mut pos = 0u64;
     while pos < len {
-        let data = match lseek(input, pos as libc::off_t, Whence::SeekData) {
-            Ok(d) => (d as u64).clamp(pos, len),
+        let data = match next_data(input, pos).map_err(read_err)? {
+            Seek::At(d) => d.clamp(pos, len),
             // No data at or after `pos`: the rest is a hole.
-            Err(Errno::ENXIO) => len,
-            Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => return Ok(false),
-            Err(e) => return Err(read_err(e.into())),
+            Seek::End => len,
+            Seek::Unsupported if pos == 0 => return Ok(false),
+            // Supported a moment ago: never guess zeros for data we could not locate.
+            Seek::Unsupported => {
+                return Err(read_err(io::Error::other(
+                    "the filesystem stopped reporting holes",
+                )))
+            }
         };
         feed.zeros(data - pos)?;
         pos = data;
         if pos >= len {
             break;
         }
-        let hole = match lseek(input, pos as libc::off_t, Whence::SeekHole) {
-            Ok(h) if (h as u64) > pos => (h as u64).min(len),
+        let hole = match next_hole(input, pos).map_err(read_err)? {
+            Seek::At(h) if h > pos => h.min(len),
             // A racing writer or an odd filesystem: read the rest.
-            Ok(_) | Err(Errno::ENXIO) => len,
-            Err(e) => return Err(read_err(e.into())),
+            _ => len,
         };
         while pos < hole {
             let want = (hole - pos).min(BUF_SIZE as u64) as usize;

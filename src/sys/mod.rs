@@ -4,4 +4,5 @@
 
 pub mod kernel;
 pub mod rlimit;
+pub mod sparse;
 pub mod spawn;
