@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := $(CURDIR)/target/release/corecatch
 DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
-.PHONY: all build demo test deps lint check-boundaries clean
+.PHONY: all build demo test deps lint check-boundaries bench clean
 
 all: build
 
@@ -32,6 +32,10 @@ demo: build
 
 test: deps build check-boundaries
 	$(CARGO) test --release --locked
+
+# Peers on the same cores (gdb, eu-stack), with ratios. Not part of `make test`.
+bench: build
+	bash bench/bt.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

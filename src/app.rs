@@ -366,10 +366,11 @@ fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
     if quiet {
         return;
     }
-    let mut err = std::io::stderr().lock();
-    let dest = gz.map_or("not stored".to_string(), |p| p.display().to_string());
-    let _ = writeln!(err, "corecatch: crash: {} -> {dest}", report.headline());
-    let _ = text::write(report, &mut err, text::Threads::CrashedOnly);
+    let stored = gz.map(|p| {
+        let s = p.display().to_string();
+        format!("{}.{{core.gz,json,txt}}", s.trim_end_matches(".core.gz"))
+    });
+    let _ = text::write_summary(report, &mut std::io::stderr().lock(), stored.as_deref());
 }
 
 fn build_report(

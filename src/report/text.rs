@@ -37,7 +37,36 @@ pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
     Ok(())
 }
 
+/// The stderr summary after `run`/`collect`: one line naming the crash and where its artifacts
+/// went, then the crashed thread.
+pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io::Result<()> {
+    write!(w, "corecatch: ")?;
+    write_crash_line(r, w)?;
+    match stored {
+        Some(s) => writeln!(w, " -> {s}")?,
+        None => writeln!(w, " (artifacts not stored)")?,
+    }
+    for t in r.threads.iter().filter(|t| t.crashed) {
+        write_thread(t, w)?;
+    }
+    Ok(())
+}
+
 fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
+    write_crash_line(r, w)?;
+    writeln!(w)?;
+    if !r.process.cmdline.is_empty() {
+        writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;
+    }
+    writeln!(
+        w,
+        "core: {} ({} bytes, {})",
+        r.core.path, r.core.bytes, r.core.machine
+    )
+}
+
+/// `pid 1907 (/tmp/dump) killed by SIGSEGV (11), SEGV_MAPERR at 0x0`, without a newline.
+fn write_crash_line(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     write!(w, "{}", r.headline())?;
     if let Some(s) = &r.signal {
         if let Some(c) = s.code_name {
@@ -52,15 +81,7 @@ fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
             }
         }
     }
-    writeln!(w)?;
-    if !r.process.cmdline.is_empty() {
-        writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;
-    }
-    writeln!(
-        w,
-        "core: {} ({} bytes, {})",
-        r.core.path, r.core.bytes, r.core.machine
-    )
+    Ok(())
 }
 
 /// One thread: its frames, or its registers when no frames could be produced.
