@@ -49,6 +49,9 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
     for t in r.threads.iter().filter(|t| t.crashed) {
         write_thread(t, w)?;
     }
+    for warn in &r.warnings {
+        writeln!(w, "warning: {warn}")?;
+    }
     Ok(())
 }
 

@@ -65,13 +65,15 @@ fn corecatch_locked(cwd: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn pattern_explains_the_current_settings() {
     let dir = tempdir();
-    let o = corecatch(dir.path(), &["pattern"]);
+    // Shared: no other test rewrites core_pattern between our reads of it.
+    let _shared = CrashLock::shared();
+    let o = corecatch_locked(dir.path(), &["pattern"]);
     assert_eq!(o.status.code(), Some(0));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&core_pattern()), "{out}");
     assert!(out.contains("RLIMIT_CORE"), "{out}");
 
-    let o = corecatch(dir.path(), &["pattern", "--json"]);
+    let o = corecatch_locked(dir.path(), &["pattern", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["core_pattern"], core_pattern());
     assert!(v["warnings"].is_array());

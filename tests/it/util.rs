@@ -99,7 +99,11 @@ pub fn core_pattern() -> String {
 /// `Some(reason)` when kernel cores cannot land in a process's working directory here, so a test
 /// that needs one must skip (printing the reason).
 pub fn kernel_cores_unavailable() -> Option<String> {
-    let p = core_pattern();
+    // Under the shared lock: a test that rewrites core_pattern must not make us skip.
+    let p = {
+        let _shared = CrashLock::shared();
+        core_pattern()
+    };
     if p.starts_with('|') || p.starts_with('@') {
         return Some(format!("core_pattern is a handler ({p}), not a file"));
     }
