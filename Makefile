@@ -36,6 +36,7 @@ test: deps build check-boundaries
 # Peers on the same cores (gdb, eu-stack), with ratios. Not part of `make test`.
 bench: build
 	bash bench/bt.sh
+	bash bench/compress.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
