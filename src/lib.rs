@@ -23,5 +23,9 @@
 //! - **return address** vs **lookup address**: a caller frame's pc is where execution resumes;
 //!   it is symbolized at `pc − 1`, inside the call instruction.
 
+pub mod backtrace;
 pub mod elf_core;
 pub mod exit_code;
+pub mod modules;
+pub mod symbolize;
+pub mod unwind;
