@@ -24,6 +24,7 @@
 //!   it is symbolized at `pc − 1`, inside the call instruction.
 
 pub mod app;
+pub mod backtrace;
 pub mod cli;
 pub mod config;
 pub mod core_file;
@@ -32,7 +33,10 @@ pub mod elf_core;
 pub mod exit_code;
 pub mod locate;
 pub mod manifest;
+pub mod modules;
 pub mod pack;
 pub mod report;
 pub mod sink;
+pub mod symbolize;
 pub mod sys;
+pub mod unwind;

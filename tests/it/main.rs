@@ -4,3 +4,4 @@
 mod pattern;
 mod run;
 mod util;
+mod zoo;

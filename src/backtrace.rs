@@ -1,0 +1,412 @@
+//! The entry point of unwinding and symbolization: a parsed core in, an owned backtrace of every
+//! thread out (no gimli or goblin lifetimes), as gdb's `thread apply all bt` would show it.
+//!
+//! Order of work: modules from the core ([`crate::modules`]); per module, the file on disk and its
+//! debug file ([`crate::symbolize::loader`], the only I/O), checked against the build-id in the
+//! core; unwind every thread ([`crate::unwind`]); symbolize each physical frame into its inlined
+//! frames ([`crate::symbolize`]). DWARF is decoded lazily, only for modules that frames land in.
+//! Nothing here fails: what could not be done becomes a warning or a [`StopReason`].
+
+use std::cell::OnceCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::elf_core::Core;
+use crate::modules::{self, hex, Module, ModuleKind, SearchPaths};
+use crate::symbolize::loader::{self, LoadedObject};
+use crate::symbolize::{ModuleSymbols, SymFrame};
+use crate::unwind::{self, CfiSections, Limits, MemoryReader, Section, UnwindModule};
+
+pub use crate::unwind::{FrameTrust, StopReason};
+
+/// What to look for and how long to try.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directories used like `/usr/lib/debug` (searched before it).
+    pub debug_dirs: Vec<PathBuf>,
+    /// Prefixed to every path the core names, and to `/usr/lib/debug`.
+    pub sysroot: Option<PathBuf>,
+    /// Use this file for the main executable instead of the path in the core.
+    pub exe_override: Option<PathBuf>,
+    /// Physical frames per thread at most.
+    pub max_frames: usize,
+    /// Past this instant, stop walking (keeping what was found) with [`StopReason::Timeout`].
+    pub deadline: Option<Instant>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            debug_dirs: Vec::new(),
+            sysroot: None,
+            exe_override: None,
+            max_frames: 1024,
+            deadline: None,
+        }
+    }
+}
+
+/// Backtraces of every thread of a core.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Backtraces {
+    /// In the core's thread order (the crashed thread first, as the kernel writes it).
+    pub threads: Vec<ThreadBacktrace>,
+    pub modules: Vec<ModuleInfo>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ThreadBacktrace {
+    pub tid: i32,
+    /// This thread received the fatal signal ([`Core::crashed_thread`]).
+    pub crashed: bool,
+    /// Innermost first; inlined frames precede the physical frame they are inlined into.
+    pub frames: Vec<Frame>,
+    pub stop: StopReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Frame {
+    /// The frame's pc (for a caller, the return address; it is symbolized at pc − 1).
+    pub pc: u64,
+    /// Path of the module the pc lies in.
+    pub module: Option<String>,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    /// An inlined call, not a frame on the stack; shares `pc` with the physical frame after it.
+    pub inlined: bool,
+    pub trust: FrameTrust,
+    /// Offset from the ELF symbol's start when the name came from the symbol table.
+    pub symbol_offset: Option<u64>,
+    /// A sigreturn trampoline (gdb prints `<signal handler called>`).
+    pub signal_trampoline: bool,
+}
+
+/// How far a module's file could be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleStatus {
+    /// File found and its build-id matches the core's (or one of them has none).
+    Loaded,
+    /// The file could not be opened or is not ELF: no CFI, no symbols.
+    NotFound,
+    /// The file on disk is a different build: its CFI and symbols are not used.
+    BuildIdMismatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleInfo {
+    /// The path the core names (`[vdso]` for the vDSO).
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    /// Hex build-id from the core's memory, else from the file.
+    pub build_id: Option<String>,
+    /// The separate debug file used, if any.
+    pub debug_file: Option<String>,
+    pub status: ModuleStatus,
+}
+
+/// A module with its files and owned unwind data, symbols decoded on first use.
+struct Prepared {
+    module: Module,
+    bias: u64,
+    status: ModuleStatus,
+    cfi: CfiSections,
+    object: Option<LoadedObject>,
+    debug: Option<LoadedObject>,
+    symbols: OnceCell<(ModuleSymbols, Vec<String>)>,
+}
+
+impl Prepared {
+    fn symbols(&self) -> Option<&ModuleSymbols> {
+        let obj = self.object.as_ref()?;
+        let (s, _) = self.symbols.get_or_init(|| {
+            let dwarf = if obj.info.has_debug_info() {
+                Some((&obj.info, &obj.data[..]))
+            } else {
+                self.debug.as_ref().map(|d| (&d.info, &d.data[..]))
+            };
+            let mut tabs = vec![&obj.info];
+            if let Some(d) = &self.debug {
+                tabs.push(&d.info);
+            }
+            ModuleSymbols::new(dwarf, &tabs)
+        });
+        Some(s)
+    }
+}
+
+/// Unwind and symbolize every thread of `core`.
+pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
+    let mut warnings = Vec::new();
+    let search = SearchPaths {
+        debug_dirs: opts.debug_dirs.clone(),
+        sysroot: opts.sysroot.clone(),
+    };
+    let (mods, w) = modules::modules_from_core(core);
+    warnings.extend(w);
+    let exe = core.executable();
+    let prepared: Vec<Prepared> = mods
+        .into_iter()
+        .filter_map(|m| prepare(core, m, exe.as_deref(), opts, &search, &mut warnings))
+        .collect();
+
+    let unwind_modules: Vec<UnwindModule<'_>> = prepared
+        .iter()
+        .map(|p| UnwindModule {
+            start: p.module.start,
+            end: p.module.end,
+            bias: p.bias,
+            cfi: &p.cfi,
+        })
+        .collect();
+    let code = CodeReader {
+        core,
+        modules: &prepared,
+    };
+    let crashed_tid = core.crashed_thread().map(|t| t.tid);
+    let mut threads = Vec::new();
+    let mut timed_out = false;
+    for t in &core.threads {
+        let mut tb = ThreadBacktrace {
+            tid: t.tid,
+            crashed: Some(t.tid) == crashed_tid,
+            frames: Vec::new(),
+            stop: StopReason::NoRegisters,
+        };
+        if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+            tb.stop = StopReason::Timeout;
+            timed_out = true;
+            threads.push(tb);
+            continue;
+        }
+        if let Some(regs) = &t.registers {
+            let u = unwind::unwind_thread(
+                regs,
+                &unwind_modules,
+                &core.memory,
+                &code,
+                Limits {
+                    max_frames: opts.max_frames.max(1),
+                    deadline: opts.deadline,
+                },
+            );
+            tb.stop = u.stop;
+            timed_out |= u.stop == StopReason::Timeout;
+            for raw in u.frames {
+                symbolize_frame(&prepared, raw, &mut tb.frames);
+            }
+        }
+        threads.push(tb);
+    }
+    if timed_out {
+        warnings.push("deadline passed: some backtraces are incomplete".into());
+    }
+    for p in &prepared {
+        if let Some((_, w)) = p.symbols.get() {
+            warnings.extend(w.iter().map(|w| format!("{}: {w}", p.module.path)));
+        }
+    }
+    let modules = prepared
+        .iter()
+        .map(|p| ModuleInfo {
+            path: p.module.path.clone(),
+            start: p.module.start,
+            end: p.module.end,
+            build_id: p
+                .module
+                .build_id
+                .as_deref()
+                .or(p.object.as_ref().and_then(|o| o.info.build_id.as_deref()))
+                .map(hex),
+            debug_file: p.debug.as_ref().map(|d| d.path.display().to_string()),
+            status: p.status,
+        })
+        .collect();
+    Backtraces {
+        threads,
+        modules,
+        warnings,
+    }
+}
+
+fn prepare(
+    core: &Core<'_>,
+    module: Module,
+    exe: Option<&str>,
+    opts: &Options,
+    search: &SearchPaths,
+    warnings: &mut Vec<String>,
+) -> Option<Prepared> {
+    let loaded = match module.kind {
+        ModuleKind::Vdso => {
+            let len = usize::try_from(module.end - module.start).ok()?;
+            let bytes = core.memory.slice_at(module.start, len)?.to_vec();
+            loader::from_bytes(&module.path, bytes).ok_or_else(|| "vDSO image is not ELF".into())
+        }
+        ModuleKind::File => {
+            let path = match (&opts.exe_override, exe) {
+                (Some(o), Some(e)) if e == module.path => o.clone(),
+                _ => search.host_path(&module.path),
+            };
+            loader::load(&path).map_err(|e| e.to_string())
+        }
+    };
+    let object = match loaded {
+        Ok(o) => o,
+        Err(e) => {
+            // Without a header in the core and without the file we cannot even tell whether
+            // this mapping was an ELF object; only a known ELF module is worth a warning.
+            module.bias?;
+            warnings.push(format!("{}: {e}; no unwind info or symbols", module.path));
+            return Some(Prepared {
+                bias: module.bias.unwrap_or(module.base),
+                module,
+                status: ModuleStatus::NotFound,
+                cfi: CfiSections::default(),
+                object: None,
+                debug: None,
+                symbols: OnceCell::new(),
+            });
+        }
+    };
+    let bias = module
+        .bias
+        .or_else(|| object.info.load_vaddr.map(|v| module.base.wrapping_sub(v)))
+        .unwrap_or(module.base);
+    if let (Some(c), Some(f)) = (&module.build_id, &object.info.build_id) {
+        if c != f {
+            warnings.push(format!(
+                "{}: the file on disk has build-id {} but the core's module has {}; its unwind \
+                 info and symbols are not used",
+                module.path,
+                hex(f),
+                hex(c)
+            ));
+            return Some(Prepared {
+                bias,
+                module,
+                status: ModuleStatus::BuildIdMismatch,
+                cfi: CfiSections::default(),
+                object: None,
+                debug: None,
+                symbols: OnceCell::new(),
+            });
+        }
+    }
+    let debug = if object.info.has_debug_info() {
+        None
+    } else {
+        loader::find_debug_file(&object, search, warnings)
+    };
+    let section = |o: &LoadedObject, name: &str| {
+        let s = o.info.section(name)?;
+        let data = o.info.section_data(&o.data, name)?;
+        Some(Section {
+            svma: s.addr,
+            data: Arc::from(data.as_ref()),
+        })
+    };
+    let cfi = CfiSections {
+        eh_frame: section(&object, ".eh_frame"),
+        eh_frame_hdr: section(&object, ".eh_frame_hdr"),
+        debug_frame: section(&object, ".debug_frame")
+            .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
+        text_svma: object.info.section(".text").map(|s| s.addr),
+        got_svma: object.info.section(".got").map(|s| s.addr),
+        big_endian: object.info.endian == crate::elf_core::Endian::Big,
+    };
+    Some(Prepared {
+        module,
+        bias,
+        status: ModuleStatus::Loaded,
+        cfi,
+        object: Some(object),
+        debug,
+        symbols: OnceCell::new(),
+    })
+}
+
+fn prepared_at(prepared: &[Prepared], avma: u64) -> Option<&Prepared> {
+    let i = prepared.partition_point(|p| p.module.start <= avma);
+    let p = prepared.get(i.checked_sub(1)?)?;
+    p.module.contains(avma).then_some(p)
+}
+
+fn symbolize_frame(prepared: &[Prepared], raw: unwind::RawFrame, out: &mut Vec<Frame>) {
+    let pc = raw.address.pc();
+    let lookup = raw.address.lookup();
+    let p = prepared_at(prepared, lookup);
+    let sym: Vec<SymFrame> = p
+        .and_then(|p| Some(p.symbols()?.lookup(lookup.wrapping_sub(p.bias))))
+        .unwrap_or_default();
+    let module = p.map(|p| p.module.path.clone());
+    let base = Frame {
+        pc,
+        module,
+        function: None,
+        file: None,
+        line: None,
+        column: None,
+        inlined: false,
+        trust: raw.trust,
+        symbol_offset: None,
+        signal_trampoline: raw.signal_trampoline,
+    };
+    if sym.is_empty() {
+        out.push(base);
+        return;
+    }
+    let n = sym.len();
+    for (i, s) in sym.into_iter().enumerate() {
+        out.push(Frame {
+            function: s.function,
+            file: s.file,
+            line: s.line,
+            column: s.column,
+            symbol_offset: s.symbol_offset,
+            inlined: i + 1 < n,
+            ..base.clone()
+        });
+    }
+}
+
+/// Code bytes for recognising trampolines: the core's memory, else the module's file (text is
+/// usually not dumped).
+struct CodeReader<'a> {
+    core: &'a Core<'a>,
+    modules: &'a [Prepared],
+}
+
+impl MemoryReader for CodeReader<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        if self.core.memory.read(addr, buf) {
+            return true;
+        }
+        let Some(p) = prepared_at(self.modules, addr) else {
+            return false;
+        };
+        let Some(obj) = &p.object else {
+            return false;
+        };
+        let svma = addr.wrapping_sub(p.bias);
+        let Some(s) = obj.info.sections.iter().find(|s| {
+            s.sh_type != 8 && s.addr != 0 && s.addr <= svma && svma < s.addr.saturating_add(s.size)
+        }) else {
+            return false;
+        };
+        let off = s.offset + (svma - s.addr);
+        let Some(src) = usize::try_from(off)
+            .ok()
+            .and_then(|o| obj.data.get(o..o.checked_add(buf.len())?))
+        else {
+            return false;
+        };
+        buf.copy_from_slice(src);
+        true
+    }
+}

@@ -1,0 +1,293 @@
+//! Pure: the parts of an ELF object file (executable, shared library, separate debug file, vDSO
+//! image) that unwinding and symbolization need, read from its bytes.
+//!
+//! Hand-written rather than goblin's `Elf::parse` because separate debug files have most sections
+//! as `SHT_NOBITS` with meaningless offsets, and we want every damaged table to degrade to "absent"
+//! instead of failing the whole file. Only 64-bit objects are read.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use crate::elf_core::Endian;
+
+const SHT_SYMTAB: u32 = 2;
+const SHT_NOTE: u32 = 7;
+const SHT_NOBITS: u32 = 8;
+const SHT_DYNSYM: u32 = 11;
+const SHF_COMPRESSED: u64 = 0x800;
+const ELFCOMPRESS_ZLIB: u32 = 1;
+const PT_LOAD: u32 = 1;
+const STT_FUNC: u8 = 2;
+const STT_GNU_IFUNC: u8 = 10;
+/// Decompressed sections larger than this are refused (garbage `ch_size` must not allocate).
+const MAX_DECOMPRESSED: u64 = 1 << 31;
+
+/// One section header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionHeader {
+    pub name: String,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub addr: u64,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// A function symbol from `.symtab` or `.dynsym`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    /// SVMA of the symbol.
+    pub addr: u64,
+    pub size: u64,
+    /// The raw (mangled) name.
+    pub name: String,
+}
+
+/// What we know about one ELF file, owned.
+#[derive(Debug, Clone)]
+pub struct ElfInfo {
+    pub endian: Endian,
+    pub sections: Vec<SectionHeader>,
+    /// `p_vaddr` of the first PT_LOAD with file offset 0: AVMA of the header − bias.
+    pub load_vaddr: Option<u64>,
+    pub build_id: Option<Vec<u8>>,
+    pub debuglink: Option<String>,
+    /// Function symbols, sorted by address (from `.symtab` and `.dynsym`).
+    pub symbols: Vec<Symbol>,
+}
+
+impl ElfInfo {
+    pub fn section(&self, name: &str) -> Option<&SectionHeader> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// Whether the file carries DWARF (a `.debug_info` with bytes).
+    pub fn has_debug_info(&self) -> bool {
+        self.section(".debug_info")
+            .is_some_and(|s| s.sh_type != SHT_NOBITS && s.size > 0)
+    }
+
+    /// The contents of a section, decompressed if `SHF_COMPRESSED` (zlib, as Debian's debug
+    /// packages use). `None` when absent, `SHT_NOBITS`, out of bounds or undecodable.
+    pub fn section_data<'d>(&self, data: &'d [u8], name: &str) -> Option<Cow<'d, [u8]>> {
+        let s = self.section(name)?;
+        if s.sh_type == SHT_NOBITS {
+            return None;
+        }
+        let raw = data.get(usize::try_from(s.offset).ok()?..)?;
+        let raw = raw.get(..usize::try_from(s.size).ok()?)?;
+        if s.flags & SHF_COMPRESSED == 0 {
+            return Some(Cow::Borrowed(raw));
+        }
+        // Elf64_Chdr: ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64.
+        let b = Bytes {
+            data: raw,
+            endian: self.endian,
+        };
+        if b.u32(0)? != ELFCOMPRESS_ZLIB {
+            return None;
+        }
+        let size = b.u64(8)?;
+        if size > MAX_DECOMPRESSED {
+            return None;
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        flate2::read::ZlibDecoder::new(raw.get(24..)?)
+            .take(size)
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(Cow::Owned(out))
+    }
+}
+
+/// Parse a 64-bit ELF file. `None` when it is not one.
+pub fn parse(data: &[u8]) -> Option<ElfInfo> {
+    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+        return None;
+    }
+    let endian = match data[5] {
+        1 => Endian::Little,
+        2 => Endian::Big,
+        _ => return None,
+    };
+    let b = Bytes { data, endian };
+    let (phoff, phentsize, phnum) = (b.u64(32)?, b.u16(54)?, b.u16(56)?);
+    let (shoff, shentsize, shnum, shstrndx) = (b.u64(40)?, b.u16(58)?, b.u16(60)?, b.u16(62)?);
+
+    let mut load_vaddr = None;
+    if phentsize >= 56 {
+        for i in 0..u64::from(phnum) {
+            let Some(o) = phoff
+                .checked_add(i * u64::from(phentsize))
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|&o| o <= data.len())
+            else {
+                break;
+            };
+            let (Some(ty), Some(off), Some(vaddr)) = (b.u32(o), b.u64(o + 8), b.u64(o + 16)) else {
+                break;
+            };
+            if ty == PT_LOAD && off == 0 {
+                load_vaddr = Some(vaddr);
+                break;
+            }
+        }
+    }
+
+    let mut raw = Vec::new();
+    if shentsize >= 64 {
+        for i in 0..u64::from(shnum) {
+            let Some(o) = shoff
+                .checked_add(i * u64::from(shentsize))
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|&o| o <= data.len())
+            else {
+                break;
+            };
+            let Some(h) = (|| {
+                Some((
+                    b.u32(o)?,
+                    SectionHeader {
+                        name: String::new(),
+                        sh_type: b.u32(o + 4)?,
+                        flags: b.u64(o + 8)?,
+                        addr: b.u64(o + 16)?,
+                        offset: b.u64(o + 24)?,
+                        size: b.u64(o + 32)?,
+                    },
+                    b.u32(o + 40)?,
+                ))
+            })() else {
+                break;
+            };
+            raw.push(h);
+        }
+    }
+    let strtab_of = |idx: usize| -> Option<&[u8]> {
+        let (_, h, _) = raw.get(idx)?;
+        if h.sh_type == SHT_NOBITS {
+            return None;
+        }
+        data.get(usize::try_from(h.offset).ok()?..)?
+            .get(..usize::try_from(h.size).ok()?)
+    };
+    let shstr = strtab_of(usize::from(shstrndx));
+    let sections: Vec<SectionHeader> = raw
+        .iter()
+        .map(|(name_off, h, _)| SectionHeader {
+            name: shstr
+                .and_then(|t| cstr_at(t, *name_off as usize))
+                .unwrap_or_default(),
+            ..h.clone()
+        })
+        .collect();
+
+    let mut info = ElfInfo {
+        endian,
+        sections,
+        load_vaddr,
+        build_id: None,
+        debuglink: None,
+        symbols: Vec::new(),
+    };
+    for (i, s) in info.sections.iter().enumerate() {
+        if s.sh_type == SHT_NOTE && info.build_id.is_none() {
+            if let Some(d) = strtab_of(i) {
+                info.build_id = crate::modules::find_build_id_note(d, endian);
+            }
+        }
+    }
+    if let Some(d) = info.section_data(data, ".gnu_debuglink") {
+        let end = d.iter().position(|&c| c == 0).unwrap_or(d.len());
+        let name = String::from_utf8_lossy(&d[..end]).into_owned();
+        if !name.is_empty() {
+            info.debuglink = Some(name);
+        }
+    }
+    let mut symbols = Vec::new();
+    for (i, (_, h, link)) in raw.iter().enumerate() {
+        if h.sh_type != SHT_SYMTAB && h.sh_type != SHT_DYNSYM {
+            continue;
+        }
+        let (Some(tab), Some(strs)) = (strtab_of(i), strtab_of(*link as usize)) else {
+            continue;
+        };
+        for sym in tab.chunks_exact(24) {
+            let s = Bytes { data: sym, endian };
+            let (Some(name), Some(value), Some(size)) = (s.u32(0), s.u64(8), s.u64(16)) else {
+                continue;
+            };
+            let ty = sym[4] & 0xf;
+            let shndx = s.u16(6).unwrap_or(0);
+            if (ty != STT_FUNC && ty != STT_GNU_IFUNC) || shndx == 0 || value == 0 {
+                continue;
+            }
+            if let Some(n) = cstr_at(strs, name as usize).filter(|n| !n.is_empty()) {
+                symbols.push(Symbol {
+                    addr: value,
+                    size,
+                    name: n,
+                });
+            }
+        }
+    }
+    // Sort by address; among aliases at one address prefer global-looking names (no leading
+    // underscore runs) deterministically by putting them first after dedup by name.
+    symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
+    symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+    info.symbols = symbols;
+    Some(info)
+}
+
+fn cstr_at(tab: &[u8], off: usize) -> Option<String> {
+    let s = tab.get(off..)?;
+    let end = s.iter().position(|&c| c == 0)?;
+    Some(String::from_utf8_lossy(&s[..end]).into_owned())
+}
+
+struct Bytes<'a> {
+    data: &'a [u8],
+    endian: Endian,
+}
+
+impl Bytes<'_> {
+    fn arr<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.data.get(off..off.checked_add(N)?)?.try_into().ok()
+    }
+    fn u16(&self, off: usize) -> Option<u16> {
+        let a = self.arr(off)?;
+        Some(match self.endian {
+            Endian::Little => u16::from_le_bytes(a),
+            Endian::Big => u16::from_be_bytes(a),
+        })
+    }
+    fn u32(&self, off: usize) -> Option<u32> {
+        let a = self.arr(off)?;
+        Some(match self.endian {
+            Endian::Little => u32::from_le_bytes(a),
+            Endian::Big => u32::from_be_bytes(a),
+        })
+    }
+    fn u64(&self, off: usize) -> Option<u64> {
+        let a = self.arr(off)?;
+        Some(match self.endian {
+            Endian::Little => u64::from_le_bytes(a),
+            Endian::Big => u64::from_be_bytes(a),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_not_elf_and_never_panics() {
+        assert!(parse(b"").is_none());
+        let mut d = [0xffu8; 200];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        for n in 0..d.len() {
+            let _ = parse(&d[..n]);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The only file reader of unwinding and symbolization: maps object files and probes the disk
+//! for separate debug files, in the order [`crate::modules::debug_file_candidates`] lists.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use super::elf::{self, ElfInfo};
+use crate::modules::{debug_file_candidates, hex, SearchPaths};
+
+/// The bytes of an object: a read-only file mapping, or owned bytes (the vDSO from a core).
+pub enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
+}
+
+/// Why an object file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot map {path}: {source}")]
+    Map {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a 64-bit ELF file")]
+    NotElf { path: PathBuf },
+}
+
+/// An object file, mapped and parsed.
+pub struct LoadedObject {
+    pub path: PathBuf,
+    pub data: Data,
+    pub info: ElfInfo,
+}
+
+/// Map and parse the ELF file at `path`.
+pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
+    let file = File::open(path).map_err(|source| LoadError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // SAFETY: the mapping is read-only and private. If another process truncates the file while
+    // it is mapped, reads could fault; debug files and installed libraries are not rewritten in
+    // place by package managers (they are replaced by rename), which is the accepted risk every
+    // debugger and symbolizer (addr2line's loader, samply) takes.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| LoadError::Map {
+        path: path.to_owned(),
+        source,
+    })?;
+    let data = Data::Mapped(map);
+    let info = elf::parse(&data).ok_or_else(|| LoadError::NotElf {
+        path: path.to_owned(),
+    })?;
+    Ok(LoadedObject {
+        path: path.to_owned(),
+        data,
+        info,
+    })
+}
+
+/// Wrap bytes already in memory (the vDSO image from a core).
+pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Option<LoadedObject> {
+    let info = elf::parse(&bytes)?;
+    Some(LoadedObject {
+        path: PathBuf::from(name),
+        data: Data::Owned(bytes),
+        info,
+    })
+}
+
+/// The separate debug file of `obj`, as gdb finds it: by build-id, then by `.gnu_debuglink`.
+/// A candidate whose build-id differs from the object's is skipped with a warning.
+pub fn find_debug_file(
+    obj: &LoadedObject,
+    search: &SearchPaths,
+    warnings: &mut Vec<String>,
+) -> Option<LoadedObject> {
+    let cands = debug_file_candidates(
+        &obj.path,
+        obj.info.build_id.as_deref(),
+        obj.info.debuglink.as_deref(),
+        search,
+    );
+    for c in cands {
+        if !c.is_file() {
+            continue;
+        }
+        let Ok(d) = load(&c) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (&obj.info.build_id, &d.info.build_id) {
+            if a != b {
+                warnings.push(format!(
+                    "{}: debug file {} has build-id {}, expected {}; ignored",
+                    obj.path.display(),
+                    c.display(),
+                    hex(b),
+                    hex(a)
+                ));
+                continue;
+            }
+        }
+        if d.info.has_debug_info() || !d.info.symbols.is_empty() {
+            return Some(d);
+        }
+    }
+    None
+}

@@ -1,0 +1,271 @@
+//! Addresses to function names, files and lines: DWARF through addr2line (with inlined frames),
+//! the ELF symbol tables as a fallback, and demangling as gdb's `bt` shows names.
+//!
+//! Everything here works on bytes already in memory ([`ModuleSymbols::new`] copies what it needs
+//! into owned buffers, decompressing `SHF_COMPRESSED` sections); [`loader`] is the only part
+//! that reads files.
+
+pub mod elf;
+pub mod loader;
+
+use std::sync::Arc;
+
+use gimli::{EndianArcSlice, RunTimeEndian};
+
+use crate::elf_core::Endian;
+use elf::{ElfInfo, Symbol};
+
+type Reader = EndianArcSlice<RunTimeEndian>;
+
+/// One source-level frame at an address: innermost inlined first, the physical function last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SymFrame {
+    /// Demangled, without parameters or hash (gdb's `bt` function column).
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    /// Offset of the address from the start of the ELF symbol, when the name came from it.
+    pub symbol_offset: Option<u64>,
+}
+
+/// The symbol information of one module, owned and ready for lookups at SVMAs.
+pub struct ModuleSymbols {
+    dwarf: Option<addr2line::Context<Reader>>,
+    symbols: Vec<Symbol>,
+}
+
+impl std::fmt::Debug for ModuleSymbols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleSymbols")
+            .field("dwarf", &self.dwarf.is_some())
+            .field("symbols", &self.symbols.len())
+            .finish()
+    }
+}
+
+/// DWARF sections addr2line never reads for line and function lookups; skipping them saves
+/// decompressing megabytes of location lists.
+const UNUSED_SECTIONS: &[&str] = &[
+    ".debug_loc",
+    ".debug_loclists",
+    ".debug_macro",
+    ".debug_macinfo",
+];
+
+impl ModuleSymbols {
+    /// Build from the file holding DWARF (`dwarf`: its parsed headers and bytes) and the files
+    /// whose symbol tables to use (typically the object and its debug file).
+    pub fn new(dwarf: Option<(&ElfInfo, &[u8])>, symtabs: &[&ElfInfo]) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let ctx = dwarf
+            .filter(|(i, _)| i.has_debug_info())
+            .and_then(|(info, data)| {
+                let endian = match info.endian {
+                    Endian::Little => RunTimeEndian::Little,
+                    Endian::Big => RunTimeEndian::Big,
+                };
+                let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+                    let name = id.name();
+                    let bytes: Arc<[u8]> = if UNUSED_SECTIONS.contains(&name) {
+                        Arc::from(&[][..])
+                    } else {
+                        info.section_data(data, name)
+                            .map(|c| Arc::from(c.as_ref()))
+                            .unwrap_or_else(|| Arc::from(&[][..]))
+                    };
+                    Ok(EndianArcSlice::new(bytes, endian))
+                };
+                let sections = gimli::Dwarf::load(load).ok()?;
+                match addr2line::Context::from_dwarf(sections) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        warnings.push(format!("unusable DWARF: {e}"));
+                        None
+                    }
+                }
+            });
+        let mut symbols: Vec<Symbol> = symtabs.iter().flat_map(|i| i.symbols.clone()).collect();
+        symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
+        symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+        (
+            ModuleSymbols {
+                dwarf: ctx,
+                symbols,
+            },
+            warnings,
+        )
+    }
+
+    pub fn has_dwarf(&self) -> bool {
+        self.dwarf.is_some()
+    }
+
+    /// The frames at `svma`, innermost inlined first and the physical function last. Empty when
+    /// nothing is known.
+    pub fn lookup(&self, svma: u64) -> Vec<SymFrame> {
+        let mut out = Vec::new();
+        if let Some(ctx) = &self.dwarf {
+            if let Ok(mut it) = ctx.find_frames(svma).skip_all_loads() {
+                // Bounded: garbage DWARF must not produce endless inline chains.
+                while let Ok(Some(f)) = it.next() {
+                    if out.len() >= 256 {
+                        break;
+                    }
+                    let function = f.function.as_ref().and_then(|n| {
+                        let raw = n.raw_name().ok()?;
+                        Some(demangle_with(&raw, n.language))
+                    });
+                    let (file, line, column) = match &f.location {
+                        Some(l) => (l.file.map(str::to_string), l.line, l.column),
+                        None => (None, None, None),
+                    };
+                    out.push(SymFrame {
+                        function,
+                        file,
+                        line,
+                        column,
+                        symbol_offset: None,
+                    });
+                }
+            }
+        }
+        // No DWARF function for the physical frame: take the name from the symbol table.
+        if out.last().map_or(true, |f| f.function.is_none()) {
+            if let Some(s) = symbol_at(&self.symbols, svma) {
+                let name = demangle(&s.name);
+                match out.last_mut() {
+                    Some(f) => {
+                        f.function = Some(name);
+                        f.symbol_offset = Some(svma - s.addr);
+                    }
+                    None => out.push(SymFrame {
+                        function: Some(name),
+                        symbol_offset: Some(svma - s.addr),
+                        ..SymFrame::default()
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// The ELF symbol covering `svma` and the offset into it.
+    pub fn symbol(&self, svma: u64) -> Option<(&str, u64)> {
+        symbol_at(&self.symbols, svma).map(|s| (s.name.as_str(), svma - s.addr))
+    }
+}
+
+fn symbol_at(symbols: &[Symbol], svma: u64) -> Option<&Symbol> {
+    let i = symbols.partition_point(|s| s.addr <= svma);
+    let last = symbols.get(i.checked_sub(1)?)?;
+    let group = symbols[..i]
+        .iter()
+        .rev()
+        .take_while(|s| s.addr == last.addr);
+    let mut sizeless = None;
+    for s in group {
+        if s.size == 0 {
+            sizeless = Some(s);
+        } else if svma < s.addr.saturating_add(s.size) {
+            return Some(s);
+        }
+    }
+    sizeless
+}
+
+fn demangle_with(raw: &str, lang: Option<gimli::DwLang>) -> String {
+    match lang {
+        Some(gimli::DW_LANG_Rust) => demangle_rust(raw).unwrap_or_else(|| raw.to_string()),
+        Some(gimli::DW_LANG_C_plus_plus)
+        | Some(gimli::DW_LANG_C_plus_plus_03)
+        | Some(gimli::DW_LANG_C_plus_plus_11)
+        | Some(gimli::DW_LANG_C_plus_plus_14) => {
+            demangle_cpp(raw).unwrap_or_else(|| raw.to_string())
+        }
+        _ => demangle(raw),
+    }
+}
+
+/// Demangle a Rust (legacy or v0) or C++ symbol name the way gdb's `bt` shows it: no Rust hash,
+/// no C++ parameter list. Anything else is returned unchanged.
+pub fn demangle(raw: &str) -> String {
+    if raw.starts_with("_R") || is_rust_legacy(raw) {
+        if let Some(s) = demangle_rust(raw) {
+            return s;
+        }
+    }
+    if raw.starts_with("_Z") {
+        if let Some(s) = demangle_cpp(raw) {
+            return s;
+        }
+    }
+    raw.to_string()
+}
+
+/// A legacy Rust symbol ends in `17h<16 hex digits>E`.
+fn is_rust_legacy(raw: &str) -> bool {
+    let Some(body) = raw.strip_prefix("_ZN").and_then(|s| s.strip_suffix('E')) else {
+        return false;
+    };
+    body.len() > 19
+        && body.is_char_boundary(body.len() - 19)
+        && body[body.len() - 19..].starts_with("17h")
+        && body[body.len() - 16..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
+fn demangle_rust(raw: &str) -> Option<String> {
+    rustc_demangle::try_demangle(raw)
+        .ok()
+        .map(|d| format!("{d:#}"))
+}
+
+fn demangle_cpp(raw: &str) -> Option<String> {
+    let sym = cpp_demangle::Symbol::new(raw).ok()?;
+    let opts = cpp_demangle::DemangleOptions::new()
+        .no_params()
+        .no_return_type();
+    sym.demangle_with_options(&opts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangles_like_gdb_bt() {
+        assert_eq!(
+            demangle("_ZN4core9panicking5panic17h0123456789abcdefE"),
+            "core::panicking::panic"
+        );
+        assert_eq!(demangle("_RNvCs1234_7mycrate3foo"), "mycrate::foo");
+        assert_eq!(demangle("_ZN3foo3barEi"), "foo::bar");
+        assert_eq!(demangle("_Z3bazv"), "baz");
+        assert_eq!(demangle("main"), "main");
+        assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+
+    #[test]
+    fn symbol_fallback_gives_name_and_offset() {
+        let info = ElfInfo {
+            endian: Endian::Little,
+            sections: vec![],
+            load_vaddr: None,
+            build_id: None,
+            debuglink: None,
+            symbols: vec![Symbol {
+                addr: 0x1000,
+                size: 0x20,
+                name: "_Z3bazv".into(),
+            }],
+        };
+        let (s, _) = ModuleSymbols::new(None, &[&info]);
+        let f = s.lookup(0x1008);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].function.as_deref(), Some("baz"));
+        assert_eq!(f[0].symbol_offset, Some(8));
+        assert!(s.lookup(0x1020).is_empty());
+    }
+}

@@ -1,0 +1,412 @@
+//! Pure: walk a thread's stack from its registers to the list of physical frames.
+//!
+//! Inputs are the thread's registers from the core, the modules' call frame information (already
+//! read into memory; `.eh_frame` with its `.eh_frame_hdr` search table, `.debug_frame`) and two
+//! memory readers: the stack (the core's memory; bytes not in the core are unreadable) and code
+//! (core memory, else the module file's bytes, for recognising signal trampolines). Output is the
+//! frames plus why the walk stopped, which is data, never an error: a bad thread never fails a core.
+//!
+//! Per step, in order: a sigreturn trampoline (registers come from the `ucontext_t` the kernel
+//! pushed), then CFI (gimli's unwind tables, with a small DWARF expression evaluator for the
+//! `DW_CFA_*_expression` rules PLT stubs and glibc use), then the frame-pointer chain.
+
+mod x86_64;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use gimli::{
+    BaseAddresses, CfaRule, DebugFrame, EhFrame, EhFrameHdr, EndianSlice, RegisterRule,
+    RunTimeEndian, UnwindContext, UnwindSection, UnwindTableRow,
+};
+
+use crate::elf_core::{Machine, Registers};
+
+/// A code address with its meaning (framehop's `code_address.rs` idea): the pc of the innermost
+/// frame or of a frame interrupted by a signal is the instruction itself; every other frame's pc
+/// is a return address, which is looked up (CFI row, line table) at `pc − 1`, inside the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeAddress {
+    InstructionPointer(u64),
+    ReturnAddress(u64),
+}
+
+impl CodeAddress {
+    pub fn pc(self) -> u64 {
+        match self {
+            CodeAddress::InstructionPointer(a) | CodeAddress::ReturnAddress(a) => a,
+        }
+    }
+
+    /// The address to look up unwind and debug information at.
+    pub fn lookup(self) -> u64 {
+        match self {
+            CodeAddress::InstructionPointer(a) => a,
+            CodeAddress::ReturnAddress(a) => a.saturating_sub(1),
+        }
+    }
+}
+
+/// How a frame's registers were obtained (rust-minidump's `FrameTrust`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameTrust {
+    /// The thread's registers in the core (frame 0).
+    Context,
+    /// Call frame information.
+    Cfi,
+    /// The saved frame-pointer chain.
+    FramePointer,
+    /// The register context the kernel saved on the stack when delivering a signal.
+    SignalContext,
+}
+
+/// Why a stack walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The outermost frame: CFI says the return address is undefined, or it is 0.
+    EndOfStack,
+    /// The same (pc, stack pointer) came back, or the stack pointer did not grow.
+    Loop,
+    /// `max_frames` frames were produced.
+    FrameLimit,
+    /// The caller's registers lie in memory the core does not hold.
+    UnreadableStack,
+    /// No CFI for the pc and no usable frame pointer.
+    NoUnwindInfo,
+    /// The options' deadline passed.
+    Timeout,
+    /// The thread has no registers in the core.
+    NoRegisters,
+    /// The core's architecture has no unwinder here (only frame 0 is given).
+    UnsupportedArch,
+}
+
+/// One unwind section and the SVMA it is loaded at.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub svma: u64,
+    pub data: Arc<[u8]>,
+}
+
+/// A module's call frame information, owned.
+#[derive(Debug, Clone, Default)]
+pub struct CfiSections {
+    pub eh_frame: Option<Section>,
+    pub eh_frame_hdr: Option<Section>,
+    pub debug_frame: Option<Section>,
+    pub text_svma: Option<u64>,
+    pub got_svma: Option<u64>,
+    pub big_endian: bool,
+}
+
+/// A module as the unwinder sees it: an AVMA range, its bias and its CFI.
+#[derive(Debug, Clone, Copy)]
+pub struct UnwindModule<'a> {
+    pub start: u64,
+    pub end: u64,
+    /// AVMA − SVMA.
+    pub bias: u64,
+    pub cfi: &'a CfiSections,
+}
+
+/// Random access to the crashed process's memory.
+pub trait MemoryReader {
+    /// Fill `buf` from `addr`; false when any byte is unreadable.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool;
+
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b).then(|| u64::from_le_bytes(b))
+    }
+}
+
+impl MemoryReader for crate::elf_core::Memory<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        crate::elf_core::Memory::read(self, addr, buf)
+    }
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        crate::elf_core::Memory::read_u64(self, addr)
+    }
+}
+
+/// One physical frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFrame {
+    pub address: CodeAddress,
+    pub trust: FrameTrust,
+    /// The frame's stack pointer.
+    pub sp: u64,
+    /// This frame is a sigreturn trampoline (gdb's `<signal handler called>`).
+    pub signal_trampoline: bool,
+}
+
+/// The result of walking one thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwound {
+    pub frames: Vec<RawFrame>,
+    pub stop: StopReason,
+}
+
+/// Limits for one walk.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_frames: usize,
+    pub deadline: Option<Instant>,
+}
+
+/// Walk one thread. `modules` must be sorted by `start`.
+pub fn unwind_thread(
+    regs: &Registers,
+    modules: &[UnwindModule<'_>],
+    stack: &dyn MemoryReader,
+    code: &dyn MemoryReader,
+    limits: Limits,
+) -> Unwound {
+    match regs.machine {
+        Machine::X86_64 => x86_64::unwind(regs, modules, stack, code, limits),
+        _ => {
+            let frames = regs
+                .pc()
+                .map(|pc| RawFrame {
+                    address: CodeAddress::InstructionPointer(pc),
+                    trust: FrameTrust::Context,
+                    sp: regs.sp().unwrap_or(0),
+                    signal_trampoline: false,
+                })
+                .into_iter()
+                .collect();
+            Unwound {
+                frames,
+                stop: StopReason::UnsupportedArch,
+            }
+        }
+    }
+}
+
+fn module_at<'m, 'a>(modules: &'m [UnwindModule<'a>], avma: u64) -> Option<&'m UnwindModule<'a>> {
+    let i = modules.partition_point(|m| m.start <= avma);
+    let m = modules.get(i.checked_sub(1)?)?;
+    (avma < m.end).then_some(m)
+}
+
+/// What CFI says about one frame: the caller's register values by DWARF number.
+pub(crate) struct CfiStep {
+    /// Caller registers (DWARF numbering); `None` = unknown.
+    pub regs: Vec<Option<u64>>,
+    pub cfa: u64,
+    /// The return-address column was explicitly undefined: the outermost frame.
+    pub ra_undefined: bool,
+    /// The FDE's CIE has the 'S' augmentation: the caller's pc is not a return address.
+    pub signal_frame: bool,
+}
+
+pub(crate) enum CfiError {
+    /// No FDE covers the address.
+    NoInfo,
+    /// The rules needed memory the core does not hold.
+    Unreadable,
+}
+
+type R<'a> = EndianSlice<'a, RunTimeEndian>;
+
+/// Find the CFI row for `lookup_avma` in `module` and apply it to `regs` (DWARF numbering).
+pub(crate) fn cfi_step(
+    module: &UnwindModule<'_>,
+    lookup_avma: u64,
+    regs: &[Option<u64>],
+    ra_reg: u16,
+    stack: &dyn MemoryReader,
+) -> Result<CfiStep, CfiError> {
+    let cfi = module.cfi;
+    let endian = if cfi.big_endian {
+        RunTimeEndian::Big
+    } else {
+        RunTimeEndian::Little
+    };
+    let svma = lookup_avma.wrapping_sub(module.bias);
+    let mut bases = BaseAddresses::default();
+    if let Some(t) = cfi.text_svma {
+        bases = bases.set_text(t);
+    }
+    if let Some(g) = cfi.got_svma {
+        bases = bases.set_got(g);
+    }
+    let mut ctx = UnwindContext::new();
+    if let Some(eh) = &cfi.eh_frame {
+        bases = bases.set_eh_frame(eh.svma);
+        let section = EhFrame::from(EndianSlice::new(&eh.data, endian));
+        // The binary search table of .eh_frame_hdr when there is one; a linear scan otherwise.
+        let mut fde = None;
+        if let Some(hdr) = &cfi.eh_frame_hdr {
+            let b = bases.clone().set_eh_frame_hdr(hdr.svma);
+            let parsed = EhFrameHdr::from(EndianSlice::new(&hdr.data, endian)).parse(&b, 8);
+            if let Some(table) = parsed.as_ref().ok().and_then(|p| p.table()) {
+                fde = Some(table.fde_for_address(&section, &b, svma, EhFrame::cie_from_offset));
+                bases = b;
+            }
+        }
+        let fde =
+            fde.unwrap_or_else(|| section.fde_for_address(&bases, svma, EhFrame::cie_from_offset));
+        if let Ok(fde) = fde {
+            if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
+                let row = row.clone();
+                return apply_row(
+                    &section,
+                    &row,
+                    regs,
+                    ra_reg,
+                    stack,
+                    fde.is_signal_trampoline(),
+                );
+            }
+        }
+    }
+    if let Some(df) = &cfi.debug_frame {
+        let mut section = DebugFrame::from(EndianSlice::new(&df.data, endian));
+        section.set_address_size(8);
+        if let Ok(fde) = section.fde_for_address(&bases, svma, DebugFrame::cie_from_offset) {
+            if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
+                let row = row.clone();
+                return apply_row(
+                    &section,
+                    &row,
+                    regs,
+                    ra_reg,
+                    stack,
+                    fde.is_signal_trampoline(),
+                );
+            }
+        }
+    }
+    Err(CfiError::NoInfo)
+}
+
+fn apply_row<'a, S: UnwindSection<R<'a>>>(
+    section: &S,
+    row: &UnwindTableRow<usize>,
+    regs: &[Option<u64>],
+    ra_reg: u16,
+    stack: &dyn MemoryReader,
+    signal_frame: bool,
+) -> Result<CfiStep, CfiError> {
+    let get = |r: gimli::Register| regs.get(usize::from(r.0)).copied().flatten();
+    let cfa = match row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } => get(*register)
+            .ok_or(CfiError::Unreadable)?
+            .wrapping_add_signed(*offset),
+        CfaRule::Expression(e) => {
+            let expr = e.get(section).map_err(|_| CfiError::NoInfo)?;
+            eval_expr(expr, regs, stack, None).ok_or(CfiError::Unreadable)?
+        }
+    };
+    // Registers without a rule keep their value (callee-saved and untouched); this matches
+    // what gdb and framehop assume for x86_64.
+    let mut out: Vec<Option<u64>> = regs.to_vec();
+    let mut ra_undefined = false;
+    for (i, slot) in out.iter_mut().enumerate() {
+        let reg = gimli::Register(i as u16);
+        let Some(rule) = row.register(reg) else {
+            continue;
+        };
+        let v = match rule {
+            RegisterRule::Undefined => {
+                if i == usize::from(ra_reg) {
+                    ra_undefined = true;
+                }
+                None
+            }
+            RegisterRule::SameValue => get(reg),
+            RegisterRule::Offset(o) => stack.read_u64(cfa.wrapping_add_signed(o)),
+            RegisterRule::ValOffset(o) => Some(cfa.wrapping_add_signed(o)),
+            RegisterRule::Register(r) => get(r),
+            RegisterRule::Expression(e) => e
+                .get(section)
+                .ok()
+                .and_then(|x| eval_expr(x, regs, stack, Some(cfa)))
+                .and_then(|a| stack.read_u64(a)),
+            RegisterRule::ValExpression(e) => e
+                .get(section)
+                .ok()
+                .and_then(|x| eval_expr(x, regs, stack, Some(cfa))),
+            RegisterRule::Architectural => None,
+            RegisterRule::Constant(c) => Some(c),
+        };
+        *slot = v;
+    }
+    if !ra_undefined && out.get(usize::from(ra_reg)).copied().flatten().is_none() {
+        // The return address could not be read (its slot is outside the core).
+        return Err(CfiError::Unreadable);
+    }
+    Ok(CfiStep {
+        regs: out,
+        cfa,
+        ra_undefined,
+        signal_frame,
+    })
+}
+
+/// Evaluate a CFI DWARF expression to a value (an address for `DW_CFA_expression`).
+fn eval_expr(
+    expr: gimli::Expression<R<'_>>,
+    regs: &[Option<u64>],
+    stack: &dyn MemoryReader,
+    initial: Option<u64>,
+) -> Option<u64> {
+    let encoding = gimli::Encoding {
+        address_size: 8,
+        format: gimli::Format::Dwarf32,
+        version: 4,
+    };
+    let mut eval = expr.evaluation(encoding);
+    if let Some(v) = initial {
+        eval.set_initial_value(v);
+    }
+    let mut res = eval.evaluate().ok()?;
+    // A bound on resumptions: garbage expressions must not loop.
+    for _ in 0..64 {
+        res = match res {
+            gimli::EvaluationResult::Complete => {
+                let pieces = eval.result();
+                return match pieces.first()?.location {
+                    gimli::Location::Address { address } => Some(address),
+                    gimli::Location::Value { value } => value.to_u64(!0).ok(),
+                    _ => None,
+                };
+            }
+            gimli::EvaluationResult::RequiresMemory { address, size, .. } => {
+                let mut b = [0u8; 8];
+                let n = usize::from(size).min(8);
+                if !stack.read(address, &mut b[..n]) {
+                    return None;
+                }
+                eval.resume_with_memory(gimli::Value::Generic(u64::from_le_bytes(b)))
+                    .ok()?
+            }
+            gimli::EvaluationResult::RequiresRegister { register, .. } => {
+                let v = regs.get(usize::from(register.0)).copied().flatten()?;
+                eval.resume_with_register(gimli::Value::Generic(v)).ok()?
+            }
+            _ => return None,
+        };
+    }
+    None
+}
+
+/// Tracks (pc, sp) pairs to detect loops.
+pub(crate) struct Seen(HashSet<(u64, u64)>);
+
+impl Seen {
+    pub fn new() -> Self {
+        Seen(HashSet::new())
+    }
+    /// True when this pair was seen before.
+    pub fn repeat(&mut self, pc: u64, sp: u64) -> bool {
+        !self.0.insert((pc, sp))
+    }
+}
+
+#[cfg(test)]
+mod tests;
