@@ -86,6 +86,11 @@ pub(crate) fn unwind(
         let pc = frame.address.pc();
         let sp = frame.sp;
         frame.signal_trampoline = is_sigreturn(code, pc);
+        if frame.signal_trampoline {
+            // The handler "returned" into the trampoline's first instruction; no call precedes
+            // it (glibc pads a nop there), so it is looked up at its own address.
+            frame.address = CodeAddress::InstructionPointer(pc);
+        }
         frames.push(frame);
         if frames.len() >= limits.max_frames {
             break StopReason::FrameLimit;

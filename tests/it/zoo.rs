@@ -331,6 +331,8 @@ fn crash_in_signal_handler_unwinds_through_restore_rt() {
         .position(|f| f.signal_trampoline)
         .expect("a signal frame");
     assert_eq!(&names[..tramp], ["handler_crash", "handler"]);
+    // Looked up at its own address, not pc − 1 (which is the padding nop before it).
+    assert_eq!(names[tramp], "__restore_rt");
     assert!(names[tramp..].contains(&"interrupted"), "{names:?}");
 }
 
