@@ -198,7 +198,11 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
             tb.stop = u.stop;
             timed_out |= u.stop == StopReason::Timeout;
             for raw in u.frames {
-                symbolize_frame(&prepared, raw, &mut tb.frames);
+                // Past the deadline, only modules whose symbols are already decoded are used:
+                // decoding a large debug file is the slowest step.
+                let late = opts.deadline.is_some_and(|d| Instant::now() >= d);
+                timed_out |= late;
+                symbolize_frame(&prepared, raw, late, &mut tb.frames);
             }
         }
         threads.push(tb);
@@ -337,11 +341,17 @@ fn prepared_at(prepared: &[Prepared], avma: u64) -> Option<&Prepared> {
     p.module.contains(avma).then_some(p)
 }
 
-fn symbolize_frame(prepared: &[Prepared], raw: unwind::RawFrame, out: &mut Vec<Frame>) {
+fn symbolize_frame(
+    prepared: &[Prepared],
+    raw: unwind::RawFrame,
+    only_loaded: bool,
+    out: &mut Vec<Frame>,
+) {
     let pc = raw.address.pc();
     let lookup = raw.address.lookup();
     let p = prepared_at(prepared, lookup);
     let sym: Vec<SymFrame> = p
+        .filter(|p| !only_loaded || p.symbols.get().is_some())
         .and_then(|p| Some(p.symbols()?.lookup(lookup.wrapping_sub(p.bias))))
         .unwrap_or_default();
     let module = p.map(|p| p.module.path.clone());

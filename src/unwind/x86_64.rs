@@ -86,6 +86,11 @@ pub(crate) fn unwind(
         let pc = frame.address.pc();
         let sp = frame.sp;
         frame.signal_trampoline = is_sigreturn(code, pc);
+        if frame.signal_trampoline {
+            // The handler "returned" into the trampoline's first instruction; no call precedes
+            // it (glibc pads a nop there), so it is looked up at its own address.
+            frame.address = CodeAddress::InstructionPointer(pc);
+        }
         frames.push(frame);
         if frames.len() >= limits.max_frames {
             break StopReason::FrameLimit;
@@ -104,7 +109,7 @@ pub(crate) fn unwind(
         }
         // The stack grows down: a caller's frame is above its callee's. A signal frame may
         // switch stacks (sigaltstack), so it is exempt.
-        if trust != FrameTrust::SignalContext && nsp <= sp && !(first && nsp == sp) {
+        if trust != FrameTrust::SignalContext && nsp <= sp {
             break StopReason::Loop;
         }
         if seen.repeat(npc, nsp) {
@@ -163,8 +168,11 @@ fn step(
     } else if first {
         // The pc is outside every module: most likely a call through a bad function pointer.
         // The call pushed the return address and nothing else ran, so it is at [rsp].
-        let ra = stack.read_u64(sp).ok_or(StopReason::UnreadableStack)?;
-        if module_at(modules, ra).is_some() {
+        // Only trusted when it lands in a module; otherwise the rbp chain below decides.
+        if let Some(ra) = stack
+            .read_u64(sp)
+            .filter(|&ra| module_at(modules, ra).is_some())
+        {
             let mut r = regs.clone();
             r[RIP] = Some(ra);
             r[RSP] = Some(sp + 8);

@@ -331,6 +331,8 @@ fn crash_in_signal_handler_unwinds_through_restore_rt() {
         .position(|f| f.signal_trampoline)
         .expect("a signal frame");
     assert_eq!(&names[..tramp], ["handler_crash", "handler"]);
+    // Looked up at its own address, not pc − 1 (which is the padding nop before it).
+    assert_eq!(names[tramp], "__restore_rt");
     assert!(names[tramp..].contains(&"interrupted"), "{names:?}");
 }
 
@@ -415,4 +417,96 @@ fn gdb_parser_reads_the_frame_forms() {
         (Some("level3"), None)
     );
     assert_eq!(f[4].function, None);
+}
+
+#[test]
+fn build_id_mismatch_is_reported_and_the_file_not_trusted() {
+    skip_unless_kernel_cores!();
+    let c = crash(zoo("nested.c", "zoo-nested", &["-g", "-O0"]));
+    // The same source built differently: another build-id.
+    let other = zoo("nested.c", "zoo-nested-O1", &["-g", "-O1"]);
+    let b = ours(
+        &c,
+        &Options {
+            exe_override: Some(other),
+            ..Options::default()
+        },
+    );
+    let m = b
+        .modules
+        .iter()
+        .find(|m| m.path.ends_with("zoo-nested"))
+        .unwrap();
+    assert_eq!(
+        m.status,
+        corecatch::backtrace::ModuleStatus::BuildIdMismatch
+    );
+    let core_id = m.build_id.clone().unwrap();
+    let w = b
+        .warnings
+        .iter()
+        .find(|w| w.contains("build-id"))
+        .unwrap_or_else(|| panic!("no build-id warning: {:?}", b.warnings));
+    assert!(w.contains(&core_id), "{w}");
+    // Frames in the executable are not named from the wrong file.
+    let f = crashed_frames(&b);
+    assert!(f
+        .iter()
+        .filter(|f| f.module.as_deref() == Some(m.path.as_str()))
+        .all(|f| f.function.is_none()));
+}
+
+#[test]
+fn separate_debug_file_in_debug_dir_is_found_by_build_id() {
+    skip_unless_kernel_cores!();
+    let full = zoo("nested.c", "zoo-nested", &["-g", "-O0"]);
+    let dir = util::tempdir();
+    // A stripped copy of the executable crashes; its DWARF lives in DEBUGDIR/.build-id/xx/rest.debug.
+    let stripped = dir.path().join("stripped");
+    let dbgdir = dir.path().join("dbg");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let st = Command::new("objcopy").args(args).status().unwrap();
+        assert!(st.success());
+    };
+    run(&[
+        "--strip-debug".as_ref(),
+        full.as_os_str(),
+        stripped.as_os_str(),
+    ]);
+    let id = {
+        let bytes = std::fs::read(&stripped).unwrap();
+        let info = corecatch::symbolize::elf::parse(&bytes).unwrap();
+        corecatch::modules::hex(&info.build_id.unwrap())
+    };
+    let dst = dbgdir.join(".build-id").join(&id[..2]);
+    std::fs::create_dir_all(&dst).unwrap();
+    let dbg = dst.join(format!("{}.debug", &id[2..]));
+    run(&[
+        "--only-keep-debug".as_ref(),
+        full.as_os_str(),
+        dbg.as_os_str(),
+    ]);
+
+    let core = util::crash_for_core(&stripped, &[], dir.path());
+    let bytes = std::fs::read(&core).unwrap();
+    let parsed = corecatch::elf_core::parse(&bytes).unwrap();
+    let without = backtrace(&parsed, &Options::default());
+    assert!(crashed_frames(&without)[0].file.is_none());
+    let with = backtrace(
+        &parsed,
+        &Options {
+            debug_dirs: vec![dbgdir.clone()],
+            ..Options::default()
+        },
+    );
+    let f = &crashed_frames(&with)[0];
+    assert_eq!(f.function.as_deref(), Some("level3"));
+    assert_eq!(f.file.as_deref().map(basename), Some("nested.c"));
+    assert_eq!(f.line, Some(6));
+    let m = with
+        .modules
+        .iter()
+        .find(|m| m.path.ends_with("stripped"))
+        .unwrap();
+    assert_eq!(m.debug_file.as_deref(), Some(dbg.to_str().unwrap()));
 }
