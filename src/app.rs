@@ -373,12 +373,23 @@ fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
     let _ = text::write_summary(report, &mut std::io::stderr().lock(), stored.as_deref());
 }
 
+/// The report of one core: what its notes say, then every thread unwound and symbolized, within
+/// the configured time limit.
 fn build_report(
     core: &crate::elf_core::Core<'_>,
     path: &Path,
-    _symbols: &crate::config::SymbolConfig,
+    symbols: &crate::config::SymbolConfig,
 ) -> Report {
-    Report::from_core(core, &path.display().to_string())
+    let mut report = Report::from_core(core, &path.display().to_string());
+    let opts = crate::backtrace::Options {
+        debug_dirs: symbols.debug_dirs.clone(),
+        sysroot: symbols.sysroot.clone(),
+        exe_override: symbols.exe.clone(),
+        max_frames: symbols.max_frames,
+        deadline: std::time::Instant::now().checked_add(symbols.timeout),
+    };
+    report.add_backtraces(crate::backtrace::backtrace(core, &opts));
+    report
 }
 
 /// Write `<stem>.json`, `<stem>.txt`, then `<stem>.core.gz` (verified), then remove the raw core

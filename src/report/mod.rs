@@ -77,6 +77,9 @@ pub struct Frame {
     pub line: Option<u32>,
     pub column: Option<u32>,
     pub inlined: bool,
+    /// How the frame was found: `context` (the thread's registers), `cfi`, `frame_pointer`,
+    /// `signal_context`; `null` for inlined frames, which share their physical frame's.
+    pub trust: Option<crate::backtrace::FrameTrust>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +91,21 @@ pub struct Module {
     pub end: u64,
     pub build_id: Option<String>,
     pub debug_file: Option<String>,
+}
+
+/// Why a stack walk ended, in words.
+pub fn stop_words(s: crate::backtrace::StopReason) -> &'static str {
+    use crate::backtrace::StopReason::*;
+    match s {
+        EndOfStack => "end of stack",
+        Loop => "the stack pointer did not advance (a loop)",
+        FrameLimit => "frame limit reached (--max-frames)",
+        UnreadableStack => "the caller's frame is in memory the core does not hold",
+        NoUnwindInfo => "no unwind information and no usable frame pointer",
+        Timeout => "time limit reached (--timeout)",
+        NoRegisters => "the thread has no registers in the core",
+        UnsupportedArch => "no unwinder for this architecture",
+    }
 }
 
 fn hex<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -186,6 +204,48 @@ impl Report {
             modules,
             warnings: core.warnings.clone(),
         }
+    }
+
+    /// Fill in frames, module build-ids and debug files, and the walk's warnings from the
+    /// symbolizer's result.
+    pub fn add_backtraces(&mut self, bt: crate::backtrace::Backtraces) {
+        for tb in bt.threads {
+            let Some(t) = self.threads.iter_mut().find(|t| t.tid == tb.tid) else {
+                continue;
+            };
+            t.stop_reason = Some(stop_words(tb.stop).to_string());
+            t.frames = tb
+                .frames
+                .into_iter()
+                .map(|f| Frame {
+                    pc: f.pc,
+                    module: f.module,
+                    // gdb's name for the sigreturn trampoline's frame.
+                    function: if f.signal_trampoline {
+                        Some("<signal handler called>".into())
+                    } else {
+                        f.function
+                    },
+                    file: f.file,
+                    line: f.line,
+                    column: f.column,
+                    inlined: f.inlined,
+                    trust: (!f.inlined).then_some(f.trust),
+                })
+                .collect();
+        }
+        self.modules = bt
+            .modules
+            .into_iter()
+            .map(|m| Module {
+                path: m.path,
+                start: m.start,
+                end: m.end,
+                build_id: m.build_id,
+                debug_file: m.debug_file,
+            })
+            .collect();
+        self.warnings.extend(bt.warnings);
     }
 
     /// The report as pretty JSON.

@@ -510,3 +510,104 @@ fn separate_debug_file_in_debug_dir_is_found_by_build_id() {
         .unwrap();
     assert_eq!(m.debug_file.as_deref(), Some(dbg.to_str().unwrap()));
 }
+
+/// Frames as the report JSON holds them, back into the library's type for `compare_thread`.
+fn frames_from_json(v: &serde_json::Value) -> Vec<Frame> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let function = f["function"].as_str().map(str::to_string);
+            Frame {
+                pc: u64::from_str_radix(f["pc"].as_str().unwrap().trim_start_matches("0x"), 16)
+                    .unwrap(),
+                module: f["module"].as_str().map(str::to_string),
+                signal_trampoline: function.as_deref() == Some("<signal handler called>"),
+                function,
+                file: f["file"].as_str().map(str::to_string),
+                line: f["line"].as_u64().map(|l| l as u32),
+                column: f["column"].as_u64().map(|c| c as u32),
+                inlined: f["inlined"].as_bool().unwrap(),
+                trust: corecatch::backtrace::FrameTrust::Cfi,
+                symbol_offset: None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn run_report_and_bt_json_match_gdb() {
+    skip_unless_kernel_cores!();
+    let exe = zoo("inlined.c", "zoo-inlined-cli", &["-g", "-O2"]);
+    let dir = util::tempdir();
+    let o = util::corecatch(
+        dir.path(),
+        &[
+            "run",
+            "--keep-cores",
+            "--out",
+            "out",
+            "--",
+            exe.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(139), "{err}");
+    assert!(
+        err.contains("#0 "),
+        "the crashed thread's frames are in the summary: {err}"
+    );
+    let core = util::cores_in(dir.path())
+        .pop()
+        .expect("--keep-cores keeps the core");
+    let gdb = gdb_bt(&exe, &core);
+    let json_path = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("manifest.json"))
+        .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(report["threads"].as_array().unwrap().len(), gdb.len());
+    let crashed = &report["threads"][0];
+    assert_eq!(crashed["crashed"], true);
+    assert_eq!(crashed["tid"], report["crashed_tid"]);
+    let g = gdb
+        .iter()
+        .find(|g| g.lwp as i64 == crashed["tid"].as_i64().unwrap())
+        .unwrap();
+    compare_thread(
+        g,
+        &frames_from_json(&crashed["frames"]),
+        "run's report.json",
+    );
+    assert!(
+        crashed["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["inlined"] == true),
+        "the -O2 build has inlined frames"
+    );
+
+    // `bt --json` on the same core gives the same frames; `bt` text numbers them as gdb does.
+    let bt = util::corecatch(dir.path(), &["bt", "--json", core.to_str().unwrap()]);
+    assert_eq!(bt.status.code(), Some(0));
+    let again: serde_json::Value = serde_json::from_slice(&bt.stdout).unwrap();
+    assert_eq!(again["threads"][0]["frames"], crashed["frames"]);
+    let text = util::corecatch(dir.path(), &["bt", core.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let first_own = g
+        .frames
+        .iter()
+        .find(|f| f.file.as_deref().is_some_and(|f| f.contains("fixtures/")))
+        .unwrap();
+    let needle = format!(
+        "{} at {}:{}",
+        first_own.function.as_deref().unwrap(),
+        first_own.file.as_deref().unwrap(),
+        first_own.line.unwrap()
+    );
+    assert!(text.contains(&needle), "{needle} not in:\n{text}");
+}
