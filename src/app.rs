@@ -3,7 +3,9 @@
 //! and never stops the other cores, never deletes the raw core, and never changes the wrapped
 //! command's exit status.
 
-use crate::config::{ArtifactConfig, BtConfig, CollectConfig, Command, PatternConfig, RunConfig};
+use crate::config::{
+    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, PatternConfig, RunConfig,
+};
 use crate::core_file::MappedCore;
 use crate::core_pattern::CorePattern;
 use crate::exit_code;
@@ -58,14 +60,33 @@ fn run_command(cfg: RunConfig) -> i32 {
     }
     let settings = sys::kernel::read_settings();
     let token = run_token();
-    let outcome =
-        match sys::spawn::run(&cfg.argv, &[(locate::TOKEN_VAR.to_string(), token.clone())]) {
-            Ok(o) => o,
-            Err(e) => {
-                warn(chain(&e));
-                return e.exit_status();
-            }
-        };
+    let env = [(locate::TOKEN_VAR.to_string(), token.clone())];
+    let ptrace = use_ptrace(cfg.capture, settings.as_ref().ok(), &raised);
+    if let (Some(why), false) = (&ptrace, cfg.artifacts.quiet) {
+        warn(format!(
+            "{why}; corecatch traces the command and writes its cores itself"
+        ));
+    }
+    let spawned = match ptrace {
+        Some(_) => sys::ptrace::run(&cfg.argv, &env, &cfg.artifacts.out),
+        None => sys::spawn::run(&cfg.argv, &env).map(|outcome| sys::ptrace::TracedRun {
+            outcome,
+            captured: Vec::new(),
+            traced: false,
+            notes: Vec::new(),
+        }),
+    };
+    let traced = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            warn(chain(&e));
+            return e.exit_status();
+        }
+    };
+    for n in &traced.notes {
+        warn(n);
+    }
+    let outcome = traced.outcome.clone();
     let status = outcome.ended.shell_status();
     let ended = SystemTime::now();
 
@@ -94,8 +115,8 @@ fn run_command(cfg: RunConfig) -> i32 {
 
     let mut known_pids = vec![outcome.pid];
     known_pids.extend(outcome.reaped.iter().map(|(p, _)| *p));
+    let mut cores = captured_cores(&traced, &mut known_pids);
     let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started);
-    let mut cores = Vec::new();
     match pattern.file().map(|f| f.search_plan(&cwd)) {
         Some(plan) => {
             let (found, _) = locate::scan(
@@ -111,7 +132,7 @@ fn run_command(cfg: RunConfig) -> i32 {
             );
         }
         None => {
-            if !dumped.is_empty() {
+            if !dumped.is_empty() && traced.captured.is_empty() {
                 warn(format!(
                     "a process dumped core, but core_pattern sends cores elsewhere: {}",
                     pattern.describe()
@@ -149,6 +170,65 @@ fn run_command(cfg: RunConfig) -> i32 {
         ));
     }
     status
+}
+
+/// Why `run` should capture with ptrace, or `None` for kernel cores. Auto picks ptrace only
+/// where kernel cores would not reach us: programs that trace themselves (sanitizers, gdb in a
+/// test) cannot run under a tracer.
+fn use_ptrace(
+    capture: Capture,
+    settings: Option<&sys::kernel::KernelSettings>,
+    raised: &sys::rlimit::Raised,
+) -> Option<String> {
+    match capture {
+        Capture::Kernel => return None,
+        Capture::Ptrace => return Some("--capture ptrace".into()),
+        Capture::Auto => {}
+    }
+    let Some(settings) = settings else {
+        return Some("core_pattern cannot be read".into());
+    };
+    if raised.before.hard == Some(0) || raised.after.soft == Some(0) {
+        // A hard limit of 0 is how containers and CI images turn kernel cores off; corecatch
+        // does not count on overriding it.
+        return Some("the hard RLIMIT_CORE is 0".into());
+    }
+    let pattern = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
+    let Some(file) = pattern.file() else {
+        return Some(format!(
+            "kernel cores do not reach corecatch ({})",
+            pattern.describe()
+        ));
+    };
+    let dir = match file.static_dir() {
+        Some(d) => d,
+        None if file.absolute => return None,
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    if !(dir.is_dir() && sys::kernel::dir_writable(&dir)) {
+        return Some(format!(
+            "core_pattern writes cores to {}, which does not exist or is not writable",
+            dir.display()
+        ));
+    }
+    None
+}
+
+/// The cores corecatch wrote itself during the run, ready for `process_cores`; their pids join
+/// `known_pids`.
+fn captured_cores(traced: &sys::ptrace::TracedRun, known_pids: &mut Vec<i32>) -> Vec<Found> {
+    let mut found = Vec::new();
+    for c in &traced.captured {
+        for w in &c.warnings {
+            warn(format!("core of pid {}: {w}", c.pid));
+        }
+        known_pids.push(c.pid);
+        match locate::check_file(&c.path) {
+            Ok(f) => found.push(f),
+            Err(why) => warn(format!("{}: {why}", c.path.display())),
+        }
+    }
+    found
 }
 
 /// A random token naming this run, put in CMD's environment.

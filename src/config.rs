@@ -37,6 +37,19 @@ pub struct SymbolConfig {
 pub struct RunConfig {
     pub argv: Vec<OsString>,
     pub artifacts: ArtifactConfig,
+    pub capture: Capture,
+}
+
+/// How `run` gets the cores of crashing processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Capture {
+    /// Kernel cores where core_pattern and RLIMIT_CORE let them reach us, else ptrace.
+    #[default]
+    Auto,
+    /// Only the cores the kernel writes.
+    Kernel,
+    /// corecatch traces the command and writes the cores itself.
+    Ptrace,
 }
 
 #[derive(Debug, Clone)]

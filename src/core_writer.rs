@@ -119,6 +119,96 @@ pub struct WriteStats {
 /// (0 when none are readable).
 pub type ReadMemory<'a> = dyn FnMut(u64, &mut [u8]) -> usize + 'a;
 
+/// What decides whether, and how much of, a memory region goes into a core: the facts the
+/// kernel's `vma_dump_size` (fs/coredump.c) looks at, as /proc/PID/smaps shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmaFacts {
+    pub start: u64,
+    pub end: u64,
+    pub readable: bool,
+    /// `s` in the permissions (VM_SHARED).
+    pub shared: bool,
+    /// Backed by a file (a path starting with `/` and a non-zero inode).
+    pub file_backed: bool,
+    /// The backing file has no name left (` (deleted)`: a memfd, shm or anonymous shared
+    /// mapping); the kernel's `i_nlink == 0` test.
+    pub file_unlinked: bool,
+    /// The region has anonymous (written, copied-on-write) pages: smaps `Anonymous:` above 0,
+    /// which stands in for the kernel's `vma->anon_vma`.
+    pub anon_pages: bool,
+    /// `vm_pgoff == 0`: the mapping starts at the beginning of its file.
+    pub maps_file_start: bool,
+    /// The first page holds an ELF header, or the file is executable (`i_mode & 0111`).
+    pub elf_or_executable: bool,
+    /// VmFlags `dd` (VM_DONTDUMP, madvise(MADV_DONTDUMP)).
+    pub dont_dump: bool,
+    /// VmFlags `io` (VM_IO: device memory).
+    pub io: bool,
+    /// VmFlags `ht` (hugetlb).
+    pub hugetlb: bool,
+    /// `[vdso]` and `[vsyscall]`: always dumped whole.
+    pub always: bool,
+}
+
+/// `/proc/PID/coredump_filter` bits (core(5)).
+pub mod filter {
+    pub const ANON_PRIVATE: u64 = 1 << 0;
+    pub const ANON_SHARED: u64 = 1 << 1;
+    pub const MAPPED_PRIVATE: u64 = 1 << 2;
+    pub const MAPPED_SHARED: u64 = 1 << 3;
+    pub const ELF_HEADERS: u64 = 1 << 4;
+    pub const HUGETLB_PRIVATE: u64 = 1 << 5;
+    pub const HUGETLB_SHARED: u64 = 1 << 6;
+    /// The kernel's default, 0x33.
+    pub const DEFAULT: u64 = ANON_PRIVATE | ANON_SHARED | ELF_HEADERS | HUGETLB_PRIVATE;
+}
+
+/// How many bytes from the start of a region the kernel would dump under `coredump_filter`
+/// (the rules of `vma_dump_size`, DAX mappings aside): all, one page (the ELF header of a
+/// file mapping), or none.
+pub fn dump_size(v: &VmaFacts, coredump_filter: u64, page: u64) -> u64 {
+    let whole = v.end.saturating_sub(v.start);
+    let on = |bit: u64| coredump_filter & bit != 0;
+    if v.always {
+        return whole;
+    }
+    if v.dont_dump {
+        return 0;
+    }
+    if v.hugetlb {
+        let bit = if v.shared {
+            filter::HUGETLB_SHARED
+        } else {
+            filter::HUGETLB_PRIVATE
+        };
+        return if on(bit) { whole } else { 0 };
+    }
+    if v.io {
+        return 0;
+    }
+    if v.shared {
+        let bit = if !v.file_backed || v.file_unlinked {
+            filter::ANON_SHARED
+        } else {
+            filter::MAPPED_SHARED
+        };
+        return if on(bit) { whole } else { 0 };
+    }
+    if v.anon_pages && on(filter::ANON_PRIVATE) {
+        return whole;
+    }
+    if !v.file_backed {
+        return 0;
+    }
+    if on(filter::MAPPED_PRIVATE) {
+        return whole;
+    }
+    if on(filter::ELF_HEADERS) && v.maps_file_start && v.readable && v.elf_or_executable {
+        return page.min(whole);
+    }
+    0
+}
+
 fn note(out: &mut Vec<u8>, name: &str, ntype: u32, desc: &[u8]) {
     out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
     out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
@@ -513,5 +603,64 @@ mod tests {
         let core = elf_core::parse(out.get_ref()).unwrap();
         assert!(core.warnings.is_empty(), "{:?}", core.warnings);
         assert_eq!(core.memory.segments().len(), 70_000);
+    }
+    #[test]
+    fn dump_size_follows_the_kernels_rules_for_the_default_filter() {
+        let base = VmaFacts {
+            start: 0x1000,
+            end: 0x5000,
+            readable: true,
+            ..VmaFacts::default()
+        };
+        let f = filter::DEFAULT;
+        let written_anon = VmaFacts {
+            anon_pages: true,
+            ..base.clone()
+        };
+        assert_eq!(dump_size(&written_anon, f, 4096), 0x4000);
+        // Anonymous but never written: no anon_vma, nothing to dump.
+        assert_eq!(dump_size(&base, f, 4096), 0);
+        let text = VmaFacts {
+            file_backed: true,
+            maps_file_start: true,
+            elf_or_executable: true,
+            ..base.clone()
+        };
+        assert_eq!(dump_size(&text, f, 4096), 4096);
+        assert_eq!(dump_size(&text, f | filter::MAPPED_PRIVATE, 4096), 0x4000);
+        let later_text = VmaFacts {
+            maps_file_start: false,
+            ..text.clone()
+        };
+        assert_eq!(dump_size(&later_text, f, 4096), 0);
+        let data = VmaFacts {
+            anon_pages: true,
+            ..later_text
+        };
+        assert_eq!(dump_size(&data, f, 4096), 0x4000);
+        let shm = VmaFacts {
+            shared: true,
+            file_backed: true,
+            file_unlinked: true,
+            ..base.clone()
+        };
+        assert_eq!(dump_size(&shm, f, 4096), 0x4000);
+        let shared_file = VmaFacts {
+            file_unlinked: false,
+            ..shm
+        };
+        assert_eq!(dump_size(&shared_file, f, 4096), 0);
+        let no_dump = VmaFacts {
+            dont_dump: true,
+            ..written_anon.clone()
+        };
+        assert_eq!(dump_size(&no_dump, f, 4096), 0);
+        let vdso = VmaFacts {
+            always: true,
+            dont_dump: true,
+            ..base
+        };
+        assert_eq!(dump_size(&vdso, 0, 4096), 0x4000);
+        assert_eq!(dump_size(&written_anon, 0, 4096), 0);
     }
 }
