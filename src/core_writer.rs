@@ -19,6 +19,8 @@ const NT_PRFPREG: u32 = 2;
 const NT_PRPSINFO: u32 = 3;
 const NT_AUXV: u32 = 6;
 const NT_SIGINFO: u32 = 0x5349_4749;
+/// x86 XSAVE area (AVX and later registers), in a note named "LINUX".
+pub const NT_X86_XSTATE: u32 = 0x202;
 const NT_FILE: u32 = 0x4649_4c45;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
@@ -45,6 +47,9 @@ pub struct ThreadDesc {
     pub regs: Vec<u8>,
     /// NT_PRFPREG as PTRACE_GETREGSET returns it; `None` writes `pr_fpvalid = 0`.
     pub fpregs: Option<Vec<u8>>,
+    /// Further register sets as `(note type, bytes)`, written in notes named "LINUX" as the
+    /// kernel does (NT_X86_XSTATE).
+    pub extra: Vec<(u32, Vec<u8>)>,
 }
 
 /// NT_PRPSINFO.
@@ -327,6 +332,9 @@ pub fn notes(desc: &CoreDesc) -> Vec<u8> {
         if let Some(fp) = &t.fpregs {
             note(&mut out, "CORE", NT_PRFPREG, fp);
         }
+        for (ntype, bytes) in &t.extra {
+            note(&mut out, "LINUX", *ntype, bytes);
+        }
     }
     out
 }
@@ -473,6 +481,7 @@ mod tests {
             sighold: 0,
             regs: regs(rip, 0x7000_0000_1000),
             fpregs: Some(vec![0u8; 512]),
+            extra: vec![(NT_X86_XSTATE, vec![0u8; 832])],
         };
         let mut auxv = Vec::new();
         for (k, v) in [(3u64, 0x40_0040u64), (6, 4096), (0, 0)] {

@@ -600,6 +600,12 @@ const E_MACHINE: Option<u16> = Some(183);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const E_MACHINE: Option<u16> = None;
 
+/// Register sets beyond NT_PRSTATUS/NT_PRFPREG that the kernel puts in its cores and gdb reads.
+#[cfg(target_arch = "x86_64")]
+const EXTRA_REGSETS: &[u32] = &[core_writer::NT_X86_XSTATE];
+#[cfg(not(target_arch = "x86_64"))]
+const EXTRA_REGSETS: &[u32] = &[];
+
 /// PTRACE_GETREGSET of one register set; `None` when the kernel has none for this thread.
 fn getregset(tid: i32, nt: u32) -> Result<Vec<u8>, Errno> {
     let mut buf = vec![0u8; 4096];
@@ -704,6 +710,10 @@ fn write_core(
             sighold: status_mask(&tstatus, "SigBlk"),
             regs,
             fpregs: getregset(t, libc::NT_PRFPREG as u32).ok(),
+            extra: EXTRA_REGSETS
+                .iter()
+                .filter_map(|&nt| getregset(t, nt).ok().map(|b| (nt, b)))
+                .collect(),
         });
     }
     let siginfo = getsiginfo(crashed).map_err(|source| CaptureError::Registers {
@@ -737,6 +747,13 @@ fn write_core(
         n
     };
     let vmas = parse_smaps(&smaps);
+    // [vsyscall] is dumped whole but is execute-only on current kernels: its page reads as
+    // zeros in the kernel's core too, so it is not worth a warning.
+    let expected_unreadable: u64 = vmas
+        .iter()
+        .filter(|v| v.path == "[vsyscall]")
+        .map(|v| v.facts.end - v.facts.start)
+        .sum();
     let mut segments = Vec::with_capacity(vmas.len());
     let mut files = Vec::new();
     for v in &vmas {
@@ -805,7 +822,7 @@ fn write_core(
     let stats = core_writer::write(&desc, &mut reader, &mut out)
         .and_then(|s| io::Write::flush(&mut out).map(|_| s))
         .map_err(|e| write_err(&path, e))?;
-    if stats.unreadable > 0 {
+    if stats.unreadable > expected_unreadable {
         warnings.push(format!(
             "{} bytes of memory could not be read and are zeros in the core",
             stats.unreadable
