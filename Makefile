@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := $(CURDIR)/target/release/corecatch
 DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
-.PHONY: all build demo test deps lint check-boundaries bench clean
+.PHONY: all build demo test deps lint check-boundaries bench bench-capture clean
 
 all: build
 
@@ -36,6 +36,10 @@ test: deps build check-boundaries
 # Peers on the same cores (gdb, eu-stack), with ratios. Not part of `make test`.
 bench: build
 	bash bench/bt.sh
+
+# The overhead of --capture ptrace on fork-heavy and signal-heavy commands, vs bare and kernel.
+bench-capture: build
+	bash bench/capture.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -54,6 +54,12 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Crash a canary process under the current settings and say whether its core reaches
+    /// corecatch, how, and if not, what to change. Exits 0 when cores will be captured.
+    Doctor,
+    /// The canary doctor crashes (dies of SIGABRT).
+    #[command(name = "__canary", hide = true)]
+    Canary,
     /// Print the backtrace of every thread in a core.
     Bt {
         /// The core file.
@@ -177,6 +183,8 @@ impl Cli {
                 artifacts: artifacts.into_config(),
             }),
             Sub::Pattern { json } => Command::Pattern(PatternConfig { json }),
+            Sub::Doctor => Command::Doctor,
+            Sub::Canary => Command::Canary,
             Sub::Bt {
                 core,
                 json,

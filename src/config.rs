@@ -12,6 +12,9 @@ pub enum Command {
     Collect(CollectConfig),
     Pattern(PatternConfig),
     Bt(BtConfig),
+    Doctor,
+    /// Hidden: the process `doctor` crashes on purpose (dies of SIGABRT).
+    Canary,
 }
 
 /// Where artifacts go and how cores are treated once packed.

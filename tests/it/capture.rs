@@ -427,3 +427,35 @@ fn auto_uses_ptrace_under_a_hard_core_limit_of_zero() {
     auto_captures_anyway(dir.path(), Some("ulimit -Hc 0"));
     assert!(cores_in(dir.path()).is_empty());
 }
+
+#[test]
+fn doctor_crashes_a_canary_and_says_how_cores_arrive() {
+    let dir = tempdir();
+    let o = corecatch(dir.path(), &["doctor"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("ptrace  a crash's core reaches corecatch"),
+        "{out}"
+    );
+    assert!(out.contains("cores will be captured"), "{out}");
+}
+
+#[test]
+fn doctor_under_a_swallowing_pipe_says_what_to_change() {
+    let dir = tempdir();
+    let Some(_g) = PatternGuard::set("|/bin/false", false) else {
+        return;
+    };
+    let o = corecatch_locked(dir.path(), &["doctor"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "ptrace still captures: {out}{}",
+        stderr(&o)
+    );
+    assert!(out.contains("kernel  no core"), "{out}");
+    assert!(out.contains("sysctl -w kernel.core_pattern=core"), "{out}");
+    assert!(out.contains("auto:   uses ptrace"), "{out}");
+}
