@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := $(CURDIR)/target/release/corecatch
 DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
-.PHONY: all build demo test deps lint check-boundaries bench clean
+.PHONY: all build demo test deps lint check-boundaries bench bench-capture clean
 
 all: build
 
@@ -37,6 +37,10 @@ test: deps build check-boundaries
 bench: build
 	bash bench/bt.sh
 	bash bench/compress.sh
+
+# The overhead of --capture ptrace on fork-heavy and signal-heavy commands, vs bare and kernel.
+bench-capture: build
+	bash bench/capture.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

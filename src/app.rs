@@ -3,7 +3,9 @@
 //! and never stops the other cores, never deletes the raw core, and never changes the wrapped
 //! command's exit status.
 
-use crate::config::{ArtifactConfig, BtConfig, CollectConfig, Command, PatternConfig, RunConfig};
+use crate::config::{
+    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, PatternConfig, RunConfig,
+};
 use crate::core_file::MappedCore;
 use crate::core_pattern::CorePattern;
 use crate::exit_code;
@@ -23,6 +25,8 @@ pub fn run(command: Command) -> i32 {
         Command::Collect(c) => collect(c),
         Command::Pattern(c) => pattern(c),
         Command::Bt(c) => bt(c),
+        Command::Doctor => doctor(),
+        Command::Canary => std::process::abort(),
     }
 }
 
@@ -58,14 +62,33 @@ fn run_command(cfg: RunConfig) -> i32 {
     }
     let settings = sys::kernel::read_settings();
     let token = run_token();
-    let outcome =
-        match sys::spawn::run(&cfg.argv, &[(locate::TOKEN_VAR.to_string(), token.clone())]) {
-            Ok(o) => o,
-            Err(e) => {
-                warn(chain(&e));
-                return e.exit_status();
-            }
-        };
+    let env = [(locate::TOKEN_VAR.to_string(), token.clone())];
+    let ptrace = use_ptrace(cfg.capture, settings.as_ref().ok(), &raised);
+    if let (Some(why), false) = (&ptrace, cfg.artifacts.quiet) {
+        warn(format!(
+            "{why}; corecatch traces the command and writes its cores itself"
+        ));
+    }
+    let spawned = match ptrace {
+        Some(_) => sys::ptrace::run(&cfg.argv, &env, &cfg.artifacts.out),
+        None => sys::spawn::run(&cfg.argv, &env).map(|outcome| sys::ptrace::TracedRun {
+            outcome,
+            captured: Vec::new(),
+            traced: false,
+            notes: Vec::new(),
+        }),
+    };
+    let traced = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            warn(chain(&e));
+            return e.exit_status();
+        }
+    };
+    for n in &traced.notes {
+        warn(n);
+    }
+    let outcome = traced.outcome.clone();
     let status = outcome.ended.shell_status();
     let ended = SystemTime::now();
 
@@ -94,8 +117,8 @@ fn run_command(cfg: RunConfig) -> i32 {
 
     let mut known_pids = vec![outcome.pid];
     known_pids.extend(outcome.reaped.iter().map(|(p, _)| *p));
+    let mut cores = captured_cores(&traced, &mut known_pids);
     let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started);
-    let mut cores = Vec::new();
     match pattern.file().map(|f| f.search_plan(&cwd)) {
         Some(plan) => {
             let (found, _) = locate::scan(
@@ -111,7 +134,7 @@ fn run_command(cfg: RunConfig) -> i32 {
             );
         }
         None => {
-            if !dumped.is_empty() {
+            if !dumped.is_empty() && traced.captured.is_empty() {
                 warn(format!(
                     "a process dumped core, but core_pattern sends cores elsewhere: {}",
                     pattern.describe()
@@ -149,6 +172,65 @@ fn run_command(cfg: RunConfig) -> i32 {
         ));
     }
     status
+}
+
+/// Why `run` should capture with ptrace, or `None` for kernel cores. Auto picks ptrace only
+/// where kernel cores would not reach us: programs that trace themselves (sanitizers, gdb in a
+/// test) cannot run under a tracer.
+fn use_ptrace(
+    capture: Capture,
+    settings: Option<&sys::kernel::KernelSettings>,
+    raised: &sys::rlimit::Raised,
+) -> Option<String> {
+    match capture {
+        Capture::Kernel => return None,
+        Capture::Ptrace => return Some("--capture ptrace".into()),
+        Capture::Auto => {}
+    }
+    let Some(settings) = settings else {
+        return Some("core_pattern cannot be read".into());
+    };
+    if raised.before.hard == Some(0) || raised.after.soft == Some(0) {
+        // A hard limit of 0 is how containers and CI images turn kernel cores off; corecatch
+        // does not count on overriding it.
+        return Some("the hard RLIMIT_CORE is 0".into());
+    }
+    let pattern = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
+    let Some(file) = pattern.file() else {
+        return Some(format!(
+            "kernel cores do not reach corecatch ({})",
+            pattern.describe()
+        ));
+    };
+    let dir = match file.static_dir() {
+        Some(d) => d,
+        None if file.absolute => return None,
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    if !(dir.is_dir() && sys::kernel::dir_writable(&dir)) {
+        return Some(format!(
+            "core_pattern writes cores to {}, which does not exist or is not writable",
+            dir.display()
+        ));
+    }
+    None
+}
+
+/// The cores corecatch wrote itself during the run, ready for `process_cores`; their pids join
+/// `known_pids`.
+fn captured_cores(traced: &sys::ptrace::TracedRun, known_pids: &mut Vec<i32>) -> Vec<Found> {
+    let mut found = Vec::new();
+    for c in &traced.captured {
+        for w in &c.warnings {
+            warn(format!("core of pid {}: {w}", c.pid));
+        }
+        known_pids.push(c.pid);
+        match locate::check_file(&c.path) {
+            Ok(f) => found.push(f),
+            Err(why) => warn(format!("{}: {why}", c.path.display())),
+        }
+    }
+    found
 }
 
 /// A random token naming this run, put in CMD's environment.
@@ -601,4 +683,150 @@ fn bt(cfg: BtConfig) -> i32 {
     } else {
         exit_code::OK
     }
+}
+
+/// One canary crash under `corecatch run --capture METHOD`: whether its core came back.
+fn canary(method: &str) -> Result<bool, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find corecatch itself: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("corecatch-doctor-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let out = dir.path().join("out");
+    let o = std::process::Command::new(&exe)
+        .args(["run", "--quiet", "--capture", method, "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg(&exe)
+        .arg("__canary")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run the canary: {e}"))?;
+    if o.status.code() != Some(128 + 6) {
+        return Err(format!(
+            "the canary should die of SIGABRT (134) but corecatch exited with {:?}: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    let got = std::fs::read_dir(&out)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".core.gz"))
+        })
+        .unwrap_or(false);
+    if !got {
+        let err = String::from_utf8_lossy(&o.stderr);
+        if method == "ptrace" && err.contains("cannot trace") {
+            return Err(
+                "ptrace is not permitted here (in a container: --cap-add=SYS_PTRACE or \
+                        a seccomp profile that allows ptrace; kernel.yama.ptrace_scope <= 1)"
+                    .into(),
+            );
+        }
+    }
+    Ok(got)
+}
+
+/// `corecatch doctor`: crash canaries under the current settings and say what happens.
+fn doctor() -> i32 {
+    let raised = sys::rlimit::raise();
+    let settings = sys::kernel::read_settings().ok();
+    let pattern = settings
+        .as_ref()
+        .map(|s| CorePattern::parse(&s.core_pattern, s.core_uses_pid));
+    println!(
+        "core_pattern:  {}",
+        settings
+            .as_ref()
+            .map_or("(unreadable)".into(), |s| s.core_pattern.clone())
+    );
+    if let Some(p) = &pattern {
+        println!("meaning:       {}", p.describe());
+    }
+    println!(
+        "RLIMIT_CORE:   soft {}, hard {} (corecatch raises it to soft {}, hard {})",
+        sys::rlimit::CoreLimit::show(raised.before.soft),
+        sys::rlimit::CoreLimit::show(raised.before.hard),
+        sys::rlimit::CoreLimit::show(raised.after.soft),
+        sys::rlimit::CoreLimit::show(raised.after.hard),
+    );
+    let auto = use_ptrace(Capture::Auto, settings.as_ref(), &raised);
+    let mut lines = Vec::new();
+    let mut ok = |method: &str| match canary(method) {
+        Ok(true) => {
+            lines.push(format!("{method:7} a crash's core reaches corecatch"));
+            true
+        }
+        Ok(false) => {
+            lines.push(format!("{method:7} no core reached corecatch"));
+            false
+        }
+        Err(why) => {
+            lines.push(format!("{method:7} no core: {why}"));
+            false
+        }
+    };
+    let kernel = ok("kernel");
+    let ptrace = ok("ptrace");
+    for l in &lines {
+        println!("{l}");
+    }
+    let auto_ok = match &auto {
+        None => kernel,
+        Some(_) => ptrace,
+    };
+    match &auto {
+        None => println!("auto:   uses kernel cores"),
+        Some(why) => println!("auto:   uses ptrace ({why})"),
+    }
+    if !kernel {
+        println!("to get kernel cores:");
+        for fix in kernel_fixes(pattern.as_ref(), &raised) {
+            println!("  {fix}");
+        }
+    }
+    if auto_ok {
+        println!("cores will be captured");
+        exit_code::OK
+    } else {
+        println!("cores will NOT be captured by `corecatch run`");
+        exit_code::NO_CAPTURE
+    }
+}
+
+/// What to change so the kernel's cores reach corecatch.
+fn kernel_fixes(pattern: Option<&CorePattern>, raised: &sys::rlimit::Raised) -> Vec<String> {
+    let mut v = Vec::new();
+    if raised.before.hard == Some(0) || raised.after.soft == Some(0) {
+        v.push(
+            "the hard RLIMIT_CORE is 0: `ulimit -Hc unlimited` as root before corecatch, or \
+             `docker run --ulimit core=-1`"
+                .into(),
+        );
+    }
+    match pattern.map(|p| (p, p.file())) {
+        None => v.push("core_pattern is unreadable: is /proc mounted?".into()),
+        Some((p, None)) => v.push(format!(
+            "core_pattern does not write files ({}): `sysctl -w kernel.core_pattern=core` \
+             (on the host: in a container core_pattern is the host's and read-only), or keep it \
+             and let corecatch capture with ptrace",
+            p.describe()
+        )),
+        Some((_, Some(f))) => {
+            if let Some(d) = f.static_dir() {
+                if !(d.is_dir() && sys::kernel::dir_writable(&d)) {
+                    v.push(format!(
+                        "{} must exist and be writable: `mkdir -p {0} && chmod 1777 {0}`",
+                        d.display()
+                    ));
+                }
+            }
+        }
+    }
+    if v.is_empty() {
+        v.push("fs.suid_dumpable, a seccomp or LSM policy, or a full disk may be the cause".into());
+    }
+    v
 }

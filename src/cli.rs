@@ -2,9 +2,10 @@
 //! that imports clap.
 
 use crate::config::{
-    ArtifactConfig, BtConfig, CollectConfig, Command, PatternConfig, RunConfig, SymbolConfig,
+    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, PatternConfig, RunConfig,
+    SymbolConfig,
 };
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,10 @@ enum Sub {
     Run {
         #[command(flatten)]
         artifacts: ArtifactArgs,
+        /// How cores are captured: kernel (core_pattern), ptrace (corecatch traces CMD and writes
+        /// the cores itself), or auto (kernel where its cores reach us, else ptrace).
+        #[arg(long, value_enum, default_value_t = CaptureArg::Auto, value_name = "HOW")]
+        capture: CaptureArg,
         /// The command and its arguments (after `--`).
         #[arg(
             required = true,
@@ -49,6 +54,12 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Crash a canary process under the current settings and say whether its core reaches
+    /// corecatch, how, and if not, what to change. Exits 0 when cores will be captured.
+    Doctor,
+    /// The canary doctor crashes (dies of SIGABRT).
+    #[command(name = "__canary", hide = true)]
+    Canary,
     /// Print the backtrace of every thread in a core.
     Bt {
         /// The core file.
@@ -59,6 +70,23 @@ enum Sub {
         #[command(flatten)]
         symbols: SymbolArgs,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CaptureArg {
+    Auto,
+    Kernel,
+    Ptrace,
+}
+
+impl From<CaptureArg> for Capture {
+    fn from(c: CaptureArg) -> Capture {
+        match c {
+            CaptureArg::Auto => Capture::Auto,
+            CaptureArg::Kernel => Capture::Kernel,
+            CaptureArg::Ptrace => Capture::Ptrace,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -141,15 +169,22 @@ impl Cli {
 
     fn into_config(self) -> Command {
         match self.command {
-            Sub::Run { artifacts, argv } => Command::Run(RunConfig {
+            Sub::Run {
+                artifacts,
+                capture,
+                argv,
+            } => Command::Run(RunConfig {
                 argv,
                 artifacts: artifacts.into_config(),
+                capture: capture.into(),
             }),
             Sub::Collect { artifacts, paths } => Command::Collect(CollectConfig {
                 paths,
                 artifacts: artifacts.into_config(),
             }),
             Sub::Pattern { json } => Command::Pattern(PatternConfig { json }),
+            Sub::Doctor => Command::Doctor,
+            Sub::Canary => Command::Canary,
             Sub::Bt {
                 core,
                 json,
@@ -174,6 +209,16 @@ mod tests {
         let Command::Run(r) = c else { panic!() };
         assert_eq!(r.argv, ["make", "-k", "test"]);
         assert_eq!(r.artifacts.out, PathBuf::from("x"));
+        assert_eq!(r.capture, Capture::Auto);
+    }
+
+    #[test]
+    fn capture_takes_a_method() {
+        let c =
+            Cli::try_parse_args(["corecatch", "run", "--capture", "ptrace", "--", "true"]).unwrap();
+        let Command::Run(r) = c else { panic!() };
+        assert_eq!(r.capture, Capture::Ptrace);
+        assert!(Cli::try_parse_args(["corecatch", "run", "--capture", "x", "--", "true"]).is_err());
     }
 
     #[test]

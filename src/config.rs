@@ -12,6 +12,9 @@ pub enum Command {
     Collect(CollectConfig),
     Pattern(PatternConfig),
     Bt(BtConfig),
+    Doctor,
+    /// Hidden: the process `doctor` crashes on purpose (dies of SIGABRT).
+    Canary,
 }
 
 /// Where artifacts go and how cores are treated once packed.
@@ -37,6 +40,19 @@ pub struct SymbolConfig {
 pub struct RunConfig {
     pub argv: Vec<OsString>,
     pub artifacts: ArtifactConfig,
+    pub capture: Capture,
+}
+
+/// How `run` gets the cores of crashing processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Capture {
+    /// Kernel cores where core_pattern and RLIMIT_CORE let them reach us, else ptrace.
+    #[default]
+    Auto,
+    /// Only the cores the kernel writes.
+    Kernel,
+    /// corecatch traces the command and writes the cores itself.
+    Ptrace,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@ pub const OK: i32 = 0;
 /// `collect`/`bt`: at least one core was found but could not be fully processed or stored;
 /// `pattern --check`-style failures. Details are on stderr.
 pub const INCOMPLETE: i32 = 1;
+/// `doctor`: a crash under the current settings would not reach corecatch by any method.
+pub const NO_CAPTURE: i32 = 3;
 /// Usage error: bad flags or arguments (clap's convention).
 pub const USAGE: i32 = 2;
 /// corecatch itself failed before the command could run (as `env`, `nice` and `timeout` do).

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod core_file;
 pub mod core_pattern;
+pub mod core_writer;
 pub mod elf_core;
 pub mod exit_code;
 pub mod locate;

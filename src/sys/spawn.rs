@@ -97,7 +97,7 @@ impl SpawnError {
     }
 }
 
-fn forwarded_set() -> SigSet {
+pub(crate) fn forwarded_set() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -152,7 +152,7 @@ pub fn run(argv: &[OsString], extra_env: &[(String, String)]) -> Result<Outcome,
     result
 }
 
-fn classify_spawn_error(program: String, source: io::Error) -> SpawnError {
+pub(crate) fn classify_spawn_error(program: String, source: io::Error) -> SpawnError {
     match source.raw_os_error().map(Errno::from_raw) {
         Some(Errno::ENOENT) => SpawnError::NotFound { program },
         Some(Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM) => {
@@ -164,7 +164,7 @@ fn classify_spawn_error(program: String, source: io::Error) -> SpawnError {
 
 const SI_KERNEL: i32 = 0x80;
 
-fn supervise(pid: i32, waited: &SigSet, name: &str) -> Result<Outcome, SpawnError> {
+pub(crate) fn supervise(pid: i32, waited: &SigSet, name: &str) -> Result<Outcome, SpawnError> {
     let mut reaped = Vec::new();
     loop {
         // Reap first: the child may have ended before we started waiting for signals.
@@ -175,26 +175,32 @@ fn supervise(pid: i32, waited: &SigSet, name: &str) -> Result<Outcome, SpawnErro
         })? {
             return Ok(Outcome { pid, ended, reaped });
         }
-        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-        // SAFETY: `waited` is a valid sigset and `info` points to writable siginfo storage.
-        let sig = unsafe { libc::sigwaitinfo(waited.as_ref(), info.as_mut_ptr()) };
-        if sig < 0 {
-            continue; // EINTR
+        if let Some(signal) = next_forward(waited) {
+            let _ = kill(Pid::from_raw(pid), signal);
         }
-        // SAFETY: sigwaitinfo returned a signal, so it filled `info`.
-        let info = unsafe { info.assume_init() };
-        let Ok(signal) = Signal::try_from(sig) else {
-            continue;
-        };
-        if signal == Signal::SIGCHLD {
-            continue;
-        }
-        if info.si_code == SI_KERNEL {
-            // From the terminal: the command, in our process group, got it already.
-            continue;
-        }
-        let _ = kill(Pid::from_raw(pid), signal);
     }
+}
+
+/// Wait for one of the `waited` signals; the signal to forward to the command, if any (not
+/// SIGCHLD, not one the terminal already sent to the whole process group).
+pub(crate) fn next_forward(waited: &SigSet) -> Option<Signal> {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `waited` is a valid sigset and `info` points to writable siginfo storage.
+    let sig = unsafe { libc::sigwaitinfo(waited.as_ref(), info.as_mut_ptr()) };
+    if sig < 0 {
+        return None; // EINTR
+    }
+    // SAFETY: sigwaitinfo returned a signal, so it filled `info`.
+    let info = unsafe { info.assume_init() };
+    let signal = Signal::try_from(sig).ok()?;
+    if signal == Signal::SIGCHLD {
+        return None;
+    }
+    if info.si_code == SI_KERNEL {
+        // From the terminal: the command, in our process group, got it already.
+        return None;
+    }
+    Some(signal)
 }
 
 /// Reap every child that has ended; `Some` once the command itself has.
@@ -224,7 +230,13 @@ fn reap_all(pid: i32, reaped: &mut Vec<(i32, Ended)>) -> Result<Option<Ended>, E
     }
 }
 
-fn record(p: Pid, e: Ended, pid: i32, mine: &mut Option<Ended>, reaped: &mut Vec<(i32, Ended)>) {
+pub(crate) fn record(
+    p: Pid,
+    e: Ended,
+    pid: i32,
+    mine: &mut Option<Ended>,
+    reaped: &mut Vec<(i32, Ended)>,
+) {
     if p.as_raw() == pid {
         *mine = Some(e);
     } else {

@@ -224,3 +224,54 @@ impl CrashLock {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("cc-it-").tempdir().unwrap()
 }
+
+const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+const CORE_USES_PID: &str = "/proc/sys/kernel/core_uses_pid";
+
+/// Sets core_pattern (as root, under CrashLock exclusive) and core_uses_pid while alive; restores both on drop.
+pub struct PatternGuard {
+    old_pattern: String,
+    old_uses_pid: String,
+    _lock: FileLock,
+}
+
+impl PatternGuard {
+    /// `None` (after printing why) when the settings cannot be changed here.
+    pub fn set(pattern: &str, uses_pid: bool) -> Option<PatternGuard> {
+        let lock = CrashLock::exclusive();
+        let old_pattern = fs::read_to_string(CORE_PATTERN).ok()?;
+        let old_uses_pid = fs::read_to_string(CORE_USES_PID).unwrap_or_else(|_| "0\n".into());
+        if let Err(e) = fs::write(CORE_PATTERN, pattern) {
+            eprintln!("SKIP: cannot write {CORE_PATTERN} ({e}); needs root outside a container");
+            return None;
+        }
+        let guard = PatternGuard {
+            old_pattern,
+            old_uses_pid,
+            _lock: lock,
+        };
+        if fs::write(CORE_USES_PID, if uses_pid { "1" } else { "0" }).is_err() {
+            eprintln!("SKIP: cannot write {CORE_USES_PID}");
+            return None;
+        }
+        Some(guard)
+    }
+}
+
+impl Drop for PatternGuard {
+    fn drop(&mut self) {
+        let _ = fs::write(CORE_PATTERN, self.old_pattern.trim_end());
+        let _ = fs::write(CORE_USES_PID, self.old_uses_pid.trim_end());
+    }
+}
+
+/// Run corecatch without taking the shared crash lock (the caller holds it exclusive).
+pub fn corecatch_locked(cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("CORECATCH_OUT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
