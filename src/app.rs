@@ -92,14 +92,23 @@ fn run_command(cfg: RunConfig) -> i32 {
     let status = outcome.ended.shell_status();
     let ended = SystemTime::now();
 
+    // Without core_pattern no kernel core can be looked for, but cores corecatch captured itself
+    // are still processed.
     let settings = match settings {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(e) => {
-            warn(format!("{}; cannot look for cores", chain(&e)));
-            return status;
+            warn(format!("{}; cannot look for kernel cores", chain(&e)));
+            None
         }
     };
-    let pattern = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
+    let pattern = settings
+        .as_ref()
+        .map(|s| CorePattern::parse(&s.core_pattern, s.core_uses_pid));
+    let describe = || {
+        pattern
+            .as_ref()
+            .map_or("core_pattern unreadable".into(), CorePattern::describe)
+    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     // Processes that died of a core-dumping signal: if no core of theirs turns up, say why.
     let dumped: Vec<i32> = std::iter::once((outcome.pid, outcome.ended))
@@ -119,7 +128,11 @@ fn run_command(cfg: RunConfig) -> i32 {
     known_pids.extend(outcome.reaped.iter().map(|(p, _)| *p));
     let mut cores = captured_cores(&traced, &mut known_pids);
     let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started);
-    match pattern.file().map(|f| f.search_plan(&cwd)) {
+    match pattern
+        .as_ref()
+        .and_then(CorePattern::file)
+        .map(|f| f.search_plan(&cwd))
+    {
         Some(plan) => {
             let (found, _) = locate::scan(
                 &plan.root,
@@ -134,10 +147,10 @@ fn run_command(cfg: RunConfig) -> i32 {
             );
         }
         None => {
-            if !dumped.is_empty() && traced.captured.is_empty() {
+            if !dumped.is_empty() && traced.captured.is_empty() && pattern.is_some() {
                 warn(format!(
                     "a process dumped core, but core_pattern sends cores elsewhere: {}",
-                    pattern.describe()
+                    describe()
                 ));
             }
         }
@@ -152,7 +165,7 @@ fn run_command(cfg: RunConfig) -> i32 {
         exit_status: Some(status),
         started,
         ended,
-        core_pattern: settings.core_pattern.clone(),
+        core_pattern: settings.map(|s| s.core_pattern).unwrap_or_default(),
     };
     let attribution = Attribution {
         token: &token,
@@ -167,7 +180,7 @@ fn run_command(cfg: RunConfig) -> i32 {
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            pattern.describe(),
+            describe(),
             sys::rlimit::CoreLimit::show(raised.after.soft),
         ));
     }
