@@ -171,7 +171,18 @@ fn run_command(cfg: RunConfig) -> i32 {
         token: &token,
         known_pids: &known_pids,
     };
-    let done = process_cores(&cores, &cfg.artifacts, &ctx, Some(&attribution));
+    // A bug in corecatch must never change the command's status: a panic while processing
+    // cores is reported (the panic hook has printed it) and the status is still passed through.
+    let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        process_cores(&cores, &cfg.artifacts, &ctx, Some(&attribution))
+    }));
+    let Ok(done) = processed else {
+        warn(format!(
+            "internal error while processing cores; raw cores are left in place; exiting with \
+             the command's status {status}"
+        ));
+        return status;
+    };
     if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
         warn(format!(
             "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
