@@ -178,7 +178,7 @@ fn run_command(cfg: RunConfig) -> i32 {
     }));
     let Ok(done) = processed else {
         warn(format!(
-            "internal error while processing cores; raw cores are left in place; exiting with \
+            "internal error while processing cores; cores not yet stored are left in place; exiting with \
              the command's status {status}"
         ));
         return status;
