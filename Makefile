@@ -13,14 +13,15 @@ build:
 	$(CARGO) build --release --locked
 
 # System packages the tests use: gcc and g++ build the crash programs, gdb (with libc6-dbg) is
-# the correctness oracle, gzip's gunzip checks our archives.
+# the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory.
 deps:
 	@missing=""; \
 	for c in gcc g++ gdb gunzip; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time; \
 	fi
 
 demo: build
