@@ -16,12 +16,12 @@ build:
 # the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory.
 deps:
 	@missing=""; \
-	for c in gcc g++ gdb gunzip; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for c in gcc g++ gdb gunzip strace; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace; \
 	fi
 
 demo: build
