@@ -16,8 +16,8 @@ fn crash_prog() -> PathBuf {
 
 fn threads_prog() -> PathBuf {
     compile(
-        &fixture("threads/threads.c"),
-        "threads",
+        &fixture("zoo/threads.c"),
+        "zoo-threads",
         &["-g", "-O0", "-pthread"],
     )
 }
@@ -178,7 +178,7 @@ fn ptrace_core_of_a_multithreaded_crash_has_every_thread() {
     let frames = gdb_frames(&exe, &core);
     assert_eq!(
         frames.first().map(String::as_str),
-        Some("worker_crash"),
+        Some("crash_here"),
         "{frames:?}"
     );
 }

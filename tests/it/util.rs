@@ -44,7 +44,15 @@ pub fn build_dir() -> PathBuf {
 /// Compile a C or C++ source with the given flags into `build_dir()/name`, unless it is already
 /// newer than its source. Returns the executable path.
 pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
-    let out = build_dir().join(name);
+    // The cached product is keyed by source path and flags too, not only by name: the same name
+    // built from another source or with other flags must not reuse a stale binary.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (src, flags).hash(&mut h);
+        h.finish()
+    };
+    let out = build_dir().join(format!("{name}-{key:016x}"));
     let lock = build_dir().join(format!("{name}.lock"));
     let _guard = FileLock::exclusive(&lock);
     let fresh = match (fs::metadata(&out), fs::metadata(src)) {
