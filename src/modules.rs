@@ -9,6 +9,7 @@
 //! Nothing here touches the disk; [`debug_file_candidates`] only lists paths for the loader to
 //! probe, in gdb's order.
 
+use crate::elf_core::bytes::Reader;
 use std::path::{Path, PathBuf};
 
 use crate::elf_core::{Core, Endian, Memory};
@@ -145,10 +146,7 @@ fn read_elf_header(mem: &Memory<'_>, base: u64, endian: Endian) -> Option<Header
         // Only 64-bit objects; a 32-bit module in a 64-bit core does not happen on Linux.
         return None;
     }
-    let e = Bytes {
-        data: &ehdr,
-        endian,
-    };
+    let e = Reader::new(&ehdr, endian, true);
     let phoff = e.u64(32)?;
     let phentsize = u64::from(e.u16(54)?);
     let phnum = u64::from(e.u16(56)?).min(256);
@@ -163,7 +161,7 @@ fn read_elf_header(mem: &Memory<'_>, base: u64, endian: Endian) -> Option<Header
         if !mem.read(at, &mut ph) {
             break;
         }
-        let p = Bytes { data: &ph, endian };
+        let p = Reader::new(&ph, endian, true);
         let (p_type, p_offset, p_vaddr, p_filesz) = (p.u32(0)?, p.u64(8)?, p.u64(16)?, p.u64(32)?);
         match p_type {
             PT_LOAD if p_offset == 0 && bias.is_none() => bias = Some(base.wrapping_sub(p_vaddr)),
@@ -184,7 +182,7 @@ fn read_elf_header(mem: &Memory<'_>, base: u64, endian: Endian) -> Option<Header
 pub fn find_build_id_note(mut data: &[u8], endian: Endian) -> Option<Vec<u8>> {
     let align4 = |n: usize| n.checked_add(3).map(|n| n & !3);
     while data.len() >= 12 {
-        let b = Bytes { data, endian };
+        let b = Reader::new(data, endian, true);
         let namesz = b.u32(0)? as usize;
         let descsz = b.u32(4)? as usize;
         let ntype = b.u32(8)?;
@@ -198,38 +196,6 @@ pub fn find_build_id_note(mut data: &[u8], endian: Endian) -> Option<Vec<u8>> {
         data = data.get(desc_end..)?;
     }
     None
-}
-
-struct Bytes<'a> {
-    data: &'a [u8],
-    endian: Endian,
-}
-
-impl Bytes<'_> {
-    fn arr<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        self.data.get(off..off.checked_add(N)?)?.try_into().ok()
-    }
-    fn u16(&self, off: usize) -> Option<u16> {
-        let a = self.arr(off)?;
-        Some(match self.endian {
-            Endian::Little => u16::from_le_bytes(a),
-            Endian::Big => u16::from_be_bytes(a),
-        })
-    }
-    fn u32(&self, off: usize) -> Option<u32> {
-        let a = self.arr(off)?;
-        Some(match self.endian {
-            Endian::Little => u32::from_le_bytes(a),
-            Endian::Big => u32::from_be_bytes(a),
-        })
-    }
-    fn u64(&self, off: usize) -> Option<u64> {
-        let a = self.arr(off)?;
-        Some(match self.endian {
-            Endian::Little => u64::from_le_bytes(a),
-            Endian::Big => u64::from_be_bytes(a),
-        })
-    }
 }
 
 /// Where to look for files and their separate debug files.

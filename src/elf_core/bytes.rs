@@ -1,4 +1,5 @@
-//! Bounds-checked reads of integers at explicit offsets in a given byte order. Every read returns
+//! Bounds-checked reads of integers at explicit offsets in a given byte order, shared by every
+//! ELF reader in the crate (cores, executables, debug files). Every read returns
 //! `None` past the end of the data instead of panicking.
 
 /// Byte order of a core.

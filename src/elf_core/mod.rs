@@ -6,7 +6,7 @@
 //! never from the host. A damaged core yields as much as can be read plus warnings: truncation,
 //! an unknown note layout or a bad count never panics and never fails the parts that are intact.
 
-mod bytes;
+pub(crate) mod bytes;
 mod memory;
 mod notes;
 pub mod regs;

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 
+use crate::elf_core::bytes::Reader;
 use crate::elf_core::Endian;
 
 const SHT_SYMTAB: u32 = 2;
@@ -80,10 +81,7 @@ impl ElfInfo {
             return Some(Cow::Borrowed(raw));
         }
         // Elf64_Chdr: ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64.
-        let b = Bytes {
-            data: raw,
-            endian: self.endian,
-        };
+        let b = Reader::new(raw, self.endian, true);
         if b.u32(0)? != ELFCOMPRESS_ZLIB {
             return None;
         }
@@ -110,7 +108,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         2 => Endian::Big,
         _ => return None,
     };
-    let b = Bytes { data, endian };
+    let b = Reader::new(data, endian, true);
     let (phoff, phentsize, phnum) = (b.u64(32)?, b.u16(54)?, b.u16(56)?);
     let (shoff, shentsize, shnum, shstrndx) = (b.u64(40)?, b.u16(58)?, b.u16(60)?, b.u16(62)?);
 
@@ -213,7 +211,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             continue;
         };
         for sym in tab.chunks_exact(24) {
-            let s = Bytes { data: sym, endian };
+            let s = Reader::new(sym, endian, true);
             let (Some(name), Some(value), Some(size)) = (s.u32(0), s.u64(8), s.u64(16)) else {
                 continue;
             };
@@ -243,38 +241,6 @@ fn cstr_at(tab: &[u8], off: usize) -> Option<String> {
     let s = tab.get(off..)?;
     let end = s.iter().position(|&c| c == 0)?;
     Some(String::from_utf8_lossy(&s[..end]).into_owned())
-}
-
-struct Bytes<'a> {
-    data: &'a [u8],
-    endian: Endian,
-}
-
-impl Bytes<'_> {
-    fn arr<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        self.data.get(off..off.checked_add(N)?)?.try_into().ok()
-    }
-    fn u16(&self, off: usize) -> Option<u16> {
-        let a = self.arr(off)?;
-        Some(match self.endian {
-            Endian::Little => u16::from_le_bytes(a),
-            Endian::Big => u16::from_be_bytes(a),
-        })
-    }
-    fn u32(&self, off: usize) -> Option<u32> {
-        let a = self.arr(off)?;
-        Some(match self.endian {
-            Endian::Little => u32::from_le_bytes(a),
-            Endian::Big => u32::from_be_bytes(a),
-        })
-    }
-    fn u64(&self, off: usize) -> Option<u64> {
-        let a = self.arr(off)?;
-        Some(match self.endian {
-            Endian::Little => u64::from_le_bytes(a),
-            Endian::Big => u64::from_be_bytes(a),
-        })
-    }
 }
 
 #[cfg(test)]
