@@ -52,6 +52,9 @@ impl Default for Options {
 pub struct Backtraces {
     /// In the core's thread order (the crashed thread first, as the kernel writes it).
     pub threads: Vec<ThreadBacktrace>,
+    /// glibc's message for a failed `assert()` (or `abort()` with a message), read through
+    /// `__abort_msg` in the core's memory: "main.c:3: main: Assertion `x' failed."
+    pub abort_message: Option<String>,
     pub modules: Vec<ModuleInfo>,
     pub warnings: Vec<String>,
 }
@@ -232,10 +235,45 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         })
         .collect();
     Backtraces {
+        abort_message: abort_message(core, &prepared),
         threads,
         modules,
         warnings,
     }
+}
+
+/// Longest abort message read (glibc's are one line; the bound keeps garbage cheap).
+const MAX_ABORT_MESSAGE: usize = 4096;
+
+/// glibc's `__abort_msg`: a pointer, set just before `abort()` by `__assert_fail` and friends, to
+/// `struct abort_msg_s { unsigned int size; char msg[]; }` in an anonymous mapping. Found through
+/// the symbol in libc (or its debug file), read from the core's memory: SVMA + bias, then the
+/// pointer, then the string. `None` when no module defines it, it is null, or memory is missing.
+fn abort_message(core: &Core<'_>, prepared: &[Prepared]) -> Option<String> {
+    prepared.iter().find_map(|p| {
+        if p.status != ModuleStatus::Loaded {
+            return None; // a different build's symbol addresses mean nothing in this core
+        }
+        let svma = [p.object.as_ref(), p.debug.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|o| {
+                o.info
+                    .data_symbols
+                    .iter()
+                    .find(|(n, _)| n == "__abort_msg")
+                    .map(|&(_, a)| a)
+            })?;
+        let ptr = core.memory.read_u64(svma.wrapping_add(p.bias))?;
+        if ptr == 0 {
+            return None;
+        }
+        let msg = core
+            .memory
+            .read_cstr(ptr.checked_add(4)?, MAX_ABORT_MESSAGE)?;
+        let msg = msg.trim_end().to_string();
+        (!msg.is_empty()).then_some(msg)
+    })
 }
 
 fn prepare(

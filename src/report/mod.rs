@@ -19,6 +19,8 @@ pub struct Report {
     pub core: CoreFile,
     pub process: Process,
     pub signal: Option<SignalInfo>,
+    /// glibc's assertion (or abort) message when the core holds one.
+    pub abort_message: Option<String>,
     pub crashed_tid: Option<i32>,
     /// The crashed thread first, then the others in the core's order.
     pub threads: Vec<Thread>,
@@ -199,6 +201,7 @@ impl Report {
                 uid: ps.map(|p| p.uid),
             },
             signal,
+            abort_message: None,
             crashed_tid,
             threads,
             modules,
@@ -246,6 +249,7 @@ impl Report {
             })
             .collect();
         self.warnings.extend(bt.warnings);
+        self.abort_message = bt.abort_message;
     }
 
     /// The report as pretty JSON.

@@ -46,6 +46,9 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
         Some(s) => writeln!(w, " -> {s}")?,
         None => writeln!(w, " (artifacts not stored)")?,
     }
+    if let Some(m) = &r.abort_message {
+        writeln!(w, "abort message: {m}")?;
+    }
     for t in r.threads.iter().filter(|t| t.crashed) {
         write_thread(t, w)?;
     }
@@ -58,6 +61,9 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
 fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     write_crash_line(r, w)?;
     writeln!(w)?;
+    if let Some(m) = &r.abort_message {
+        writeln!(w, "abort message: {m}")?;
+    }
     if !r.process.cmdline.is_empty() {
         writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;
     }

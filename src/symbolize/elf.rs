@@ -18,6 +18,7 @@ const SHT_DYNSYM: u32 = 11;
 const SHF_COMPRESSED: u64 = 0x800;
 const ELFCOMPRESS_ZLIB: u32 = 1;
 const PT_LOAD: u32 = 1;
+const STT_OBJECT: u8 = 1;
 const STT_FUNC: u8 = 2;
 const STT_GNU_IFUNC: u8 = 10;
 /// Decompressed sections larger than this are refused (garbage `ch_size` must not allocate).
@@ -55,7 +56,13 @@ pub struct ElfInfo {
     pub debuglink: Option<String>,
     /// Function symbols, sorted by address (from `.symtab` and `.dynsym`).
     pub symbols: Vec<Symbol>,
+    /// The data objects of [`DATA_SYMBOLS`] this file defines (name, SVMA).
+    pub data_symbols: Vec<(String, u64)>,
 }
+
+/// Data objects the report reads from a crashed process: glibc's pointer to the message of a
+/// failed `assert()` or `abort()` with a message (`struct abort_msg_s *`).
+pub const DATA_SYMBOLS: &[&str] = &["__abort_msg"];
 
 impl ElfInfo {
     pub fn section(&self, name: &str) -> Option<&SectionHeader> {
@@ -187,6 +194,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         build_id: None,
         debuglink: None,
         symbols: Vec::new(),
+        data_symbols: Vec::new(),
     };
     for (i, s) in info.sections.iter().enumerate() {
         if s.sh_type == SHT_NOTE && info.build_id.is_none() {
@@ -217,6 +225,16 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             };
             let ty = sym[4] & 0xf;
             let shndx = s.u16(6).unwrap_or(0);
+            if ty == STT_OBJECT && shndx != 0 && value != 0 {
+                if let Some(n) =
+                    cstr_at(strs, name as usize).filter(|n| DATA_SYMBOLS.contains(&n.as_str()))
+                {
+                    if !info.data_symbols.iter().any(|(d, _)| *d == n) {
+                        info.data_symbols.push((n, value));
+                    }
+                }
+                continue;
+            }
             if (ty != STT_FUNC && ty != STT_GNU_IFUNC) || shndx == 0 || value == 0 {
                 continue;
             }

@@ -611,3 +611,31 @@ fn run_report_and_bt_json_match_gdb() {
     );
     assert!(text.contains(&needle), "{needle} not in:\n{text}");
 }
+
+#[test]
+fn failed_assert_message_is_read_from_the_core_as_gdb_reads_it() {
+    skip_unless_kernel_cores!();
+    let exe = zoo("assert.c", "zoo-assert", &["-g", "-O0"]);
+    let c = crash(exe);
+    let b = ours(&c, &Options::default());
+    let msg = b.abort_message.clone().expect("an abort message");
+    assert!(msg.ends_with("check: Assertion `x == 2' failed."), "{msg}");
+    assert!(msg.contains("assert.c:7:"), "{msg}");
+    // gdb, reading the same core with libc6-dbg, prints the same string.
+    let o = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "set debuginfod enabled off"])
+        .args(["-ex", "print __abort_msg->msg"])
+        .arg(&c.exe)
+        .arg(&c.core)
+        .output()
+        .unwrap();
+    let gdb = String::from_utf8_lossy(&o.stdout);
+    assert!(gdb.contains(&msg), "gdb says: {gdb}\nours: {msg}");
+    // And the CLI shows it under the headline.
+    let text = util::corecatch(c._dir.path(), &["bt", c.core.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("abort message: {msg}")), "{text}");
+    // A plain abort() leaves no message.
+    let plain = crash(util::abort_demo());
+    assert_eq!(ours(&plain, &Options::default()).abort_message, None);
+}
