@@ -255,6 +255,7 @@ mod tests {
             load_vaddr: None,
             build_id: None,
             debuglink: None,
+            data_symbols: Vec::new(),
             symbols: vec![Symbol {
                 addr: 0x1000,
                 size: 0x20,
