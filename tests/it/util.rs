@@ -41,7 +41,7 @@ pub fn build_dir() -> PathBuf {
     .clone()
 }
 
-/// Compile a C or C++ source with the given flags into `build_dir()/name`, unless it is already
+/// Compile a C, C++ or Rust source with the given flags into `build_dir()/name`, unless it is already
 /// newer than its source. Returns the executable path.
 pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     // The cached product is keyed by source path and flags too, not only by name: the same name
@@ -60,10 +60,10 @@ pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
         _ => false,
     };
     if !fresh {
-        let cc = if src.extension().is_some_and(|e| e == "cpp" || e == "cc") {
-            "g++"
-        } else {
-            "gcc"
+        let cc = match src.extension().and_then(|e| e.to_str()) {
+            Some("cpp" | "cc") => "g++",
+            Some("rs") => "rustc",
+            _ => "gcc",
         };
         let tmp = out.with_extension("tmp");
         let st = Command::new(cc)
