@@ -826,10 +826,7 @@ fn uncaught_cpp_exception_matches_gdb() {
         "shop::Cart::checkout",
         "process<shop::Cart>",
     ] {
-        assert!(
-            names.iter().any(|n| *n == want),
-            "{want} missing from {names:?}"
-        );
+        assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }
 
@@ -848,10 +845,7 @@ fn rust_panic_abort_matches_gdb() {
         "panic_abort::load",
         "panic_abort::main",
     ] {
-        assert!(
-            names.iter().any(|n| *n == want),
-            "{want} missing from {names:?}"
-        );
+        assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }
 
@@ -866,9 +860,6 @@ fn rust_null_write_matches_gdb() {
         "{names:?}"
     );
     for want in ["null_write::store", "null_write::run", "null_write::main"] {
-        assert!(
-            names.iter().any(|n| *n == want),
-            "{want} missing from {names:?}"
-        );
+        assert!(names.contains(&want), "{want} missing from {names:?}");
     }
 }
