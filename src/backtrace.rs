@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::elf_core::Core;
 use crate::modules::{self, hex, Module, ModuleKind, SearchPaths};
 use crate::symbolize::loader::{self, LoadedObject};
-use crate::symbolize::{ModuleSymbols, SymFrame};
+use crate::symbolize::{CallTarget, ModuleSymbols, SymFrame};
 use crate::unwind::{self, CfiSections, Limits, MemoryReader, Section, UnwindModule};
 
 pub use crate::unwind::{FrameTrust, StopReason};
@@ -172,6 +172,8 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         modules: &prepared,
     };
     let crashed_tid = core.crashed_thread().map(|t| t.tid);
+    // Threads of one program share most return addresses; call-site DWARF is read once each.
+    let mut tail_calls: std::collections::HashMap<(u64, u64), Option<Frame>> = Default::default();
     let mut threads = Vec::new();
     let mut timed_out = false;
     for t in &core.threads {
@@ -200,11 +202,21 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
             );
             tb.stop = u.stop;
             timed_out |= u.stop == StopReason::Timeout;
+            let mut callee: Option<u64> = None;
             for raw in u.frames {
                 // Past the deadline, only modules whose symbols are already decoded are used:
                 // decoding a large debug file is the slowest step.
                 let late = opts.deadline.is_some_and(|d| Instant::now() >= d);
                 timed_out |= late;
+                if let (Some(c), unwind::CodeAddress::ReturnAddress(ret), false) =
+                    (callee, raw.address, late)
+                {
+                    let f = tail_calls
+                        .entry((c, ret))
+                        .or_insert_with(|| tail_call_frame(&prepared, c, ret));
+                    tb.frames.extend(f.clone());
+                }
+                callee = (!raw.signal_trampoline).then(|| raw.address.lookup());
                 symbolize_frame(&prepared, raw, late, &mut tb.frames);
             }
         }
@@ -377,6 +389,72 @@ fn prepared_at(prepared: &[Prepared], avma: u64) -> Option<&Prepared> {
     let i = prepared.partition_point(|p| p.module.start <= avma);
     let p = prepared.get(i.checked_sub(1)?)?;
     p.module.contains(avma).then_some(p)
+}
+
+/// The entry AVMA of the function containing `avma`, from the module's symbol table.
+fn function_entry(prepared: &[Prepared], avma: u64) -> Option<u64> {
+    let p = prepared_at(prepared, avma)?;
+    let svma = avma.wrapping_sub(p.bias);
+    let (_, off) = p.symbols()?.symbol(svma)?;
+    Some(avma - off)
+}
+
+/// Where a call target is, as an AVMA: an entry in `module`, or a name looked up in `module`'s
+/// symbols first, then every other module's (a call through the PLT to another library).
+fn resolve_target(prepared: &[Prepared], module: &Prepared, t: &CallTarget) -> Option<u64> {
+    match t {
+        CallTarget::Entry(svma) => Some(svma.wrapping_add(module.bias)),
+        CallTarget::Name(n) => std::iter::once(module)
+            .chain(prepared.iter())
+            .find_map(|p| Some(p.symbols()?.symbol_entry(n)?.wrapping_add(p.bias))),
+    }
+}
+
+/// gdb's tail-call frame: when the call at return address `ret` targets a function T other than
+/// the one the callee frame (lookup address `callee`) is in, and T has exactly one tail-call
+/// site that jumps to the callee's function, T is a frame of its own that left the stack by
+/// `jmp`. Its pc is the tail-call site's return pc; it is named by the innermost function there
+/// (gdb prints the innermost inlined name for such a frame). Ambiguous or missing call-site
+/// information adds nothing, as in gdb.
+fn tail_call_frame(prepared: &[Prepared], callee: u64, ret: u64) -> Option<Frame> {
+    {
+        let callee_entry = function_entry(prepared, callee)?;
+        let caller = prepared_at(prepared, ret.checked_sub(1)?)?;
+        let target = caller
+            .symbols()?
+            .call_target(ret.wrapping_sub(caller.bias))?;
+        let t_entry = resolve_target(prepared, caller, &target)?;
+        if t_entry == callee_entry {
+            return None;
+        }
+        let t_mod = prepared_at(prepared, t_entry)?;
+        let t_syms = t_mod.symbols()?;
+        let sites: Vec<u64> = t_syms
+            .tail_calls(t_entry.wrapping_sub(t_mod.bias))
+            .into_iter()
+            .filter(|(_, t)| resolve_target(prepared, t_mod, t) == Some(callee_entry))
+            .map(|(r, _)| r.wrapping_add(t_mod.bias))
+            .collect();
+        let [pc] = sites[..] else {
+            return None;
+        };
+        let s = t_syms
+            .lookup(pc.wrapping_sub(1).wrapping_sub(t_mod.bias))
+            .into_iter()
+            .next()?;
+        Some(Frame {
+            pc,
+            module: Some(t_mod.module.path.clone()),
+            function: s.function,
+            file: s.file,
+            line: s.line,
+            column: s.column,
+            inlined: false,
+            trust: FrameTrust::TailCall,
+            symbol_offset: s.symbol_offset,
+            signal_trampoline: false,
+        })
+    }
 }
 
 fn symbolize_frame(

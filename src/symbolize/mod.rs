@@ -154,6 +154,137 @@ impl ModuleSymbols {
     pub fn symbol(&self, svma: u64) -> Option<(&str, u64)> {
         symbol_at(&self.symbols, svma).map(|s| (s.name.as_str(), svma - s.addr))
     }
+
+    /// The entry SVMA of the function symbol named `name`.
+    pub fn symbol_entry(&self, name: &str) -> Option<u64> {
+        self.symbols.iter().find(|s| s.name == name).map(|s| s.addr)
+    }
+
+    /// What the call whose return address is `ret_svma` calls, from its DW_TAG_call_site.
+    pub fn call_target(&self, ret_svma: u64) -> Option<CallTarget> {
+        let unit = self.unit_at(ret_svma.checked_sub(1)?)?;
+        let mut cursor = unit.entries();
+        let mut budget = MAX_DIES;
+        while let Ok(Some(e)) = cursor.next_dfs() {
+            budget = budget.checked_sub(1)?;
+            if is_call_site(e.tag()) && call_return_pc(&unit, e) == Some(ret_svma) {
+                return call_origin(&unit, e);
+            }
+        }
+        None
+    }
+
+    /// The tail-call sites (DW_AT_call_tail_call) in the function whose entry is `entry_svma`:
+    /// each site's "return" pc (the address after its `jmp`) and target.
+    pub fn tail_calls(&self, entry_svma: u64) -> Vec<(u64, CallTarget)> {
+        let mut out = Vec::new();
+        let Some(unit) = self.unit_at(entry_svma) else {
+            return out;
+        };
+        let mut cursor = unit.entries();
+        let mut inside: Option<isize> = None;
+        let mut budget = MAX_DIES;
+        while let Ok(Some(e)) = cursor.next_dfs() {
+            let Some(b) = budget.checked_sub(1) else {
+                break;
+            };
+            budget = b;
+            let depth = e.depth();
+            if inside.is_some_and(|d| depth <= d) {
+                break; // left the function's subtree
+            }
+            if inside.is_none() {
+                if e.tag() == gimli::DW_TAG_subprogram
+                    && address_attr(&unit, e, gimli::DW_AT_low_pc) == Some(entry_svma)
+                {
+                    inside = Some(depth);
+                }
+                continue;
+            }
+            let tail = [gimli::DW_AT_call_tail_call, gimli::DW_AT_GNU_tail_call]
+                .into_iter()
+                .any(|a| matches!(e.attr_value(a), Some(gimli::AttributeValue::Flag(true))));
+            if is_call_site(e.tag()) && tail {
+                if let (Some(r), Some(t)) = (call_return_pc(&unit, e), call_origin(&unit, e)) {
+                    out.push((r, t));
+                }
+            }
+        }
+        out
+    }
+
+    fn unit_at(&self, probe: u64) -> Option<gimli::UnitRef<'_, Reader>> {
+        self.dwarf
+            .as_ref()?
+            .find_dwarf_and_unit(probe)
+            .skip_all_loads()
+    }
+}
+
+/// Most DIEs scanned for one call-site question: garbage DWARF must not cost unbounded time.
+const MAX_DIES: usize = 1 << 20;
+
+/// The callee of a call site: an entry in the same module, or a function known by name only
+/// (a declaration; its definition is found through the symbol tables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallTarget {
+    Entry(u64),
+    Name(String),
+}
+
+fn is_call_site(tag: gimli::DwTag) -> bool {
+    tag == gimli::DW_TAG_call_site || tag == gimli::DW_TAG_GNU_call_site
+}
+
+fn address_attr(
+    unit: &gimli::UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+    at: gimli::DwAt,
+) -> Option<u64> {
+    match e.attr_value(at)? {
+        gimli::AttributeValue::Addr(a) => Some(a),
+        gimli::AttributeValue::DebugAddrIndex(i) => unit.address(i).ok(),
+        _ => None,
+    }
+}
+
+/// DWARF 5 `DW_AT_call_return_pc`; the GNU extension puts the return address in `DW_AT_low_pc`.
+fn call_return_pc(
+    unit: &gimli::UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<u64> {
+    address_attr(unit, e, gimli::DW_AT_call_return_pc)
+        .or_else(|| address_attr(unit, e, gimli::DW_AT_low_pc))
+}
+
+/// The called function: its entry when the referenced DIE (or the one it specifies) has a
+/// `DW_AT_low_pc`, else its linkage name or name.
+fn call_origin(
+    unit: &gimli::UnitRef<'_, Reader>,
+    e: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<CallTarget> {
+    let mut target = [gimli::DW_AT_call_origin, gimli::DW_AT_abstract_origin]
+        .into_iter()
+        .find_map(|a| match e.attr_value(a) {
+            Some(gimli::AttributeValue::UnitRef(o)) => unit.entry(o).ok(),
+            _ => None,
+        })?;
+    for _ in 0..4 {
+        if let Some(a) = address_attr(unit, &target, gimli::DW_AT_low_pc) {
+            return Some(CallTarget::Entry(a));
+        }
+        match target.attr_value(gimli::DW_AT_specification) {
+            Some(gimli::AttributeValue::UnitRef(o)) => target = unit.entry(o).ok()?,
+            _ => break,
+        }
+    }
+    let name = [gimli::DW_AT_linkage_name, gimli::DW_AT_name]
+        .into_iter()
+        .find_map(|a| target.attr_value(a))?;
+    let name = unit.attr_string(name).ok()?;
+    Some(CallTarget::Name(
+        String::from_utf8_lossy(&name).into_owned(),
+    ))
 }
 
 fn symbol_at(symbols: &[Symbol], svma: u64) -> Option<&Symbol> {

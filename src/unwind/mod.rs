@@ -60,6 +60,9 @@ pub enum FrameTrust {
     FramePointer,
     /// The register context the kernel saved on the stack when delivering a signal.
     SignalContext,
+    /// No frame on the stack: a function that left by a tail call (`jmp`), reconstructed from
+    /// DWARF call-site records as gdb does.
+    TailCall,
 }
 
 /// Why a stack walk ended.

@@ -150,12 +150,6 @@ fn render(frames: &[Frame]) -> String {
         .collect()
 }
 
-/// Frames gdb synthesizes from DWARF call-site info for tail calls (`pthread_kill` ends in a
-/// `jmp` to `__pthread_kill_implementation`, so no return address of it is on the stack; gdb's
-/// tailcall sniffer reconstructs the `__pthread_kill_internal` frame from DW_TAG_call_site).
-/// We do not synthesize tail-call frames yet, so these gdb frames are skipped when absent.
-const GDB_TAILCALL_FRAMES: &[&str] = &["__pthread_kill_internal"];
-
 /// The longest prefix of `s` before a trailing balanced `(...)` (and a `const` after it).
 fn strip_params(s: &str) -> &str {
     let t = s.trim_end().trim_end_matches(" const");
@@ -218,7 +212,7 @@ fn same_name(gdb: &str, ours: &str, exact: bool) -> bool {
         || g.contains("{closure_env#")
 }
 
-/// Compare one thread: gdb's frames (less tail-call frames) must be a prefix of ours, names
+/// Compare one thread: gdb's frames must be a prefix of ours, names
 /// equal; own-code frames (file under fixtures/) must agree on file basename and line.
 fn compare_thread(g: &GdbThread, frames: &[Frame], what: &str) {
     let ctx = || {
@@ -229,17 +223,11 @@ fn compare_thread(g: &GdbThread, frames: &[Frame], what: &str) {
             render(frames)
         )
     };
-    let mut i = 0;
-    for gf in &g.frames {
+    for (i, gf) in g.frames.iter().enumerate() {
         let of = frames
             .get(i)
             .unwrap_or_else(|| panic!("fewer frames than gdb; {}", ctx()));
         match gf.function.as_deref() {
-            Some(name)
-                if GDB_TAILCALL_FRAMES.contains(&name) && of.function.as_deref() != Some(name) =>
-            {
-                continue
-            }
             Some("<signal handler called>") => {
                 assert!(
                     of.signal_trampoline,
@@ -274,7 +262,6 @@ fn compare_thread(g: &GdbThread, frames: &[Frame], what: &str) {
             );
             assert_eq!(of.line, gf.line, "frame {i} line differs; {}", ctx());
         }
-        i += 1;
     }
 }
 
