@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := $(CURDIR)/target/release/corecatch
 DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
-.PHONY: all build demo test deps lint check-boundaries bench bench-capture clean
+.PHONY: all build demo test deps venv lint check-boundaries bench bench-capture clean
 
 all: build
 
@@ -24,6 +24,12 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace; \
 	fi
 
+# Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer).
+VENV := $(CURDIR)/target/venv
+venv:
+	@$(VENV)/bin/python -c 'import junitparser' 2>/dev/null || { \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'junitparser==5.0.3'; }
+
 demo: build
 	$(MAKE) -C fixtures/abort dump
 	@echo "+ corecatch run --out $(DEMO_OUT) -- ./dump"
@@ -31,7 +37,7 @@ demo: build
 		echo "(./dump exited with status $$status, passed through by corecatch)"; }
 	@echo; echo "artifacts in $(DEMO_OUT):"; ls -l $(DEMO_OUT)
 
-test: deps build check-boundaries
+test: deps venv build check-boundaries
 	$(CARGO) test --release --locked
 
 # Peers on the same cores (gdb, eu-stack), with ratios. Not part of `make test`.

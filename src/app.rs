@@ -183,6 +183,7 @@ fn run_command(cfg: RunConfig) -> i32 {
         ));
         return status;
     };
+    write_junit(&cfg.artifacts, &done.reports);
     if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
         warn(format!(
             "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
@@ -305,6 +306,7 @@ fn collect(cfg: CollectConfig) -> i32 {
                      to collect",
                     pattern.describe()
                 ));
+                write_junit(&cfg.artifacts, &[]);
                 return exit_code::OK;
             }
         }
@@ -333,6 +335,7 @@ fn collect(cfg: CollectConfig) -> i32 {
         if !cfg.artifacts.quiet {
             warn("no core files found");
         }
+        write_junit(&cfg.artifacts, &[]);
         return exit_code::OK;
     }
     let ctx = RunContext {
@@ -343,6 +346,7 @@ fn collect(cfg: CollectConfig) -> i32 {
         core_pattern: pattern_text,
     };
     let done = process_cores(&cores, &cfg.artifacts, &ctx, None);
+    write_junit(&cfg.artifacts, &done.reports);
     if done.failed > 0 {
         exit_code::INCOMPLETE
     } else {
@@ -374,6 +378,20 @@ struct Attribution<'a> {
 struct Done {
     stored: usize,
     failed: usize,
+    /// Every crash reported, stored or not.
+    reports: Vec<Report>,
+}
+
+/// Write the JUnit file when asked (also with no crash: an empty suite keeps CI's test-results
+/// step from failing for want of a file). A failure is reported and changes nothing else.
+fn write_junit(cfg: &ArtifactConfig, reports: &[Report]) {
+    let Some(path) = &cfg.junit else { return };
+    let mut xml = Vec::new();
+    let written =
+        crate::report::junit::write(reports, &mut xml).and_then(|_| std::fs::write(path, &xml));
+    if let Err(e) = written {
+        warn(format!("cannot write JUnit file {}: {e}", path.display()));
+    }
 }
 
 /// Report, compress and store each core; then write the manifest and the summary.
@@ -465,6 +483,7 @@ fn process_cores(
     for (report, gz) in &summaries {
         print_report_to_stderr(report, cfg.quiet, gz.as_deref());
     }
+    done.reports = summaries.into_iter().map(|(r, _)| r).collect();
     done
 }
 

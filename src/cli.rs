@@ -105,6 +105,9 @@ struct ArtifactArgs {
     /// Print only errors, no summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Write JUnit XML here: one failed test case per crash (an empty suite when none).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     #[command(flatten)]
     symbols: SymbolArgs,
 }
@@ -147,6 +150,7 @@ impl ArtifactArgs {
             out: self.out,
             keep_cores: self.keep_cores,
             quiet: self.quiet,
+            junit: self.junit,
             symbols: self.symbols.into_config(),
         }
     }

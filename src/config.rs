@@ -23,6 +23,8 @@ pub struct ArtifactConfig {
     pub out: PathBuf,
     pub keep_cores: bool,
     pub quiet: bool,
+    /// Write a JUnit XML file with one failed test case per crash.
+    pub junit: Option<PathBuf>,
     pub symbols: SymbolConfig,
 }
 

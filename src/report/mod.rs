@@ -4,7 +4,9 @@
 //! The JSON field names are a contract (`corecatch.report.v1`): later versions add fields, never
 //! rename them. Unknown values are `null`; addresses are lowercase `0x` hex strings.
 
+pub mod junit;
 pub mod signals;
+pub mod signature;
 pub mod text;
 
 use crate::elf_core::Core;
@@ -21,6 +23,9 @@ pub struct Report {
     pub signal: Option<SignalInfo>,
     /// glibc's assertion (or abort) message when the core holds one.
     pub abort_message: Option<String>,
+    /// A stable hash of the crashed thread's innermost own frames ([`signature`]): the same bug
+    /// has the same signature across runs, machines and rebuilds.
+    pub signature: Option<String>,
     pub crashed_tid: Option<i32>,
     /// The crashed thread first, then the others in the core's order.
     pub threads: Vec<Thread>,
@@ -202,6 +207,7 @@ impl Report {
             },
             signal,
             abort_message: None,
+            signature: None,
             crashed_tid,
             threads,
             modules,
@@ -250,6 +256,7 @@ impl Report {
             .collect();
         self.warnings.extend(bt.warnings);
         self.abort_message = bt.abort_message;
+        self.signature = signature::signature(self);
     }
 
     /// The report as pretty JSON.

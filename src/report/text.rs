@@ -42,6 +42,9 @@ pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
 pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io::Result<()> {
     write!(w, "corecatch: ")?;
     write_crash_line(r, w)?;
+    if let Some(sig) = &r.signature {
+        write!(w, " [signature {sig}]")?;
+    }
     match stored {
         Some(s) => writeln!(w, " -> {s}")?,
         None => writeln!(w, " (artifacts not stored)")?,
@@ -63,6 +66,9 @@ fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)?;
     if let Some(m) = &r.abort_message {
         writeln!(w, "abort message: {m}")?;
+    }
+    if let Some(sig) = &r.signature {
+        writeln!(w, "signature: {sig}")?;
     }
     if !r.process.cmdline.is_empty() {
         writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod capture;
+mod ci_reports;
 mod pattern;
 mod run;
 mod util;

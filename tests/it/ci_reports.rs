@@ -1,0 +1,167 @@
+//! Reports CI systems display: the crash signature and JUnit XML, on real crashes. The JUnit
+//! file is read by a real JUnit consumer (junitparser from PyPI, installed by `make test`).
+
+use crate::skip_unless_kernel_cores;
+use crate::util::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn crash_prog(name: &str, flags: &[&str]) -> PathBuf {
+    compile(&fixture("crash/crash.c"), name, flags)
+}
+
+/// The signature from the report JSON of a `run` of `exe MODE` in a fresh directory.
+fn signature_of(exe: &Path, mode: &str) -> String {
+    let dir = tempdir();
+    let o = corecatch(
+        dir.path(),
+        &["run", "--out", "out", "--", exe.to_str().unwrap(), mode],
+    );
+    let json = fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("manifest.json"))
+        .unwrap_or_else(|| panic!("no report: {}", String::from_utf8_lossy(&o.stderr)));
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(json).unwrap()).unwrap();
+    let sig = v["signature"].as_str().unwrap().to_string();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("[signature {sig}]")),
+        "the summary line carries it"
+    );
+    sig
+}
+
+#[test]
+fn same_bug_same_signature_across_runs_and_rebuilds() {
+    skip_unless_kernel_cores!();
+    let a = crash_prog("crash-sig-a", &["-g", "-O0"]);
+    // The same code at other addresses: function alignment moves every function.
+    let b = crash_prog("crash-sig-b", &["-g", "-O0", "-falign-functions=256"]);
+    let first = signature_of(&a, "segv");
+    assert_eq!(first.len(), 16);
+    assert_eq!(signature_of(&a, "segv"), first, "a second run");
+    assert_eq!(
+        signature_of(&b, "segv"),
+        first,
+        "a rebuild with another layout"
+    );
+    assert_ne!(signature_of(&a, "abort"), first, "another bug");
+}
+
+/// The venv python with junitparser, or `None` (printing why) outside `make test`.
+fn junit_python() -> Option<PathBuf> {
+    let py = root().join("target/venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import junitparser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "SKIP: {} with junitparser is missing; `make deps` installs it",
+            py.display()
+        );
+        return None;
+    }
+    Some(py)
+}
+
+/// junitparser's reading of a file: (tests, failures, [(name, message, text)]).
+fn parse_junit(py: &Path, file: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from junitparser import JUnitXml, Failure
+xml = JUnitXml.fromfile(sys.argv[1])
+cases = []
+tests = failures = 0
+for suite in xml:
+    tests += suite.tests
+    failures += suite.failures
+    for case in suite:
+        for r in case.result:
+            if isinstance(r, Failure):
+                cases.append({"name": case.name, "classname": case.classname,
+                              "message": r.message, "type": r.type, "text": r.text})
+print(json.dumps({"tests": tests, "failures": failures, "cases": cases}))
+"#;
+    let o = Command::new(py)
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn junit_has_one_failed_case_per_crash_read_by_junitparser() {
+    skip_unless_kernel_cores!();
+    let Some(py) = junit_python() else { return };
+    let exe = crash_prog("crash-junit", &["-g", "-O0"]);
+    let dir = tempdir();
+    for d in ["a", "b"] {
+        fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let script = format!(
+        "(cd a && {e} segv); (cd b && {e} abort); exit 0",
+        e = exe.display()
+    );
+    let o = corecatch(
+        dir.path(),
+        &[
+            "run",
+            "--junit",
+            "junit.xml",
+            "--out",
+            "out",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = parse_junit(&py, &dir.path().join("junit.xml"));
+    assert_eq!(
+        (v["tests"].as_u64(), v["failures"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    let cases = v["cases"].as_array().unwrap();
+    let segv = cases
+        .iter()
+        .find(|c| c["type"] == "SIGSEGV")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        segv["name"].as_str().unwrap().starts_with("crash-junit"),
+        "{segv}"
+    );
+    assert!(
+        segv["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("SIGSEGV (SEGV_MAPERR at 0x0) in write_null at crash.c:"),
+        "{segv}"
+    );
+    assert!(
+        segv["text"].as_str().unwrap().contains("#0 "),
+        "the backtrace is the body"
+    );
+    assert!(cases.iter().any(|c| c["type"] == "SIGABRT"), "{v}");
+
+    // Nothing crashed: an empty suite, still a valid file.
+    let o = corecatch(dir.path(), &["run", "--junit", "empty.xml", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = parse_junit(&py, &dir.path().join("empty.xml"));
+    assert_eq!(
+        (v["tests"].as_u64(), v["failures"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+}
