@@ -183,7 +183,7 @@ fn run_command(cfg: RunConfig) -> i32 {
         ));
         return status;
     };
-    write_junit(&cfg.artifacts, &done.reports);
+    write_ci_reports(&cfg.artifacts, &done.reports);
     if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
         warn(format!(
             "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
@@ -306,7 +306,7 @@ fn collect(cfg: CollectConfig) -> i32 {
                      to collect",
                     pattern.describe()
                 ));
-                write_junit(&cfg.artifacts, &[]);
+                write_ci_reports(&cfg.artifacts, &[]);
                 return exit_code::OK;
             }
         }
@@ -335,7 +335,7 @@ fn collect(cfg: CollectConfig) -> i32 {
         if !cfg.artifacts.quiet {
             warn("no core files found");
         }
-        write_junit(&cfg.artifacts, &[]);
+        write_ci_reports(&cfg.artifacts, &[]);
         return exit_code::OK;
     }
     let ctx = RunContext {
@@ -346,7 +346,7 @@ fn collect(cfg: CollectConfig) -> i32 {
         core_pattern: pattern_text,
     };
     let done = process_cores(&cores, &cfg.artifacts, &ctx, None);
-    write_junit(&cfg.artifacts, &done.reports);
+    write_ci_reports(&cfg.artifacts, &done.reports);
     if done.failed > 0 {
         exit_code::INCOMPLETE
     } else {
@@ -382,15 +382,34 @@ struct Done {
     reports: Vec<Report>,
 }
 
-/// Write the JUnit file when asked (also with no crash: an empty suite keeps CI's test-results
-/// step from failing for want of a file). A failure is reported and changes nothing else.
-fn write_junit(cfg: &ArtifactConfig, reports: &[Report]) {
-    let Some(path) = &cfg.junit else { return };
-    let mut xml = Vec::new();
-    let written =
-        crate::report::junit::write(reports, &mut xml).and_then(|_| std::fs::write(path, &xml));
-    if let Err(e) = written {
-        warn(format!("cannot write JUnit file {}: {e}", path.display()));
+/// The reports CI systems display, written after the cores are processed: JUnit XML (also with
+/// no crash: an empty suite keeps CI's test-results step from failing for want of a file) and
+/// GitHub Actions annotations and summary. A failure is reported and changes nothing else.
+fn write_ci_reports(cfg: &ArtifactConfig, reports: &[Report]) {
+    if let Some(path) = &cfg.junit {
+        let mut xml = Vec::new();
+        let written =
+            crate::report::junit::write(reports, &mut xml).and_then(|_| std::fs::write(path, &xml));
+        if let Err(e) = written {
+            warn(format!("cannot write JUnit file {}: {e}", path.display()));
+        }
+    }
+    if let (Some(gh), false) = (&cfg.github, reports.is_empty()) {
+        let mut out = std::io::stdout().lock();
+        let _ = crate::report::github::write_annotations(reports, &gh.workspace, &mut out);
+        if let Some(path) = &gh.summary {
+            let mut md = Vec::new();
+            let written = crate::report::github::write_summary(reports, &mut md).and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?
+                    .write_all(&md)
+            });
+            if let Err(e) = written {
+                warn(format!("cannot append to {}: {e}", path.display()));
+            }
+        }
     }
 }
 

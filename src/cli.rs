@@ -108,6 +108,9 @@ struct ArtifactArgs {
     /// Write JUnit XML here: one failed test case per crash (an empty suite when none).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// GitHub Actions annotations and job summary (on by itself when GITHUB_ACTIONS=true).
+    #[arg(long, env = "GITHUB_ACTIONS")]
+    github: bool,
     #[command(flatten)]
     symbols: SymbolArgs,
 }
@@ -151,6 +154,13 @@ impl ArtifactArgs {
             keep_cores: self.keep_cores,
             quiet: self.quiet,
             junit: self.junit,
+            github: self.github.then(|| crate::config::GithubConfig {
+                workspace: std::env::var_os("GITHUB_WORKSPACE")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::current_dir().ok())
+                    .unwrap_or_default(),
+                summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            }),
             symbols: self.symbols.into_config(),
         }
     }

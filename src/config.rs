@@ -25,7 +25,18 @@ pub struct ArtifactConfig {
     pub quiet: bool,
     /// Write a JUnit XML file with one failed test case per crash.
     pub junit: Option<PathBuf>,
+    /// GitHub Actions output: annotations on stdout, a summary appended to `summary`.
+    pub github: Option<GithubConfig>,
     pub symbols: SymbolConfig,
+}
+
+/// Where GitHub Actions output goes.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// `$GITHUB_WORKSPACE` (else the current directory): annotations point at files below it.
+    pub workspace: PathBuf,
+    /// `$GITHUB_STEP_SUMMARY`, when set.
+    pub summary: Option<PathBuf>,
 }
 
 /// How backtraces are made.

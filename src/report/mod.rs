@@ -4,6 +4,7 @@
 //! The JSON field names are a contract (`corecatch.report.v1`): later versions add fields, never
 //! rename them. Unknown values are `null`; addresses are lowercase `0x` hex strings.
 
+pub mod github;
 pub mod junit;
 pub mod signals;
 pub mod signature;

@@ -165,3 +165,50 @@ fn junit_has_one_failed_case_per_crash_read_by_junitparser() {
         "{v}"
     );
 }
+
+#[test]
+fn github_actions_annotation_points_at_the_workspace_frame() {
+    skip_unless_kernel_cores!();
+    let exe = crash_prog("crash-github", &["-g", "-O0"]);
+    let dir = tempdir();
+    let summary = dir.path().join("summary.md");
+    fs::write(&summary, "earlier step\n").unwrap();
+    let _shared = CrashLock::shared();
+    let o = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["run", "--out", "out", "--", exe.to_str().unwrap(), "segv"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", root())
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(139));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("{out}"));
+    // write_null's store is the innermost frame in the workspace (fixtures/crash/crash.c).
+    let src = fs::read_to_string(fixture("crash/crash.c")).unwrap();
+    let want_line = src.lines().position(|l| l.contains("*p = 42;")).unwrap() + 1;
+    assert!(
+        line.starts_with(&format!(
+            "::error file=fixtures/crash/crash.c,line={want_line},title=crash-github"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains("SIGSEGV (SEGV_MAPERR at 0x0) in write_null"),
+        "{line}"
+    );
+    assert!(
+        out.contains("::group::") && out.contains("::endgroup::"),
+        "{out}"
+    );
+    let md = fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("earlier step\n## corecatch: 1 crash(es)"),
+        "appended: {md}"
+    );
+    assert!(md.contains("write_null"), "{md}");
+}
