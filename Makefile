@@ -27,8 +27,8 @@ deps:
 # Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer).
 VENV := $(CURDIR)/target/venv
 venv:
-	@$(VENV)/bin/python -c 'import junitparser' 2>/dev/null || { \
-		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'junitparser==5.0.3'; }
+	@$(VENV)/bin/python -c 'import junitparser, yaml' 2>/dev/null || { \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'junitparser==5.0.3' 'pyyaml==6.0.3'; }
 
 demo: build
 	$(MAKE) -C fixtures/abort dump

@@ -212,3 +212,79 @@ fn github_actions_annotation_points_at_the_workspace_frame() {
     );
     assert!(md.contains("write_null"), "{md}");
 }
+
+/// An example file as JSON, read by PyYAML (`None`, printing why, outside `make test`).
+fn yaml_as_json(path: &Path) -> Option<serde_json::Value> {
+    let py = root().join("target/venv/bin/python");
+    let o = Command::new(&py)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output();
+    match o {
+        Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).unwrap()),
+        Ok(o) => panic!(
+            "{} is not valid YAML: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => {
+            eprintln!(
+                "SKIP: {} not runnable ({e}); `make deps` installs it",
+                py.display()
+            );
+            None
+        }
+    }
+}
+
+fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn ci_examples_are_valid_yaml_and_their_commands_parse() {
+    for (file, needles) in [
+        (
+            "examples/circleci/config.yml",
+            &["on_fail", "store_test_results", "store_artifacts"][..],
+        ),
+        ("examples/github/crash.yml", &["upload-artifact"][..]),
+    ] {
+        let path = root().join(file);
+        let Some(doc) = yaml_as_json(&path) else {
+            return;
+        };
+        let text = doc.to_string();
+        for n in needles {
+            assert!(text.contains(n), "{file} lacks {n}");
+        }
+        let mut all = Vec::new();
+        strings(&doc, &mut all);
+        let commands: Vec<String> = all
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter_map(|l| {
+                // Expressions the CI expands are placeholders here.
+                let l = l.replace("${{ runner.temp }}", "/tmp/runner");
+                let at = l.find("corecatch ")?;
+                Some(l[at..].trim().to_string())
+            })
+            .collect();
+        assert!(commands.len() >= 2, "{file}: {commands:?}");
+        for c in commands {
+            let words: Vec<&str> = c.split_whitespace().collect();
+            assert!(
+                corecatch::cli::Cli::try_parse_args(&words).is_ok(),
+                "{file}: `{c}` does not parse"
+            );
+        }
+    }
+}
