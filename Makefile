@@ -13,15 +13,16 @@ build:
 	$(CARGO) build --release --locked
 
 # System packages the tests use: gcc and g++ build the crash programs, gdb (with libc6-dbg) is
-# the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory.
+# the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory,
+# strace is a tracer to be refused by, chromium renders the HTML report.
 deps:
 	@missing=""; \
-	for c in gcc g++ gdb gunzip strace; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for c in gcc g++ gdb gunzip strace chromium; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium; \
 	fi
 
 # Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer).

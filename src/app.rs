@@ -413,6 +413,60 @@ fn write_ci_reports(cfg: &ArtifactConfig, reports: &[Report]) {
     }
 }
 
+/// Largest source file read for the HTML report's context lines.
+const MAX_SOURCE_BYTES: u64 = 4 << 20;
+/// Most source files read for one HTML report.
+const MAX_SOURCE_FILES: usize = 64;
+
+/// `index.html` in the artifacts directory, with source lines around each frame whose file is
+/// on this machine.
+fn write_html(
+    dir: &LocalDir,
+    crashes: &[(Report, Option<String>)],
+) -> Result<ManifestEntry, String> {
+    use crate::report::html;
+    // Per file, the range of lines any frame needs.
+    let mut wanted: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+    for (r, _) in crashes {
+        for f in r.threads.iter().flat_map(|t| &t.frames) {
+            if let (Some(file), Some(line)) = (&f.file, f.line) {
+                let e = wanted.entry(file.clone()).or_insert((line, line));
+                e.0 = e.0.min(line);
+                e.1 = e.1.max(line);
+            }
+        }
+    }
+    let mut sources = html::Sources::new();
+    for (file, (lo, hi)) in wanted.into_iter().take(MAX_SOURCE_FILES) {
+        let fits =
+            std::fs::metadata(&file).is_ok_and(|m| m.is_file() && m.len() <= MAX_SOURCE_BYTES);
+        let Some(text) = fits.then(|| std::fs::read(&file).ok()).flatten() else {
+            continue;
+        };
+        let first = lo.saturating_sub(html::CONTEXT).max(1);
+        let lines: Vec<String> = String::from_utf8_lossy(&text)
+            .lines()
+            .skip(first as usize - 1)
+            .take((hi + html::CONTEXT + 1 - first) as usize)
+            .map(str::to_string)
+            .collect();
+        sources.insert(file, (first, lines));
+    }
+    let entries: Vec<html::Entry<'_>> = crashes
+        .iter()
+        .map(|(report, stem)| html::Entry {
+            report,
+            stem: stem.as_deref(),
+        })
+        .collect();
+    let mut page = Vec::new();
+    html::write(&entries, &sources, &mut page).map_err(|e| e.to_string())?;
+    let a = dir
+        .write_atomic("index.html", &page)
+        .map_err(|e| chain(&e))?;
+    Ok(ManifestEntry::new(&a, "report.html", None))
+}
+
 /// Report, compress and store each core; then write the manifest and the summary.
 fn process_cores(
     cores: &[Found],
@@ -474,7 +528,7 @@ fn process_cores(
             Ok((stem, mut new_entries)) => {
                 done.stored += 1;
                 entries.append(&mut new_entries);
-                summaries.push((report, Some(cfg.out.join(format!("{stem}.core.gz")))));
+                summaries.push((report, Some(stem)));
             }
             Err(e) => {
                 warn(format!("{e}; the core stays at {}", path.display()));
@@ -484,6 +538,12 @@ fn process_cores(
         }
     }
     if let Some(d) = &dir {
+        if !summaries.is_empty() {
+            match write_html(d, &summaries) {
+                Ok(e) => entries.push(e),
+                Err(e) => warn(format!("cannot write the HTML report: {e}")),
+            }
+        }
         if !entries.is_empty() {
             let mut m = Manifest::new(
                 ctx.command.clone(),
@@ -499,7 +559,8 @@ fn process_cores(
             }
         }
     }
-    for (report, gz) in &summaries {
+    for (report, stem) in &summaries {
+        let gz = stem.as_ref().map(|s| cfg.out.join(format!("{s}.core.gz")));
         print_report_to_stderr(report, cfg.quiet, gz.as_deref());
     }
     done.reports = summaries.into_iter().map(|(r, _)| r).collect();

@@ -5,6 +5,7 @@
 //! rename them. Unknown values are `null`; addresses are lowercase `0x` hex strings.
 
 pub mod github;
+pub mod html;
 pub mod junit;
 pub mod signals;
 pub mod signature;

@@ -288,3 +288,115 @@ fn ci_examples_are_valid_yaml_and_their_commands_parse() {
         }
     }
 }
+
+/// Run headless Chromium on `args` (the probe's flags: no sandbox as root, no background
+/// networking on this closed network); `None`, printing why, when it is not installed.
+fn chromium(args: &[&str]) -> Option<String> {
+    let profile = tempdir();
+    let o = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output();
+    match o {
+        Ok(o) => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+        Err(e) => {
+            eprintln!("SKIP: chromium not runnable ({e}); `make deps` installs it");
+            None
+        }
+    }
+}
+
+#[test]
+fn html_report_renders_in_chromium_with_every_crash_and_frame() {
+    skip_unless_kernel_cores!();
+    let threads = compile(
+        &fixture("zoo/threads.c"),
+        "zoo-threads-html",
+        &["-g", "-O0", "-pthread"],
+    );
+    let dir = tempdir();
+    // A hostile program name: it must show as text, never as markup.
+    let hostile = dir.path().join("crash<script>x");
+    fs::copy(crash_prog("crash-html", &["-g", "-O0"]), &hostile).unwrap();
+    // Separate directories: with the plain `core` pattern a second crash in one directory
+    // overwrites the first core.
+    for d in ["a", "b"] {
+        fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let script = format!(
+        "(cd a && '{}' segv); (cd b && {}); exit 0",
+        hostile.display(),
+        threads.display()
+    );
+    let o = corecatch(
+        dir.path(),
+        &["run", "--out", "out", "--", "sh", "-c", &script],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let page = dir.path().join("out/index.html");
+    let manifest = fs::read_to_string(dir.path().join("out/manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"index.html\""),
+        "the page is an artifact: {manifest}"
+    );
+    let url = format!("file://{}", page.display());
+    let Some(dom) = chromium(&["--dump-dom", &url]) else {
+        return;
+    };
+    assert!(dom.contains("corecatch: 2 crash(es)"), "{dom}");
+    assert!(
+        dom.contains("SIGSEGV (SEGV_MAPERR at 0x0) in write_null"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("crash_here"),
+        "the threaded crash's frame: {dom}"
+    );
+    assert!(dom.contains("crash&lt;script&gt;x"), "escaped name: {dom}");
+    assert!(!dom.contains("<script>"), "no markup from the program");
+    // The crashing line's source is shown, highlighted.
+    assert!(
+        dom.contains("<span class=\"hit\">") && dom.contains("*p = 42;"),
+        "{dom}"
+    );
+    // The crashed thread is open, the other four threads are folded.
+    assert_eq!(
+        dom.matches("<details class=\"thread\" open=\"\">").count(),
+        2,
+        "{dom}"
+    );
+    assert_eq!(
+        dom.matches("<details class=\"thread\">").count(),
+        4,
+        "{dom}"
+    );
+    // Relative links to each crash's artifacts.
+    assert!(dom.contains(".core.gz\">"), "{dom}");
+
+    let shots = root().join("target/test-outputs");
+    fs::create_dir_all(&shots).unwrap();
+    let png = shots.join("index.png");
+    let _ = fs::remove_file(&png);
+    chromium(&[
+        &format!("--screenshot={}", png.display()),
+        "--window-size=1280,2000",
+        &url,
+    ]);
+    let bytes = fs::read(&png).expect("chromium saved a screenshot");
+    assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+}

@@ -182,7 +182,8 @@ fn grandchild_crash_in_a_subdirectory_and_two_crashes_in_one_run() {
     let err = stderr(&o);
     assert!(err.contains("SIGABRT") && err.contains("SIGSEGV"), "{err}");
     assert_manifest_matches(&out);
-    assert_eq!(manifest(&out)["artifacts"].as_array().unwrap().len(), 6);
+    // Per crash: .core.gz, .json, .txt; and the run's index.html.
+    assert_eq!(manifest(&out)["artifacts"].as_array().unwrap().len(), 7);
 }
 
 #[test]
