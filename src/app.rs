@@ -524,7 +524,7 @@ fn process_cores(
                 }
             },
         };
-        match store_core(d, path, &report, cfg.keep_cores) {
+        match store_core(d, path, &report, cfg.keep_cores, cfg.quiet) {
             Ok((stem, mut new_entries)) => {
                 done.stored += 1;
                 entries.append(&mut new_entries);
@@ -604,6 +604,7 @@ fn store_core(
     core_path: &Path,
     report: &Report,
     keep: bool,
+    quiet: bool,
 ) -> Result<(String, Vec<ManifestEntry>), String> {
     let stem = dir
         .unique_stem(&crate::sink::safe_stem(
@@ -626,8 +627,14 @@ fn store_core(
         let a = dir.write_atomic(&name, bytes).map_err(|e| chain(&e))?;
         entries.push(ManifestEntry::new(&a, kind, pid));
     }
-    let packed = crate::pack::compress(core_path, &dir.path_of(&format!("{stem}.core.gz")))
-        .map_err(|e| chain(&e))?;
+    let mut progress = crate::progress::Progress::start(&format!("compressing {stem}"), quiet);
+    let packed = crate::pack::compress_with_progress(
+        core_path,
+        &dir.path_of(&format!("{stem}.core.gz")),
+        &mut |done, total| progress.update(done, total),
+    );
+    progress.finish();
+    let packed = packed.map_err(|e| chain(&e))?;
     let a = dir.register_packed(&packed).map_err(|e| chain(&e))?;
     entries.push(ManifestEntry::new(&a, manifest::kind::CORE_GZ, pid));
     if !keep {

@@ -36,6 +36,7 @@ pub mod locate;
 pub mod manifest;
 pub mod modules;
 pub mod pack;
+pub mod progress;
 pub mod report;
 pub mod sink;
 pub mod symbolize;

@@ -123,6 +123,16 @@ pub enum PackError {
 ///
 /// On any error the temporary file is removed, `dest` is not created and `src` is untouched.
 pub fn compress(src: &Path, dest: &Path) -> Result<Packed, PackError> {
+    compress_with_progress(src, dest, &mut |_, _| {})
+}
+
+/// [`compress`], calling `progress(bytes_read, total_bytes)` as the core is read (once per
+/// buffer, at most every [`BUF_SIZE`] bytes).
+pub fn compress_with_progress(
+    src: &Path,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Packed, PackError> {
     let input = File::open(src).map_err(|source| PackError::Open {
         path: src.to_path_buf(),
         source,
@@ -160,7 +170,9 @@ pub fn compress(src: &Path, dest: &Path) -> Result<Packed, PackError> {
         enc: ParallelGz::new(out),
         hasher: Sha256::new(),
         bytes: 0,
+        total: src_meta.len(),
         dest,
+        progress,
     };
     stream_source(&input, src, src_meta.len(), src_meta.is_file(), &mut feed)?;
     let original_bytes = feed.bytes;
@@ -289,13 +301,16 @@ struct Feed<'a, W: Write + Send> {
     enc: ParallelGz<W>,
     hasher: Sha256,
     bytes: u64,
+    total: u64,
     dest: &'a Path,
+    progress: &'a mut dyn FnMut(u64, u64),
 }
 
 impl<W: Write + Send> Feed<'_, W> {
     fn put(&mut self, data: &[u8]) -> Result<(), PackError> {
         self.hasher.update(data);
         self.bytes += data.len() as u64;
+        (self.progress)(self.bytes, self.total);
         self.enc.write_all(data).map_err(|source| PackError::Write {
             path: self.dest.to_path_buf(),
             source,

@@ -400,3 +400,54 @@ fn html_report_renders_in_chromium_with_every_crash_and_frame() {
     let bytes = fs::read(&png).expect("chromium saved a screenshot");
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
 }
+
+#[test]
+fn progress_lines_in_logs_a_bar_on_a_terminal_and_nothing_when_quiet() {
+    skip_unless_kernel_cores!();
+    let exe = crash_prog("crash-progress", &["-g", "-O0"]);
+    let dir = tempdir();
+    let core = crash_for_core(&exe, &["big", "48"], dir.path());
+    let _shared = CrashLock::shared();
+    let collect = |extra: &[&str]| {
+        let mut args = vec!["collect", "--keep-cores", "--out", "out"];
+        args.extend_from_slice(extra);
+        args.push(core.to_str().unwrap());
+        Command::new(bin())
+            .current_dir(dir.path())
+            .args(&args)
+            .env("CORECATCH_PROGRESS_INTERVAL", "0")
+            .output()
+            .unwrap()
+    };
+    // Not a terminal (a CI log): plain lines.
+    let err = String::from_utf8_lossy(&collect(&[]).stderr).into_owned();
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("corecatch: compressing core.") && l.ends_with("%)")),
+        "{err}"
+    );
+    // --quiet: no progress at all.
+    let err = String::from_utf8_lossy(&collect(&["-q"]).stderr).into_owned();
+    assert!(!err.contains("compressing"), "{err}");
+    // A terminal: script(1) gives corecatch a pty; indicatif draws its bar there.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP (the terminal bar): script(1) is not installed");
+        return;
+    }
+    let cmd = format!(
+        "{} collect --keep-cores --out out2 {}",
+        bin().display(),
+        core.display()
+    );
+    let o = Command::new("script")
+        .current_dir(dir.path())
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        tty.contains("compressing core.") && tty.contains("MiB"),
+        "{tty}"
+    );
+    assert!(!tty.contains("%)"), "a bar, not log lines: {tty}");
+}
