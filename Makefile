@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := $(CURDIR)/target/release/corecatch
 DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
-.PHONY: all build demo test deps venv lint check-boundaries bench bench-capture clean
+.PHONY: all build demo test deps venv lint check-boundaries check-no-s3 bench bench-capture bench-s3 clean
 
 all: build
 
@@ -20,16 +20,18 @@ deps:
 	for c in gcc g++ gdb gunzip strace chromium; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv; \
 	fi
 
-# Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer).
+# Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer),
+# PyYAML (the examples), moto's server mode (the S3-compatible store tests/it/s3.rs starts on loopback).
 VENV := $(CURDIR)/target/venv
 venv:
-	@$(VENV)/bin/python -c 'import junitparser, yaml' 2>/dev/null || { \
-		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'junitparser==5.0.3' 'pyyaml==6.0.3'; }
+	@$(VENV)/bin/python -c 'import junitparser, yaml, moto' 2>/dev/null && [ -x $(VENV)/bin/moto_server ] || { \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'junitparser==5.0.3' 'pyyaml==6.0.3' 'moto[server]==5.2.5'; }
 
 demo: build
 	$(MAKE) -C fixtures/abort dump
@@ -38,7 +40,7 @@ demo: build
 		echo "(./dump exited with status $$status, passed through by corecatch)"; }
 	@echo; echo "artifacts in $(DEMO_OUT):"; ls -l $(DEMO_OUT)
 
-test: deps venv build check-boundaries
+test: deps venv build check-boundaries check-no-s3
 	$(CARGO) test --release --locked
 
 # Peers on the same cores (gdb, eu-stack), with ratios. Not part of `make test`.
@@ -50,14 +52,25 @@ bench: build
 bench-capture: build
 	bash bench/capture.sh
 
+# Upload and download throughput of a 1 GiB artifact vs `aws s3 cp`, on moto on loopback.
+bench-s3: build venv
+	bash bench/s3.sh
+
+# A build without the `s3` feature (no tokio, no AWS SDK) must still work for local artifacts.
+check-no-s3:
+	$(CARGO) check --no-default-features --locked
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-# Layering: clap only in cli.rs, nix/procfs only under sys/ (tests excepted).
+# Layering: clap only in cli.rs, nix/procfs only under sys/, tokio and the AWS SDK only in
+# sink/s3.rs, ureq only in fetch/circleci.rs (tests excepted).
 check-boundaries:
 	@! grep -rnE '\bclap::' src --include=*.rs | grep -v '^src/cli.rs' || { echo "clap outside src/cli.rs"; exit 1; }
 	@! grep -rnE '\b(nix|procfs)::' src --include=*.rs | grep -v '^src/sys/' || { echo "nix/procfs outside src/sys/"; exit 1; }
+	@! grep -rnE '\b(tokio|aws_[a-z_]+)::' src --include=*.rs | grep -v '^src/sink/s3.rs' || { echo "tokio/aws outside src/sink/s3.rs"; exit 1; }
+	@! grep -rnE '\bureq::' src --include=*.rs | grep -v '^src/fetch/circleci.rs' || { echo "ureq outside src/fetch/circleci.rs"; exit 1; }
 
 clean:
 	$(CARGO) clean

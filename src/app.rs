@@ -27,6 +27,44 @@ pub fn run(command: Command) -> i32 {
         Command::Bt(c) => bt(c),
         Command::Doctor => doctor(),
         Command::Canary => std::process::abort(),
+        Command::Upload(c) => upload_dir(c),
+        Command::Fetch(c) => crate::fetch::run(c),
+    }
+}
+
+/// `--to`: upload the artifacts directory once this run stored something. Returns false when
+/// an object did not make it (already reported on stderr).
+fn upload_if_asked(cfg: &ArtifactConfig, stored: usize) -> bool {
+    match &cfg.upload {
+        Some(up) if stored > 0 => upload(&cfg.out, up, cfg.quiet),
+        _ => true,
+    }
+}
+
+fn upload(dir: &Path, up: &crate::config::UploadConfig, quiet: bool) -> bool {
+    let mut options = up.options.clone();
+    options.progress = !quiet;
+    let outcome = crate::sink::upload_artifacts(dir, &up.target, &options);
+    let _ = crate::sink::write_upload_summary(
+        &outcome,
+        &up.target,
+        dir,
+        quiet,
+        &mut std::io::stderr().lock(),
+    );
+    outcome.complete()
+}
+
+/// `corecatch upload DIR --to s3://…`.
+fn upload_dir(cfg: crate::config::UploadDirConfig) -> i32 {
+    if !cfg.dir.is_dir() {
+        warn(format!("{} is not a directory", cfg.dir.display()));
+        return exit_code::INCOMPLETE;
+    }
+    if upload(&cfg.dir, &cfg.upload, cfg.quiet) {
+        exit_code::OK
+    } else {
+        exit_code::INCOMPLETE
     }
 }
 
@@ -184,6 +222,8 @@ fn run_command(cfg: RunConfig) -> i32 {
         return status;
     };
     write_ci_reports(&cfg.artifacts, &done.reports);
+    // Whatever the upload does, the status stays CMD's.
+    upload_if_asked(&cfg.artifacts, done.stored);
     if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
         warn(format!(
             "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
@@ -347,7 +387,8 @@ fn collect(cfg: CollectConfig) -> i32 {
     };
     let done = process_cores(&cores, &cfg.artifacts, &ctx, None);
     write_ci_reports(&cfg.artifacts, &done.reports);
-    if done.failed > 0 {
+    let uploaded = upload_if_asked(&cfg.artifacts, done.stored);
+    if done.failed > 0 || !uploaded {
         exit_code::INCOMPLETE
     } else {
         exit_code::OK

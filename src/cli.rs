@@ -2,9 +2,10 @@
 //! that imports clap.
 
 use crate::config::{
-    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, PatternConfig, RunConfig,
-    SymbolConfig,
+    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, FetchConfig, FetchSource,
+    PatternConfig, RunConfig, SymbolConfig, UploadConfig, UploadDirConfig,
 };
+use crate::sink::remote::{Connection, S3Target, Sse, UploadOptions, MIN_PART_SIZE};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -70,6 +71,134 @@ enum Sub {
         #[command(flatten)]
         symbols: SymbolArgs,
     },
+    /// Upload an artifacts directory made earlier (every file, manifest.json last).
+    Upload {
+        /// The artifacts directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Destination bucket and key prefix.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_target)]
+        to: S3Target,
+        #[command(flatten)]
+        upload: UploadFlags,
+        /// Print only errors, no summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Download a build's artifacts: everything under an S3 prefix, or a CircleCI build's
+    /// artifacts (token from CIRCLE_TOKEN), in parallel; verified against manifest.json.
+    Fetch {
+        /// s3://BUCKET/PREFIX or circleci://VCS/ORG/REPO/BUILD_NUM (VCS: gh or bb).
+        #[arg(value_name = "SOURCE", value_parser = FetchSource::parse)]
+        source: FetchSource,
+        /// Destination directory (created if missing); nothing is written outside it.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+        /// Parallel transfers.
+        #[arg(short = 'j', long, default_value_t = 4, value_name = "N")]
+        jobs: usize,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// CircleCI's base URL.
+        #[arg(
+            long,
+            env = "CIRCLECI_URL",
+            default_value = "https://circleci.com",
+            value_name = "URL"
+        )]
+        circleci_url: String,
+        /// One line per file.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+}
+
+fn parse_target(s: &str) -> Result<S3Target, String> {
+    S3Target::parse(s).map_err(|e| e.to_string())
+}
+
+/// `16MiB`, `5M`, `8388608`: a byte count with an optional binary suffix.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too big"))?;
+    if bytes < MIN_PART_SIZE {
+        return Err(format!("{s:?} is below S3's 5 MiB part minimum"));
+    }
+    Ok(bytes)
+}
+
+#[derive(Debug, Args)]
+struct ConnectionArgs {
+    /// S3-compatible endpoint (path-style addressing) [default: AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Most attempts per request (throttling, 5xx and connection resets are retried).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    max_attempts: u32,
+}
+
+impl ConnectionArgs {
+    fn into_config(self) -> Connection {
+        Connection {
+            endpoint_url: self.endpoint_url,
+            max_attempts: self.max_attempts.max(1),
+            initial_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct UploadFlags {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Storage class of the objects (STANDARD, STANDARD_IA, GLACIER_IR, ...).
+    #[arg(long, value_name = "CLASS")]
+    storage_class: Option<String>,
+    /// Server-side encryption.
+    #[arg(long, value_parser = ["AES256", "aws:kms"], value_name = "AES256|aws:kms")]
+    sse: Option<String>,
+    /// Files larger than this are uploaded in parts of this size (at least 5MiB).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
+    part_size: u64,
+    /// Parts uploaded at once (memory: about part size x this).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    upload_concurrency: usize,
+    /// Remove the local artifacts once every object was uploaded and confirmed.
+    #[arg(long)]
+    no_keep_local: bool,
+    /// One line per uploaded object.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+impl UploadFlags {
+    fn into_config(self, target: S3Target) -> UploadConfig {
+        UploadConfig {
+            target,
+            options: UploadOptions {
+                connection: self.connection.into_config(),
+                storage_class: self.storage_class,
+                sse: self.sse.as_deref().and_then(Sse::parse),
+                part_size: self.part_size,
+                concurrency: self.upload_concurrency.max(1),
+                keep_local: !self.no_keep_local,
+                verbose: self.verbose,
+                progress: true,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,6 +242,11 @@ struct ArtifactArgs {
     github: bool,
     #[command(flatten)]
     symbols: SymbolArgs,
+    /// Upload the artifacts to this bucket and key prefix once written.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_target)]
+    to: Option<S3Target>,
+    #[command(flatten)]
+    upload: UploadFlags,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +296,7 @@ impl ArtifactArgs {
                 summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             }),
             symbols: self.symbols.into_config(),
+            upload: self.to.map(|t| self.upload.into_config(t)),
         }
     }
 }
@@ -208,6 +343,31 @@ impl Cli {
                 json,
                 symbols: symbols.into_config(),
             }),
+            Sub::Upload {
+                dir,
+                to,
+                upload,
+                quiet,
+            } => Command::Upload(UploadDirConfig {
+                dir,
+                upload: upload.into_config(to),
+                quiet,
+            }),
+            Sub::Fetch {
+                source,
+                dest,
+                jobs,
+                connection,
+                circleci_url,
+                verbose,
+            } => Command::Fetch(FetchConfig {
+                source,
+                dest,
+                jobs: jobs.max(1),
+                connection: connection.into_config(),
+                circleci_url,
+                verbose,
+            }),
         }
     }
 }
@@ -233,6 +393,91 @@ mod tests {
         let Command::Run(r) = c else { panic!() };
         assert_eq!(r.capture, Capture::Ptrace);
         assert!(Cli::try_parse_args(["corecatch", "run", "--capture", "x", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        // Duplicate flags or shorts between flattened groups only show in clap's debug checks.
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn upload_flags_reach_the_config() {
+        let c = Cli::try_parse_args([
+            "corecatch",
+            "run",
+            "--to",
+            "s3://bkt/a/b/",
+            "--part-size",
+            "8MiB",
+            "--upload-concurrency",
+            "3",
+            "--sse",
+            "aws:kms",
+            "--storage-class",
+            "STANDARD_IA",
+            "--no-keep-local",
+            "--max-attempts",
+            "7",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        let Command::Run(r) = c else { panic!() };
+        let up = r.artifacts.upload.expect("--to");
+        assert_eq!(up.target.bucket, "bkt");
+        assert_eq!(up.target.prefix, "a/b");
+        assert_eq!(up.options.part_size, 8 << 20);
+        assert_eq!(up.options.concurrency, 3);
+        assert_eq!(up.options.sse, Some(Sse::Kms));
+        assert_eq!(up.options.storage_class.as_deref(), Some("STANDARD_IA"));
+        assert!(!up.options.keep_local);
+        assert_eq!(up.options.connection.max_attempts, 7);
+        assert_eq!(
+            up.options.connection.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        for bad in [
+            ["--part-size", "4MiB"],
+            ["--part-size", "5 parsecs"],
+            ["--sse", "rot13"],
+            ["--to", "s3://x"],
+        ] {
+            let mut args = vec!["corecatch", "collect", "--to", "s3://bkt/p"];
+            args.extend(bad);
+            assert!(Cli::try_parse_args(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fetch_sources() {
+        let c =
+            Cli::try_parse_args(["corecatch", "fetch", "circleci://gh/org/repo/42", "d"]).unwrap();
+        let Command::Fetch(f) = c else { panic!() };
+        assert_eq!(
+            f.source,
+            FetchSource::CircleCi {
+                vcs: "github".into(),
+                org: "org".into(),
+                repo: "repo".into(),
+                build: 42
+            }
+        );
+        assert_eq!(f.jobs, 4);
+        for bad in [
+            "circleci://gh/org/repo",
+            "circleci://svn/org/repo/1",
+            "circleci://gh/../repo/1",
+            "circleci://gh/org/repo/x",
+            "http://example.com/x",
+        ] {
+            assert!(
+                Cli::try_parse_args(["corecatch", "fetch", bad, "d"]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Plain configuration for each subcommand, produced by `cli` and consumed by `app`. Nothing
 //! below `cli` sees clap.
 
+use crate::sink::remote::{Connection, S3Target, UploadOptions};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +16,89 @@ pub enum Command {
     Doctor,
     /// Hidden: the process `doctor` crashes on purpose (dies of SIGABRT).
     Canary,
+    Upload(UploadDirConfig),
+    Fetch(FetchConfig),
+}
+
+/// `--to s3://…` and how to upload.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    pub target: S3Target,
+    pub options: UploadOptions,
+}
+
+/// `corecatch upload DIR --to s3://…`.
+#[derive(Debug, Clone)]
+pub struct UploadDirConfig {
+    pub dir: PathBuf,
+    pub upload: UploadConfig,
+    pub quiet: bool,
+}
+
+/// Where `fetch` takes artifacts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchSource {
+    S3(S3Target),
+    /// `circleci://VCS/ORG/REPO/BUILD_NUM`.
+    CircleCi {
+        vcs: String,
+        org: String,
+        repo: String,
+        build: u64,
+    },
+}
+
+impl FetchSource {
+    /// `s3://bucket/prefix` or `circleci://gh/ORG/REPO/BUILD_NUM` (`gh`, `github`, `bb`,
+    /// `bitbucket`).
+    pub fn parse(s: &str) -> Result<FetchSource, String> {
+        if let Some(rest) = s.strip_prefix("circleci://") {
+            let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+            let [vcs, org, repo, build] = parts[..] else {
+                return Err(format!("{s:?} is not circleci://VCS/ORG/REPO/BUILD_NUM"));
+            };
+            let vcs = match vcs {
+                "gh" | "github" => "github",
+                "bb" | "bitbucket" => "bitbucket",
+                _ => return Err(format!("{vcs:?} is not gh, github, bb or bitbucket")),
+            };
+            let name_ok = |n: &str| {
+                !n.is_empty()
+                    && n != "."
+                    && n != ".."
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            };
+            if !name_ok(org) || !name_ok(repo) {
+                return Err(format!("{s:?}: bad organization or repository name"));
+            }
+            let build = build
+                .parse()
+                .map_err(|_| format!("{build:?} is not a build number"))?;
+            return Ok(FetchSource::CircleCi {
+                vcs: vcs.to_string(),
+                org: org.to_string(),
+                repo: repo.to_string(),
+                build,
+            });
+        }
+        S3Target::parse(s).map(FetchSource::S3).map_err(|e| {
+            format!("{e} (expected s3://BUCKET/PREFIX or circleci://VCS/ORG/REPO/BUILD_NUM)")
+        })
+    }
+}
+
+/// `corecatch fetch SOURCE DEST`.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub source: FetchSource,
+    pub dest: PathBuf,
+    /// Transfers at once (`-j`).
+    pub jobs: usize,
+    pub connection: Connection,
+    /// CircleCI's base URL (`--circleci-url`, `CIRCLECI_URL`).
+    pub circleci_url: String,
+    pub verbose: bool,
 }
 
 /// Where artifacts go and how cores are treated once packed.
@@ -28,6 +112,8 @@ pub struct ArtifactConfig {
     /// GitHub Actions output: annotations on stdout, a summary appended to `summary`.
     pub github: Option<GithubConfig>,
     pub symbols: SymbolConfig,
+    /// `--to s3://…`: upload the artifacts once they are written.
+    pub upload: Option<UploadConfig>,
 }
 
 /// Where GitHub Actions output goes.

@@ -32,6 +32,7 @@ pub mod core_pattern;
 pub mod core_writer;
 pub mod elf_core;
 pub mod exit_code;
+pub mod fetch;
 pub mod locate;
 pub mod manifest;
 pub mod modules;

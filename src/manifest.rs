@@ -52,6 +52,9 @@ pub struct ManifestEntry {
     pub sha256: String,
     /// The crashed process, for per-core artifacts.
     pub pid: Option<i32>,
+    /// The object key once uploaded (`corecatch upload`, `--to s3://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl ManifestEntry {
@@ -62,6 +65,7 @@ impl ManifestEntry {
             bytes: artifact.bytes,
             sha256: artifact.sha256.clone(),
             pid,
+            key: None,
         }
     }
 }
@@ -187,6 +191,30 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError>
     json.push(b'\n');
     write_atomic_in(dir, FILE_NAME, &json).map_err(ManifestError::Write)?;
     Ok(merged)
+}
+
+/// Records the object key of each uploaded artifact (`(path, key)` pairs) in the manifest in
+/// `dir` and rewrites it atomically; entries not named keep what they had. `None` when `dir`
+/// has no manifest.
+pub fn record_keys(
+    dir: &Path,
+    keys: &[(String, String)],
+) -> Result<Option<Manifest>, ManifestError> {
+    let Some(mut m) = Manifest::load(dir)? else {
+        return Ok(None);
+    };
+    for e in &mut m.artifacts {
+        if let Some((_, key)) = keys.iter().find(|(p, _)| *p == e.path) {
+            e.key = Some(key.clone());
+        }
+    }
+    let mut json = serde_json::to_vec_pretty(&m).map_err(|source| ManifestError::Serialize {
+        path: dir.join(FILE_NAME),
+        source,
+    })?;
+    json.push(b'\n');
+    write_atomic_in(dir, FILE_NAME, &json).map_err(ManifestError::Write)?;
+    Ok(Some(m))
 }
 
 #[cfg(test)]

@@ -6,5 +6,6 @@ mod capture;
 mod ci_reports;
 mod pattern;
 mod run;
+mod s3;
 mod util;
 mod zoo;

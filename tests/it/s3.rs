@@ -1,0 +1,801 @@
+//! Artifacts that leave the machine: `--to s3://…`, `upload` and `fetch` against a real
+//! S3-compatible server (moto's server mode from the venv `make test` creates, one per test on a
+//! free loopback port), a loopback proxy that drops connections, and a loopback CircleCI API.
+//! Tests skip with a printed reason when `target/venv/bin/moto_server` is missing.
+
+use crate::skip_unless_kernel_cores;
+use crate::util::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "s3cr3t-Key-that-must-never-show";
+const KEY_ID: &str = "AKIDTESTNEVERPRINTED";
+
+fn moto_bin() -> PathBuf {
+    root().join("target/venv/bin/moto_server")
+}
+
+/// A moto server on a free loopback port, killed on drop (and with the test process, through
+/// PR_SET_PDEATHSIG, should the test die first).
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        if !moto_bin().exists() {
+            // In CI the venv is part of `make test`: a missing server is a broken setup.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is missing under CI",
+                moto_bin().display()
+            );
+            eprintln!(
+                "SKIP: {} is missing (`make test` installs it)",
+                moto_bin().display()
+            );
+            return None;
+        }
+        let port = free_port();
+        let mut cmd = Command::new(moto_bin());
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("moto_server starts");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http(port, "GET", "/", b"").is_some() {
+                return Some(moto);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto_server did not answer on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn bucket(&self, name: &str) {
+        let (status, _) = http(self.port, "PUT", &format!("/{name}"), b"").unwrap();
+        assert_eq!(status, 200, "create bucket {name}");
+    }
+
+    /// Puts an object by raw HTTP (moto takes unsigned requests), for keys the SDK would
+    /// normalise.
+    fn put_raw(&self, bucket: &str, key: &str, body: &[u8]) {
+        let (status, _) = http(self.port, "PUT", &format!("/{bucket}/{key}"), body).unwrap();
+        assert_eq!(status, 200, "put {key}");
+    }
+
+    /// The response headers of a HEAD request, lower-cased. moto answers 403 to an anonymous
+    /// HEAD of an encrypted object; it does not check signatures, so any SigV4-shaped
+    /// Authorization header will do.
+    fn head(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=t/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=00\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp.to_ascii_lowercase()
+    }
+
+    fn get(&self, path: &str) -> String {
+        let (_, body) = http(self.port, "GET", path, b"").unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request with `Connection: close`; (status, body).
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let start = resp.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some((status, resp[start..].to_vec()))
+}
+
+/// corecatch with the S3 environment pointing at `endpoint`.
+fn corecatch_s3(cwd: &Path, endpoint: &str, args: &[&str]) -> Output {
+    corecatch_s3_env(cwd, endpoint, args, &[])
+}
+
+fn corecatch_s3_env(cwd: &Path, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let _shared = CrashLock::shared();
+    Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .env_remove("CORECATCH_OUT")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        // No instance metadata lookups on a machine that is not EC2.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_no_secrets(o: &Output) {
+    let t = text(o);
+    for s in [SECRET, KEY_ID] {
+        assert!(!t.contains(s), "{s} printed:\n{t}");
+    }
+}
+
+fn crash_prog() -> PathBuf {
+    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
+}
+
+/// Every file under `dir`, relative path -> bytes.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    let (ta, tb) = (tree(a), tree(b));
+    let names = |t: &[(PathBuf, Vec<u8>)]| t.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ta), names(&tb));
+    for ((p, x), (_, y)) in ta.iter().zip(&tb) {
+        assert!(x == y, "{} differs", p.display());
+    }
+}
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    // xorshift: incompressible enough, reproducible, no extra crate.
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn run_uploads_a_crash_and_fetch_brings_it_back() {
+    skip_unless_kernel_cores!();
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("ci-artifacts");
+    let dir = tempdir();
+    let crash = crash_prog();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &[
+            "run",
+            "--out",
+            "out",
+            "--to",
+            "s3://ci-artifacts/repo/42",
+            "-v",
+            "--",
+            crash.to_str().unwrap(),
+            "abort",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(134), "{}", text(&o));
+    assert_no_secrets(&o);
+    assert!(text(&o).contains("uploaded"), "{}", text(&o));
+    let out = dir.path().join("out");
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    for e in m["artifacts"].as_array().unwrap() {
+        let path = e["path"].as_str().unwrap();
+        assert_eq!(e["key"], format!("repo/42/{path}"), "{e}");
+    }
+    assert!(m.to_string().contains(".core.gz"));
+    assert!(!m.to_string().contains(SECRET));
+
+    let back = dir.path().join("back");
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &[
+            "fetch",
+            "s3://ci-artifacts/repo/42",
+            "back",
+            "-j",
+            "4",
+            "-v",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_no_secrets(&o);
+    assert_same_tree(&out, &back);
+
+    // Again: everything is already there and verified against the manifest.
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://ci-artifacts/repo/42", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("fetched 1 files"), "{}", text(&o));
+    assert!(text(&o).contains("already complete"), "{}", text(&o));
+}
+
+#[test]
+fn multipart_upload_of_a_file_bigger_than_two_parts() {
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("big-bkt");
+    let dir = tempdir();
+    let art = dir.path().join("art");
+    fs::create_dir_all(art.join("sub")).unwrap();
+    fs::write(art.join("core.1.big.core.gz"), random_bytes(12 << 20, 7)).unwrap();
+    fs::write(art.join("sub/notes.txt"), b"nested\n").unwrap();
+    let o = corecatch_s3_env(
+        dir.path(),
+        &moto.url(),
+        &[
+            "upload",
+            "art",
+            "--to",
+            "s3://big-bkt/p",
+            "--part-size",
+            "5MiB",
+            "--upload-concurrency",
+            "2",
+            "--storage-class",
+            "STANDARD_IA",
+            "--sse",
+            "AES256",
+        ],
+        // Progress lines at every step (a log, not a terminal).
+        &[("CORECATCH_PROGRESS_INTERVAL", "0")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    let lines: Vec<_> = t
+        .lines()
+        .filter(|l| l.starts_with("corecatch: uploading to s3://big-bkt/p ("))
+        .collect();
+    assert!(lines.len() >= 3, "a line per part: {t}");
+    assert!(lines.last().unwrap().ends_with("100%)"), "{t}");
+    // Storage class and encryption reach both kinds of upload (multipart and a single PUT).
+    for key in ["p/core.1.big.core.gz", "p/sub/notes.txt"] {
+        let h = moto.head(&format!("/big-bkt/{key}"));
+        assert!(h.starts_with("http/1.1 200"), "{key}: {h}");
+        assert!(h.contains("x-amz-storage-class: standard_ia"), "{key}: {h}");
+        assert!(
+            h.contains("x-amz-server-side-encryption: aes256"),
+            "{key}: {h}"
+        );
+    }
+    let uploads = moto.get("/big-bkt?uploads");
+    assert!(
+        !uploads.contains("<Upload>"),
+        "multipart left open: {uploads}"
+    );
+
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://big-bkt/p", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_tree(&art, &dir.path().join("back"));
+
+    // A partial download is resumed: cut the fetched file short, leave it as the .part.
+    let back = dir.path().join("back");
+    let full = fs::read(back.join("core.1.big.core.gz")).unwrap();
+    fs::remove_file(back.join("core.1.big.core.gz")).unwrap();
+    fs::write(
+        back.join(".corecatch-core.1.big.core.gz.part"),
+        &full[..3 << 20],
+    )
+    .unwrap();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://big-bkt/p", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_tree(&art, &back);
+}
+
+#[test]
+fn no_keep_local_removes_only_after_everything_is_confirmed() {
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("keep-bkt");
+    let dir = tempdir();
+    let art = dir.path().join("art");
+    fs::create_dir_all(&art).unwrap();
+    fs::write(art.join("a.txt"), b"a").unwrap();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &[
+            "upload",
+            "art",
+            "--to",
+            "s3://no-such-bkt/p",
+            "--no-keep-local",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(art.join("a.txt").exists(), "kept after a failure");
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &[
+            "upload",
+            "art",
+            "--to",
+            "s3://keep-bkt/p",
+            "--no-keep-local",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!art.join("a.txt").exists(), "removed after upload");
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://keep-bkt/p", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(fs::read(dir.path().join("back/a.txt")).unwrap(), b"a");
+}
+
+#[test]
+fn fetch_50_objects_with_4_transfers() {
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("many-bkt");
+    let dir = tempdir();
+    let art = dir.path().join("art");
+    for i in 0..50 {
+        let d = art.join(format!("d{}", i % 5));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join(format!("f{i}.bin")),
+            random_bytes(1000 + i * 997, i as u64),
+        )
+        .unwrap();
+    }
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["upload", "art", "--to", "s3://many-bkt/build/9", "--quiet"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(text(&o), "", "--quiet prints nothing on success");
+    // A key that shares the prefix's text but not its directory is not part of it.
+    moto.put_raw("many-bkt", "build/99/other", b"x");
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://many-bkt/build/9", "back", "-j", "4"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("fetched 50 files"), "{}", text(&o));
+    assert_same_tree(&art, &dir.path().join("back"));
+}
+
+#[test]
+fn unreachable_endpoint_and_missing_bucket_keep_artifacts_and_status() {
+    skip_unless_kernel_cores!();
+    let Some(moto) = Moto::start() else { return };
+    let crash = crash_prog();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    for (endpoint, to, why) in [
+        (dead.as_str(), "s3://some-bkt/x", "dispatch failure"),
+        (moto.url().as_str(), "s3://missing-bkt/x", "NoSuchBucket"),
+    ] {
+        let dir = tempdir();
+        let o = corecatch_s3(
+            dir.path(),
+            endpoint,
+            &[
+                "run",
+                "--out",
+                "out",
+                "--to",
+                to,
+                "--no-keep-local",
+                "--max-attempts",
+                "2",
+                "--",
+                crash.to_str().unwrap(),
+                "abort",
+            ],
+        );
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(134), "{t}");
+        assert!(t.contains("not uploaded"), "{t}");
+        assert!(t.contains(why), "{why}: {t}");
+        assert!(t.contains("the artifacts stay in out"), "{t}");
+        assert_no_secrets(&o);
+        let out = dir.path().join("out");
+        let gz: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".core.gz"))
+            .collect();
+        assert_eq!(gz.len(), 1, "{t}");
+        assert!(out.join("manifest.json").exists());
+    }
+}
+
+/// A loopback TCP proxy to `upstream` that cuts every `nth` connection after forwarding
+/// `cut_after` bytes of the request, the way a reset mid-upload looks to the client.
+struct DroppingProxy {
+    port: u16,
+    cut: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DroppingProxy {
+    fn start(upstream: u16, nth: usize, cut_after: usize) -> DroppingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cut2, stop2) = (Arc::clone(&cut), Arc::clone(&stop));
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            // Bounded: the proxy stops with the test or after a minute.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                n += 1;
+                let drop_this = n % nth == 0;
+                let cut3 = Arc::clone(&cut2);
+                std::thread::spawn(move || {
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                        return;
+                    };
+                    let limit = if drop_this { cut_after } else { usize::MAX };
+                    pipe_pair(client, server, limit, &cut3);
+                });
+            }
+        });
+        DroppingProxy { port, cut, stop }
+    }
+}
+
+impl Drop for DroppingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Forwards both ways; after `limit` request bytes, shuts both sockets down.
+fn pipe_pair(client: TcpStream, server: TcpStream, limit: usize, cut: &AtomicUsize) {
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut s_read, mut c_write) = (server, client);
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut s_read, &mut c_write);
+        let _ = c_write.shutdown(Shutdown::Both);
+    });
+    let mut sent = 0usize;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match c_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if sent + n > limit {
+            cut.fetch_add(1, Ordering::Relaxed);
+            let _ = c_read.shutdown(Shutdown::Both);
+            let _ = s_write.shutdown(Shutdown::Both);
+            break;
+        }
+        sent += n;
+        if s_write.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = s_write.shutdown(Shutdown::Write);
+    let _ = back.join();
+}
+
+#[test]
+fn dropped_connections_mid_upload_are_retried_never_corrupt() {
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("flaky-bkt");
+    let proxy = DroppingProxy::start(moto.port, 3, 1 << 20);
+    let dir = tempdir();
+    let art = dir.path().join("art");
+    fs::create_dir_all(&art).unwrap();
+    fs::write(art.join("core.2.x.core.gz"), random_bytes(12 << 20, 3)).unwrap();
+    fs::write(art.join("small.txt"), b"small").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let o = corecatch_s3(
+        dir.path(),
+        &endpoint,
+        &[
+            "upload",
+            "art",
+            "--to",
+            "s3://flaky-bkt/p",
+            "--part-size",
+            "5MiB",
+        ],
+    );
+    assert!(
+        proxy.cut.load(Ordering::Relaxed) > 0,
+        "the proxy cut nothing"
+    );
+    let t = text(&o);
+    // Retried to success, or reported; never a corrupt object.
+    if o.status.code() != Some(0) {
+        assert!(t.contains("not uploaded"), "{t}");
+    }
+    drop(proxy);
+    let o2 = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://flaky-bkt/p", "back"],
+    );
+    for name in ["core.2.x.core.gz", "small.txt"] {
+        if let Ok(got) = fs::read(dir.path().join("back").join(name)) {
+            assert!(got == fs::read(art.join(name)).unwrap(), "{name} corrupt");
+        }
+    }
+    if o.status.code() == Some(0) {
+        assert_eq!(o2.status.code(), Some(0), "{}", text(&o2));
+    }
+    let uploads = moto.get("/flaky-bkt?uploads");
+    assert!(
+        !uploads.contains("<Upload>"),
+        "multipart left open: {uploads}"
+    );
+}
+
+#[test]
+fn fetch_refuses_keys_that_leave_dest() {
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("evil-bkt");
+    moto.put_raw("evil-bkt", "p/ok.txt", b"ok");
+    moto.put_raw("evil-bkt", "p/../escaped.txt", b"evil");
+    moto.put_raw("evil-bkt", "p/a/../../escaped2.txt", b"evil");
+    let dir = tempdir();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://evil-bkt/p", "dest/inner"],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("refused \"../escaped.txt\": `..` segment"),
+        "{t}"
+    );
+    assert!(t.contains("refused \"a/../../escaped2.txt\""), "{t}");
+    assert_eq!(
+        fs::read(dir.path().join("dest/inner/ok.txt")).unwrap(),
+        b"ok"
+    );
+    assert!(!dir.path().join("dest/escaped.txt").exists());
+    assert!(!dir.path().join("escaped2.txt").exists());
+}
+
+type SeenRequest = (String, Option<String>);
+
+/// A loopback stand-in for CircleCI's API v1.1: the artifact list of one build, and the files
+/// it names, on the same port. Records the `Circle-Token` header of every request.
+struct FakeCircle {
+    port: u16,
+    /// (Host header, Circle-Token header) of every request.
+    tokens: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+impl FakeCircle {
+    /// `files`: (path, bytes, host the listing names for it).
+    fn start(files: Vec<(&'static str, Vec<u8>, &'static str)>) -> FakeCircle {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&tokens);
+        std::thread::spawn(move || {
+            let list: Vec<serde_json::Value> = files
+                .iter()
+                .enumerate()
+                .map(|(i, (path, _, host))| {
+                    serde_json::json!({
+                        "path": path,
+                        "pretty_path": path,
+                        "node_index": 0,
+                        "url": format!("http://{host}:{port}/files/{i}?sig=QUERYSECRET"),
+                    })
+                })
+                .collect();
+            let list = serde_json::to_vec(&list).unwrap();
+            // Bounded: serves until the test process ends, one request per connection.
+            for conn in listener.incoming().take(200) {
+                let Ok(mut conn) = conn else { continue };
+                let mut req = Vec::new();
+                let mut b = [0u8; 1];
+                while !req.ends_with(b"\r\n\r\n") && conn.read(&mut b).unwrap_or(0) == 1 {
+                    req.push(b[0]);
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let header = |name: &str| {
+                    req.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    })
+                };
+                seen.lock()
+                    .unwrap()
+                    .push((header("Host").unwrap_or_default(), header("Circle-Token")));
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let body: Option<Vec<u8>> =
+                    if path == "/api/v1.1/project/github/org/repo/7/artifacts" {
+                        Some(list.clone())
+                    } else {
+                        path.strip_prefix("/files/")
+                            .and_then(|r| r.split('?').next())
+                            .and_then(|i| i.parse::<usize>().ok())
+                            .and_then(|i| files.get(i))
+                            .map(|(_, b, _)| b.clone())
+                    };
+                let resp = match body {
+                    Some(b) => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            b.len()
+                        )
+                        .into_bytes();
+                        r.extend(b);
+                        r
+                    }
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = conn.write_all(&resp);
+            }
+        });
+        FakeCircle { port, tokens }
+    }
+}
+
+#[test]
+fn circleci_artifacts_are_listed_and_fetched_without_showing_the_token() {
+    let big = random_bytes(300_000, 11);
+    let circle = FakeCircle::start(vec![
+        (
+            "corecatch-artifacts/core.1.a.core.gz",
+            big.clone(),
+            "127.0.0.1",
+        ),
+        (
+            "corecatch-artifacts/core.1.a.txt",
+            b"report\n".to_vec(),
+            "127.0.0.1",
+        ),
+        ("../outside.txt", b"evil".to_vec(), "127.0.0.1"),
+        // Another host than the API's: fetched, but without the token.
+        ("elsewhere.txt", b"x".to_vec(), "localhost"),
+    ]);
+    let dir = tempdir();
+    let token = "circle-TOKEN-never-printed-123";
+    let _shared = CrashLock::shared();
+    let o = Command::new(bin())
+        .args([
+            "fetch",
+            "circleci://gh/org/repo/7",
+            "crash",
+            "-j",
+            "2",
+            "-v",
+            "--circleci-url",
+            &format!("http://127.0.0.1:{}", circle.port),
+        ])
+        .current_dir(dir.path())
+        .env("CIRCLE_TOKEN", token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the ../ path fails the fetch: {t}"
+    );
+    assert!(!t.contains(token), "token printed:\n{t}");
+    assert!(!t.contains("QUERYSECRET"), "query string printed:\n{t}");
+    assert!(t.contains("refused \"../outside.txt\""), "{t}");
+    let got = dir.path().join("crash/corecatch-artifacts");
+    assert!(fs::read(got.join("core.1.a.core.gz")).unwrap() == big);
+    assert_eq!(fs::read(got.join("core.1.a.txt")).unwrap(), b"report\n");
+    assert!(!dir.path().join("outside.txt").exists());
+    assert_eq!(
+        fs::read(dir.path().join("crash/elsewhere.txt")).unwrap(),
+        b"x"
+    );
+    let tokens = circle.tokens.lock().unwrap();
+    assert!(tokens.len() >= 4, "{tokens:?}");
+    for (host, sent) in tokens.iter() {
+        let want = host.starts_with("127.0.0.1:").then_some(token);
+        assert_eq!(sent.as_deref(), want, "{host}: {tokens:?}");
+    }
+}
