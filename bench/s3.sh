@@ -2,7 +2,9 @@
 # Upload and download throughput of a 1 GiB artifact to an S3-compatible server on loopback
 # (moto's server mode, from the venv `make venv` builds): `corecatch upload` / `corecatch fetch`
 # beside `aws s3 cp` (awscli from PyPI, in a venv of its own) on the same server and the same
-# file. Wall (hyperfine median), MiB/s, peak RSS (/usr/bin/time -v), and ratios to corecatch.
+# file. Each command runs RUNS times (default 3) under /usr/bin/time -v: median wall, MiB/s,
+# largest peak RSS, and wall ratios to corecatch. No warm-up run: a download by `aws s3 cp`
+# from moto takes minutes (its ranged GETs are slow on moto), and upload has no cache to warm.
 #
 #   bench/s3.sh [SIZE_MIB]     default 1024
 # Both tools use their defaults (corecatch: 16 MiB parts, 4 in flight; aws: 8 MiB, 10).
@@ -18,7 +20,6 @@ AWSVENV=$ROOT/target/bench-venv
 mkdir -p "$W"
 
 need=()
-command -v hyperfine >/dev/null || need+=(hyperfine)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -63,10 +64,15 @@ for dir in up down; do
   for tool in corecatch aws; do
     t=$dir-$tool
     c=$(cmd_for "$t")
-    hyperfine --warmup 1 --runs "$RUNS" --export-json "$W/$t.json" --output=null "$c" >/dev/null 2>&1
-    wall=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$W/$t.json")
-    /usr/bin/time -v -o "$W/$t.timev" sh -c "$c" >/dev/null 2>&1
-    rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$W/$t.timev")
+    : > "$W/$t.walls"
+    rss=0
+    for _ in $(seq "$RUNS"); do
+      /usr/bin/time -v -o "$W/$t.timev" sh -c "$c" >/dev/null 2>&1
+      awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$W/$t.timev" >> "$W/$t.walls"
+      r=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$W/$t.timev")
+      rss=$(python3 -c "print(max($rss, $r))")
+    done
+    wall=$(sort -n "$W/$t.walls" | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
     mibs=$(python3 -c "print('%.0f' % ($MIB / $wall))")
     [ -n "$ours" ] || ours=$wall
     ratio=$(python3 -c "print('%.2f' % ($wall / $ours))")
