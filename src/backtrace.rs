@@ -128,11 +128,13 @@ impl Prepared {
     fn symbols(&self) -> Option<&ModuleSymbols> {
         let obj = self.object.as_ref()?;
         let (s, _) = self.symbols.get_or_init(|| {
-            let dwarf = if obj.info.has_debug_info() {
-                Some((&obj.info, &obj.data[..]))
+            let file = if obj.info.has_debug_info() {
+                Some(obj)
             } else {
-                self.debug.as_ref().map(|d| (&d.info, &d.data[..]))
+                self.debug.as_ref()
             };
+            let bytes = file.map(|f| -> crate::symbolize::SharedBytes { f.data.clone() });
+            let dwarf = file.zip(bytes.as_ref()).map(|(f, b)| (&f.info, b));
             let mut tabs = vec![&obj.info];
             if let Some(d) = &self.debug {
                 tabs.push(&d.info);

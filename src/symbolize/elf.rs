@@ -6,7 +6,6 @@
 //! instead of failing the whole file. Only 64-bit objects are read.
 
 use std::borrow::Cow;
-use std::io::Read;
 
 use crate::elf_core::bytes::Reader;
 use crate::elf_core::Endian;
@@ -75,9 +74,10 @@ impl ElfInfo {
             .is_some_and(|s| s.sh_type != SHT_NOBITS && s.size > 0)
     }
 
-    /// The contents of a section, decompressed if `SHF_COMPRESSED` (zlib, as Debian's debug
-    /// packages use). `None` when absent, `SHT_NOBITS`, out of bounds or undecodable.
-    pub fn section_data<'d>(&self, data: &'d [u8], name: &str) -> Option<Cow<'d, [u8]>> {
+    /// Where a section's bytes are: in the file as they are, or as a zlib stream (`SHF_COMPRESSED`,
+    /// as Debian's debug packages use) to inflate to a known size. `None` when absent,
+    /// `SHT_NOBITS`, out of bounds, of an unknown compression or of an absurd size.
+    pub fn section_source<'d>(&self, data: &'d [u8], name: &str) -> Option<SectionSource<'d>> {
         let s = self.section(name)?;
         if s.sh_type == SHT_NOBITS {
             return None;
@@ -85,7 +85,7 @@ impl ElfInfo {
         let raw = data.get(usize::try_from(s.offset).ok()?..)?;
         let raw = raw.get(..usize::try_from(s.size).ok()?)?;
         if s.flags & SHF_COMPRESSED == 0 {
-            return Some(Cow::Borrowed(raw));
+            return Some(SectionSource::Plain(raw));
         }
         // Elf64_Chdr: ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64.
         let b = Reader::new(raw, self.endian, true);
@@ -96,13 +96,43 @@ impl ElfInfo {
         if size > MAX_DECOMPRESSED {
             return None;
         }
-        let mut out = Vec::with_capacity(size as usize);
-        flate2::read::ZlibDecoder::new(raw.get(24..)?)
-            .take(size)
-            .read_to_end(&mut out)
-            .ok()?;
-        Some(Cow::Owned(out))
+        Some(SectionSource::Zlib {
+            stream: raw.get(24..)?,
+            size: usize::try_from(size).ok()?,
+        })
     }
+
+    /// The contents of a section, inflated if compressed (see [`Self::section_source`]).
+    pub fn section_data<'d>(&self, data: &'d [u8], name: &str) -> Option<Cow<'d, [u8]>> {
+        match self.section_source(data, name)? {
+            SectionSource::Plain(b) => Some(Cow::Borrowed(b)),
+            SectionSource::Zlib { stream, size } => {
+                let mut out = vec![0u8; size];
+                inflate_into(stream, &mut out).then_some(Cow::Owned(out))
+            }
+        }
+    }
+}
+
+/// A section's bytes as the file holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionSource<'d> {
+    Plain(&'d [u8]),
+    /// A zlib stream that inflates to exactly `size` bytes.
+    Zlib {
+        stream: &'d [u8],
+        size: usize,
+    },
+}
+
+/// Inflates the zlib `stream` into `out`, which must be exactly the inflated size. False when
+/// the stream is damaged, ends early or holds more than `out`.
+pub fn inflate_into(stream: &[u8], out: &mut [u8]) -> bool {
+    let mut z = flate2::Decompress::new(true);
+    matches!(
+        z.decompress(stream, out, flate2::FlushDecompress::Finish),
+        Ok(flate2::Status::StreamEnd)
+    ) && z.total_out() == out.len() as u64
 }
 
 /// Parse a 64-bit ELF file. `None` when it is not one.
@@ -264,6 +294,25 @@ fn cstr_at(tab: &[u8], off: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inflate_into_wants_the_exact_size_and_an_intact_stream() {
+        use std::io::Write;
+        let plain: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&plain).unwrap();
+        let stream = z.finish().unwrap();
+        let mut out = vec![0u8; plain.len()];
+        assert!(inflate_into(&stream, &mut out));
+        assert_eq!(out, plain);
+        // ch_size too small, too big, a cut stream, a flipped byte: refused, never a panic.
+        assert!(!inflate_into(&stream, &mut vec![0u8; plain.len() - 1]));
+        assert!(!inflate_into(&stream, &mut vec![0u8; plain.len() + 1]));
+        assert!(!inflate_into(&stream[..stream.len() / 2], &mut out));
+        let mut bad = stream.clone();
+        bad[stream.len() / 2] ^= 0xff;
+        assert!(!inflate_into(&bad, &mut out));
+    }
 
     #[test]
     fn garbage_is_not_elf_and_never_panics() {

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::elf::{self, ElfInfo};
 use crate::modules::{debug_file_candidates, hex, SearchPaths};
@@ -12,6 +13,12 @@ use crate::modules::{debug_file_candidates, hex, SearchPaths};
 pub enum Data {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Data {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
 }
 
 impl Deref for Data {
@@ -44,7 +51,8 @@ pub enum LoadError {
 /// An object file, mapped and parsed.
 pub struct LoadedObject {
     pub path: PathBuf,
-    pub data: Data,
+    /// Shared with the DWARF readers, which read sections in place.
+    pub data: Arc<Data>,
     pub info: ElfInfo,
 }
 
@@ -62,7 +70,7 @@ pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let data = Data::Mapped(map);
+    let data = Arc::new(Data::Mapped(map));
     let info = elf::parse(&data).ok_or_else(|| LoadError::NotElf {
         path: path.to_owned(),
     })?;
@@ -78,7 +86,7 @@ pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Option<LoadedObject> {
     let info = elf::parse(&bytes)?;
     Some(LoadedObject {
         path: PathBuf::from(name),
-        data: Data::Owned(bytes),
+        data: Arc::new(Data::Owned(bytes)),
         info,
     })
 }
