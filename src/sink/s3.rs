@@ -411,6 +411,7 @@ impl S3Store {
                     .list_objects_v2()
                     .bucket(bucket)
                     .prefix(prefix)
+                    .set_max_keys(list_page_size())
                     .set_continuation_token(token.take())
                     .send()
                     .await
@@ -478,6 +479,16 @@ impl S3Store {
             Ok(())
         })
     }
+}
+
+/// Keys per ListObjectsV2 page: the store's default (1000 on S3) unless
+/// `CORECATCH_S3_LIST_PAGE` asks for fewer, which the tests use to cross page boundaries.
+fn list_page_size() -> Option<i32> {
+    std::env::var("CORECATCH_S3_LIST_PAGE")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 /// Regular files under `dir`, as (`/`-separated relative path, path), sorted; symlinks and this

@@ -439,10 +439,12 @@ fn fetch_50_objects_with_4_transfers() {
     assert_eq!(text(&o), "", "--quiet prints nothing on success");
     // A key that shares the prefix's text but not its directory is not part of it.
     moto.put_raw("many-bkt", "build/99/other", b"x");
-    let o = corecatch_s3(
+    // Pages of 7 keys: the listing must follow continuation tokens to see all 50.
+    let o = corecatch_s3_env(
         dir.path(),
         &moto.url(),
         &["fetch", "s3://many-bkt/build/9", "back", "-j", "4"],
+        &[("CORECATCH_S3_LIST_PAGE", "7")],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("fetched 50 files"), "{}", text(&o));
