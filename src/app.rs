@@ -340,6 +340,12 @@ fn collect(cfg: CollectConfig) -> i32 {
                 cores.extend(f);
                 skipped.extend(s);
             }
+            None if is_apport(&pattern) => {
+                // apport keeps reports, with the core inside, in /var/crash.
+                let dir = Path::new(APPORT_DIR);
+                let (_, s) = locate::scan(dir, false, &|rel| is_crash_report_name(rel), exclude);
+                skipped.extend(s);
+            }
             None => {
                 warn(format!(
                     "core_pattern does not write core files ({}); name the cores or directories \
@@ -355,8 +361,12 @@ fn collect(cfg: CollectConfig) -> i32 {
             if p.is_dir() {
                 let (f, s) = locate::scan(p, true, &|_| true, exclude);
                 cores.extend(f);
-                // In a directory, only files that look like cores by name are worth a note.
-                skipped.extend(s.into_iter().filter(|s| looks_like_core_name(&s.path)));
+                // In a directory, only files that look like cores or apport reports by name
+                // are worth a note.
+                skipped
+                    .extend(s.into_iter().filter(|s| {
+                        looks_like_core_name(&s.path) || is_crash_report_name(&s.path)
+                    }));
             } else {
                 match locate::check_file(p) {
                     Ok(f) => cores.push(f),
@@ -368,15 +378,32 @@ fn collect(cfg: CollectConfig) -> i32 {
             }
         }
     }
+    // apport reports among the non-cores: their CoreDump becomes a core file to process.
+    let (extracted, skipped) = extract_apport_cores(skipped, &cfg.artifacts.out);
+    let mut failed_reports = 0;
     for s in &skipped {
         warn(format!("skipped {}: {}", s.path.display(), s.why));
+        failed_reports += usize::from(s.why.starts_with(APPORT_FAILURE));
+    }
+    for (found, report) in &extracted {
+        if !cfg.artifacts.quiet {
+            warn(format!(
+                "took the core out of apport's report {}",
+                report.display()
+            ));
+        }
+        cores.push(found.clone());
     }
     if cores.is_empty() {
         if !cfg.artifacts.quiet {
             warn("no core files found");
         }
         write_ci_reports(&cfg.artifacts, &[]);
-        return exit_code::OK;
+        return if failed_reports > 0 {
+            exit_code::INCOMPLETE
+        } else {
+            exit_code::OK
+        };
     }
     let ctx = RunContext {
         command: Vec::new(),
@@ -386,9 +413,13 @@ fn collect(cfg: CollectConfig) -> i32 {
         core_pattern: pattern_text,
     };
     let done = process_cores(&cores, &cfg.artifacts, &ctx, None);
+    // The extracted cores are ours; the reports they came from stay as apport left them.
+    for (found, _) in &extracted {
+        let _ = std::fs::remove_file(&found.path);
+    }
     write_ci_reports(&cfg.artifacts, &done.reports);
     let uploaded = upload_if_asked(&cfg.artifacts, done.stored);
-    if done.failed > 0 || !uploaded {
+    if done.failed > 0 || failed_reports > 0 || !uploaded {
         exit_code::INCOMPLETE
     } else {
         exit_code::OK
@@ -1000,4 +1031,75 @@ fn kernel_fixes(pattern: Option<&CorePattern>, raised: &sys::rlimit::Raised) -> 
         v.push("fs.suid_dumpable, a seccomp or LSM policy, or a full disk may be the cause".into());
     }
     v
+}
+
+/// Where apport writes its reports.
+const APPORT_DIR: &str = "/var/crash";
+/// How a skipped apport report's reason starts, to count it as a failure.
+const APPORT_FAILURE: &str = "apport report: ";
+
+fn is_apport(pattern: &CorePattern) -> bool {
+    matches!(&pattern.kind, crate::core_pattern::PatternKind::Pipe(p)
+        if p.handler == crate::core_pattern::KnownHandler::Apport)
+}
+
+fn is_crash_report_name(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "crash")
+}
+
+/// Takes the core out of every apport report among `skipped` (files that are not ELF cores)
+/// into a temporary file in `out`. Returns each extracted core with the report it came from, and
+/// the files still skipped (a report without a usable core among them, with the reason).
+fn extract_apport_cores(
+    skipped: Vec<locate::Skipped>,
+    out: &Path,
+) -> (Vec<(locate::Found, PathBuf)>, Vec<locate::Skipped>) {
+    let mut extracted = Vec::new();
+    let mut still = Vec::new();
+    for s in skipped {
+        let mut head = [0u8; 16];
+        let is_report = std::fs::File::open(&s.path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .is_ok_and(|n| crate::apport::looks_like_report(&head[..n]));
+        if !is_report {
+            still.push(s);
+            continue;
+        }
+        match extract_one_apport_core(&s.path, out) {
+            Ok(found) => extracted.push((found, s.path)),
+            Err(why) => still.push(locate::Skipped {
+                path: s.path,
+                why: format!("{APPORT_FAILURE}{why}"),
+            }),
+        }
+    }
+    (extracted, still)
+}
+
+fn extract_one_apport_core(report: &Path, out: &Path) -> Result<locate::Found, String> {
+    let mapped = crate::core_file::MappedCore::open(report).map_err(|e| chain(&e))?;
+    let bytes = mapped.bytes();
+    if !crate::apport::report_fields(bytes).has_core {
+        return Err("no CoreDump field (apport keeps cores only for some crashes)".into());
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let name = report
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dest = out.join(format!("{}apport-{name}.core", crate::pack::TEMP_PREFIX));
+    let result = std::fs::File::create(&dest)
+        .map_err(|e| format!("cannot create {}: {e}", dest.display()))
+        .and_then(|f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let n = crate::apport::extract_core(bytes, &mut w).map_err(|e| chain(&e))?;
+            std::io::Write::flush(&mut w)
+                .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+            Ok(n)
+        })
+        .and_then(|_| locate::check_file(&dest).map_err(|e| format!("CoreDump: {e}")));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&dest);
+    }
+    result
 }

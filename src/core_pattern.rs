@@ -932,7 +932,7 @@ impl KnownHandler {
             }
             Self::Apport => "apport writes crash reports to /var/crash/*.crash, normally only for \
                 packaged programs (cores of others may go to /var/lib/apport/coredump or be \
-                dropped); `apport-unpack REPORT DIR` extracts the CoreDump file"
+                dropped); `corecatch collect` takes the core out of the reports"
                 .into(),
             Self::Abrt => "abrt keeps a problem directory per crash under /var/spool/abrt (or \
                 /var/tmp/abrt) with a coredump file in it; list them with `abrt-cli list`"

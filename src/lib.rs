@@ -24,6 +24,7 @@
 //!   it is symbolized at `pc − 1`, inside the call instruction.
 
 pub mod app;
+pub mod apport;
 pub mod backtrace;
 pub mod cli;
 pub mod config;

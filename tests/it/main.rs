@@ -1,6 +1,7 @@
 //! The one integration-test binary: real processes, real crashes, real cores.
 //! Each module covers one area; shared helpers live in `util`.
 
+mod apport;
 mod bad_input;
 mod capture;
 mod ci_reports;

@@ -1,0 +1,201 @@
+//! Cores inside apport's `.crash` reports: `collect` takes the core out of the `CoreDump` field and
+//! treats it as any other core. apport itself cannot be installed on this Debian machine, so the
+//! reports are written here in apport's documented format (base64 lines that together are a gzip
+//! stream: a header naming the field, raw deflate blocks, CRC-32 and size; or, as old apport
+//! versions wrote, a zlib stream) by Python's own zlib, gzip and base64 modules, around the core
+//! of a real crash.
+
+use crate::skip_unless_kernel_cores;
+use crate::util::*;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Writes `report` holding `core` as apport would: `legacy` for the zlib form.
+fn write_report(core: &Path, exe: &Path, pid: i32, report: &Path, legacy: bool) {
+    let script = r#"
+import base64, struct, sys, zlib
+core, exe, pid, out, legacy = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+data = open(core, "rb").read()
+w = open(out, "wb")
+w.write(b"ProblemType: Crash\nArchitecture: amd64\nDate: Wed Nov 25 09:00:00 2026\n")
+w.write(b"ExecutablePath: " + exe.encode() + b"\n")
+w.write(b"ProcStatus:\n Name:\tcrash\n Umask:\t0022\n Pid:\t" + pid.encode() + b"\n PPid:\t1\n")
+w.write(b"Signal: 11\n")
+w.write(b"CoreDump: base64\n")
+if legacy:
+    z = zlib.compressobj()
+    chunks = [z.compress(data[i:i + 65536]) for i in range(0, len(data), 65536)] + [z.flush()]
+else:
+    # gzip header with FNAME = the field's name, then raw deflate, then CRC-32 and size.
+    chunks = [b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x02\xff" + b"CoreDump\x00"]
+    z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    chunks += [z.compress(data[i:i + 65536]) for i in range(0, len(data), 65536)]
+    chunks.append(z.flush() + struct.pack("<LL", zlib.crc32(data), len(data) & 0xFFFFFFFF))
+for c in chunks:
+    if c:
+        w.write(b" " + base64.b64encode(c) + b"\n")
+w.write(b"ProcMaps:\n 55d0-55d1 r-xp 00000000 08:01 1 /tmp/crash\n")
+"#;
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(core)
+        .arg(exe)
+        .arg(pid.to_string())
+        .arg(report)
+        .arg(if legacy { "1" } else { "0" })
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(fs::File::open(path).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn pid_of_core_name(core: &Path) -> i32 {
+    // crash_for_core's cores are named by the pattern; the report carries the pid anyway, and
+    // the test compares it with the one corecatch reads from the core's own notes.
+    let o = corecatch(Path::new("."), &["bt", "--json", core.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["process"]["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn collect_takes_the_core_out_of_apport_reports() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let exe = compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"]);
+    let core = crash_for_core(&exe, &["segv"], dir.path());
+    let original = fs::read(&core).unwrap();
+    let pid = pid_of_core_name(&core);
+
+    for legacy in [false, true] {
+        let reports = dir.path().join(format!("reports-{legacy}"));
+        fs::create_dir_all(&reports).unwrap();
+        let report = reports.join("_tmp_crash.0.crash");
+        write_report(&core, &exe, pid, &report, legacy);
+        let before = fs::read(&report).unwrap();
+        let out = dir.path().join(format!("out-{legacy}"));
+        // Named directly, and found in a directory.
+        for arg in [&report, &reports] {
+            let _ = fs::remove_dir_all(&out);
+            let o = corecatch(
+                dir.path(),
+                &[
+                    "collect",
+                    "--out",
+                    out.to_str().unwrap(),
+                    arg.to_str().unwrap(),
+                ],
+            );
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(0), "legacy={legacy}: {err}");
+            assert!(
+                err.contains("took the core out of apport's report"),
+                "{err}"
+            );
+            assert!(err.contains("SIGSEGV"), "{err}");
+            let gz: Vec<_> = files_in(&out)
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".core.gz"))
+                .collect();
+            assert_eq!(gz.len(), 1, "{err}");
+            assert!(
+                gunzip(&gz[0]) == original,
+                "the core comes back byte for byte"
+            );
+            let json = gz[0].to_string_lossy().replace(".core.gz", ".json");
+            let v: serde_json::Value = serde_json::from_slice(&fs::read(json).unwrap()).unwrap();
+            assert_eq!(v["process"]["pid"], pid);
+            assert_eq!(v["signal"]["name"], "SIGSEGV");
+            // Nothing of ours is left behind, and apport's report is as it was.
+            assert!(
+                !files_in(&out)
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains(".corecatch-")),
+                "{:?}",
+                files_in(&out)
+            );
+            assert!(fs::read(&report).unwrap() == before);
+        }
+    }
+}
+
+#[test]
+fn a_damaged_report_is_named_and_kept() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let exe = compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"]);
+    let core = crash_for_core(&exe, &["abort"], dir.path());
+    let pid = pid_of_core_name(&core);
+    let good = dir.path().join("good.crash");
+    write_report(&core, &exe, pid, &good, false);
+    let text = fs::read(&good).unwrap();
+    // Cut before the last CoreDump line (the end of the stream never arrives), and break a
+    // base64 line.
+    let start = text.windows(9).position(|w| w == b"CoreDump:").unwrap();
+    let cut = dir.path().join("cut.crash");
+    // The CoreDump lines are the ones starting with a space after the field; drop the last.
+    let mut line_starts = vec![];
+    let mut at = start + text[start..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    while text.get(at) == Some(&b' ') {
+        line_starts.push(at);
+        at += text[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    }
+    assert!(line_starts.len() >= 2, "a header line and deflate lines");
+    fs::write(&cut, &text[..*line_starts.last().unwrap()]).unwrap();
+    let mut garbled = text.clone();
+    garbled[start + 40] = b'!';
+    let bad = dir.path().join("bad64.crash");
+    fs::write(&bad, &garbled).unwrap();
+    let no_core = dir.path().join("nocore.crash");
+    fs::write(&no_core, &text[..start]).unwrap();
+    for (report, why) in [
+        (&cut, "does not inflate"),
+        (&bad, "not valid base64"),
+        (&no_core, "no CoreDump field"),
+    ] {
+        let before = fs::read(report).unwrap();
+        let out = dir.path().join("out");
+        let o = corecatch(
+            dir.path(),
+            &[
+                "collect",
+                "--out",
+                out.to_str().unwrap(),
+                report.to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("apport report: "), "{err}");
+        assert!(err.contains(why), "{why}: {err}");
+        assert!(
+            fs::read(report).unwrap() == before,
+            "the report is kept as it was"
+        );
+        assert!(
+            !files_in(&out).iter().any(|p| {
+                let s = p.to_string_lossy();
+                s.ends_with(".core.gz") || s.contains(".corecatch-")
+            }),
+            "{:?}",
+            files_in(&out)
+        );
+    }
+}
