@@ -222,8 +222,17 @@ fn run_command(cfg: RunConfig) -> i32 {
         return status;
     };
     write_ci_reports(&cfg.artifacts, &done.reports);
-    // Whatever the upload does, the status stays CMD's.
-    upload_if_asked(&cfg.artifacts, done.stored);
+    // Whatever the upload does, even a panic in the SDK, the status stays CMD's.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        upload_if_asked(&cfg.artifacts, done.stored)
+    }))
+    .is_err()
+    {
+        warn(format!(
+            "internal error while uploading; the artifacts stay in {}",
+            cfg.artifacts.out.display()
+        ));
+    }
     if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
         warn(format!(
             "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
