@@ -388,11 +388,10 @@ fn collect(cfg: CollectConfig) -> i32 {
         }
     }
     // apport reports among the non-cores: their CoreDump becomes a core file to process.
-    let (extracted, skipped) = extract_apport_cores(skipped, &cfg.artifacts.out);
-    let mut failed_reports = 0;
-    for s in &skipped {
+    let apport = extract_apport_cores(skipped, &cfg.artifacts.out);
+    let (extracted, failed_reports) = (apport.extracted, apport.failed.len());
+    for s in apport.not_reports.iter().chain(&apport.failed) {
         warn(format!("skipped {}: {}", s.path.display(), s.why));
-        failed_reports += usize::from(s.why.starts_with(APPORT_FAILURE));
     }
     for (found, report) in &extracted {
         if !cfg.artifacts.quiet {
@@ -1044,9 +1043,6 @@ fn kernel_fixes(pattern: Option<&CorePattern>, raised: &sys::rlimit::Raised) -> 
 
 /// Where apport writes its reports.
 const APPORT_DIR: &str = "/var/crash";
-/// How a skipped apport report's reason starts, to count it as a failure.
-const APPORT_FAILURE: &str = "apport report: ";
-
 fn is_apport(pattern: &CorePattern) -> bool {
     matches!(&pattern.kind, crate::core_pattern::PatternKind::Pipe(p)
         if p.handler == crate::core_pattern::KnownHandler::Apport)
@@ -1056,33 +1052,42 @@ fn is_crash_report_name(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "crash")
 }
 
+/// What [`extract_apport_cores`] made of the files that are not ELF cores.
+struct ApportCores {
+    /// Each extracted core (a temporary file in the artifacts dir) and the report it came from.
+    extracted: Vec<(locate::Found, PathBuf)>,
+    /// apport reports without a usable core, with the reason.
+    failed: Vec<locate::Skipped>,
+    /// Files that are not apport reports either, as they were skipped.
+    not_reports: Vec<locate::Skipped>,
+}
+
 /// Takes the core out of every apport report among `skipped` (files that are not ELF cores)
-/// into a temporary file in `out`. Returns each extracted core with the report it came from, and
-/// the files still skipped (a report without a usable core among them, with the reason).
-fn extract_apport_cores(
-    skipped: Vec<locate::Skipped>,
-    out: &Path,
-) -> (Vec<(locate::Found, PathBuf)>, Vec<locate::Skipped>) {
-    let mut extracted = Vec::new();
-    let mut still = Vec::new();
+/// into a temporary file in `out`.
+fn extract_apport_cores(skipped: Vec<locate::Skipped>, out: &Path) -> ApportCores {
+    let mut r = ApportCores {
+        extracted: Vec::new(),
+        failed: Vec::new(),
+        not_reports: Vec::new(),
+    };
     for s in skipped {
         let mut head = [0u8; 16];
         let is_report = std::fs::File::open(&s.path)
             .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
             .is_ok_and(|n| crate::apport::looks_like_report(&head[..n]));
         if !is_report {
-            still.push(s);
+            r.not_reports.push(s);
             continue;
         }
         match extract_one_apport_core(&s.path, out) {
-            Ok(found) => extracted.push((found, s.path)),
-            Err(why) => still.push(locate::Skipped {
+            Ok(found) => r.extracted.push((found, s.path)),
+            Err(why) => r.failed.push(locate::Skipped {
                 path: s.path,
-                why: format!("{APPORT_FAILURE}{why}"),
+                why: format!("apport report: {why}"),
             }),
         }
     }
-    (extracted, still)
+    r
 }
 
 fn extract_one_apport_core(report: &Path, out: &Path) -> Result<locate::Found, String> {

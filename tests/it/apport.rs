@@ -8,8 +8,7 @@
 use crate::skip_unless_kernel_cores;
 use crate::util::*;
 use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Writes `report` holding `core` as apport would: `legacy` for the zlib form.
@@ -51,25 +50,9 @@ w.write(b"ProcMaps:\n 55d0-55d1 r-xp 00000000 08:01 1 /tmp/crash\n")
     assert!(st.success());
 }
 
-fn gunzip(path: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(fs::File::open(path).unwrap())
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn pid_of_core_name(core: &Path) -> i32 {
-    // crash_for_core's cores are named by the pattern; the report carries the pid anyway, and
-    // the test compares it with the one corecatch reads from the core's own notes.
+/// The pid `corecatch bt` reads from the core's notes: the one written into the report's
+/// ProcStatus, and the one `collect` must still report after the core went through the report.
+fn pid_in_core(core: &Path) -> i32 {
     let o = corecatch(Path::new("."), &["bt", "--json", core.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["process"]["pid"].as_i64().unwrap() as i32
@@ -82,7 +65,7 @@ fn collect_takes_the_core_out_of_apport_reports() {
     let exe = compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"]);
     let core = crash_for_core(&exe, &["segv"], dir.path());
     let original = fs::read(&core).unwrap();
-    let pid = pid_of_core_name(&core);
+    let pid = pid_in_core(&core);
 
     for legacy in [false, true] {
         let reports = dir.path().join(format!("reports-{legacy}"));
@@ -110,10 +93,7 @@ fn collect_takes_the_core_out_of_apport_reports() {
                 "{err}"
             );
             assert!(err.contains("SIGSEGV"), "{err}");
-            let gz: Vec<_> = files_in(&out)
-                .into_iter()
-                .filter(|p| p.to_string_lossy().ends_with(".core.gz"))
-                .collect();
+            let gz = artifacts(&out, ".core.gz");
             assert_eq!(gz.len(), 1, "{err}");
             assert!(
                 gunzip(&gz[0]) == original,
@@ -125,11 +105,11 @@ fn collect_takes_the_core_out_of_apport_reports() {
             assert_eq!(v["signal"]["name"], "SIGSEGV");
             // Nothing of ours is left behind, and apport's report is as it was.
             assert!(
-                !files_in(&out)
+                !artifacts(&out, "")
                     .iter()
                     .any(|p| p.to_string_lossy().contains(".corecatch-")),
                 "{:?}",
-                files_in(&out)
+                artifacts(&out, "")
             );
             assert!(fs::read(&report).unwrap() == before);
         }
@@ -142,7 +122,7 @@ fn a_damaged_report_is_named_and_kept() {
     let dir = tempdir();
     let exe = compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"]);
     let core = crash_for_core(&exe, &["abort"], dir.path());
-    let pid = pid_of_core_name(&core);
+    let pid = pid_in_core(&core);
     let good = dir.path().join("good.crash");
     write_report(&core, &exe, pid, &good, false);
     let text = fs::read(&good).unwrap();
@@ -190,12 +170,12 @@ fn a_damaged_report_is_named_and_kept() {
             "the report is kept as it was"
         );
         assert!(
-            !files_in(&out).iter().any(|p| {
+            !artifacts(&out, "").iter().any(|p| {
                 let s = p.to_string_lossy();
                 s.ends_with(".core.gz") || s.contains(".corecatch-")
             }),
             "{:?}",
-            files_in(&out)
+            artifacts(&out, "")
         );
     }
 }

@@ -28,22 +28,13 @@ fn stderr(o: &std::process::Output) -> String {
 
 /// The raw cores corecatch wrote itself (kept with --keep-cores) in `out`.
 fn ptrace_cores(out: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(out)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut v = artifacts(out, "");
     v.retain(|p| p.file_name().unwrap().to_string_lossy().contains(".ptrace"));
-    v.sort();
     v
 }
 
 fn count_suffix(out: &Path, suffix: &str) -> usize {
-    fs::read_dir(out)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
-                .count()
-        })
-        .unwrap_or(0)
+    artifacts(out, suffix).len()
 }
 
 /// Function names of gdb's backtrace of the crashed thread, innermost first.

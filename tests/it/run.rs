@@ -23,22 +23,6 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Artifact files in `out`, by suffix.
-fn artifacts(out: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(out)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.retain(|p| p.to_string_lossy().ends_with(suffix));
-    v.sort();
-    v
-}
-
-fn gunzip(p: &Path) -> Vec<u8> {
-    let o = Command::new("gunzip").arg("-c").arg(p).output().unwrap();
-    assert!(o.status.success(), "gunzip failed on {}", p.display());
-    o.stdout
-}
-
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data)

@@ -486,11 +486,7 @@ fn unreachable_endpoint_and_missing_bucket_keep_artifacts_and_status() {
         assert!(t.contains("the artifacts stay in out"), "{t}");
         assert_no_secrets(&o);
         let out = dir.path().join("out");
-        let gz: Vec<_> = fs::read_dir(&out)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".core.gz"))
-            .collect();
+        let gz = artifacts(&out, ".core.gz");
         assert_eq!(gz.len(), 1, "{t}");
         assert!(out.join("manifest.json").exists());
     }

@@ -230,6 +230,24 @@ impl CrashLock {
 }
 
 /// A fresh temporary directory.
+/// Files in `out` whose names end with `suffix` (`""` for all), sorted; none when `out` is
+/// missing.
+pub fn artifacts(out: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+/// `gunzip -c FILE`: what the real gzip restores from an artifact.
+pub fn gunzip(p: &Path) -> Vec<u8> {
+    let o = Command::new("gunzip").arg("-c").arg(p).output().unwrap();
+    assert!(o.status.success(), "gunzip failed on {}", p.display());
+    o.stdout
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("cc-it-").tempdir().unwrap()
 }
