@@ -179,3 +179,74 @@ fn a_damaged_report_is_named_and_kept() {
         );
     }
 }
+
+/// Removes what the test put in /var/crash (and the directory, when the test made it).
+struct VarCrashEntry {
+    file: std::path::PathBuf,
+    made_dir: bool,
+}
+
+impl Drop for VarCrashEntry {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+        if self.made_dir {
+            let _ = fs::remove_dir(VAR_CRASH);
+        }
+    }
+}
+
+const VAR_CRASH: &str = "/var/crash";
+
+#[test]
+fn collect_reads_var_crash_when_core_pattern_pipes_to_apport() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let exe = compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"]);
+    let core = crash_for_core(&exe, &["segv"], dir.path());
+    let original = fs::read(&core).unwrap();
+    let pid = pid_in_core(&core);
+    // Ubuntu's pattern; the handler does not exist here, which only matters to crashes that
+    // happen meanwhile (the guard holds every other crashing test off).
+    let Some(_g) = PatternGuard::set(
+        "|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u -g%g -- %E",
+        false,
+    ) else {
+        return;
+    };
+    let made_dir = !Path::new(VAR_CRASH).exists();
+    if fs::create_dir_all(VAR_CRASH).is_err() {
+        eprintln!("SKIP: cannot create {VAR_CRASH}");
+        return;
+    }
+    let entry = VarCrashEntry {
+        file: Path::new(VAR_CRASH).join(format!("_tmp_corecatch-test.{pid}.crash")),
+        made_dir,
+    };
+    write_report(&core, &exe, pid, &entry.file, false);
+    let out = dir.path().join("out");
+    let o = corecatch_locked(dir.path(), &["collect", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "took the core out of apport's report {}",
+            entry.file.display()
+        )),
+        "{err}"
+    );
+    // Other reports a machine keeps in /var/crash are collected too; ours is among them.
+    let ours: Vec<_> = artifacts(&out, ".json")
+        .into_iter()
+        .filter(|p| !p.ends_with("manifest.json"))
+        .filter(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&fs::read(p).unwrap()).unwrap();
+            v["process"]["pid"] == pid
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    let gz = ours[0].to_string_lossy().replace(".json", ".core.gz");
+    assert!(
+        gunzip(Path::new(&gz)) == original,
+        "the core comes back byte for byte"
+    );
+    assert!(entry.file.exists(), "apport's report is left in place");
+}

@@ -492,21 +492,32 @@ fn unreachable_endpoint_and_missing_bucket_keep_artifacts_and_status() {
     }
 }
 
-/// A loopback TCP proxy to `upstream` that cuts every `nth` connection after forwarding
-/// `cut_after` bytes of the request, the way a reset mid-upload looks to the client.
-struct DroppingProxy {
+/// What a [`FaultyProxy`] does to every `nth` connection.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Forward this many request bytes, then cut both sockets, the way a reset mid-upload looks
+    /// to the client.
+    Cut(usize),
+    /// Read the request and answer S3's throttling error, `503 SlowDown`, without forwarding.
+    SlowDown,
+}
+
+/// A loopback TCP proxy to `upstream` that does `fault` to every `nth` connection and forwards
+/// the others.
+struct FaultyProxy {
     port: u16,
-    cut: Arc<AtomicUsize>,
+    /// Connections the fault was done to.
+    faults: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
-impl DroppingProxy {
-    fn start(upstream: u16, nth: usize, cut_after: usize) -> DroppingProxy {
+impl FaultyProxy {
+    fn start(upstream: u16, nth: usize, fault: Fault) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicUsize::new(0));
+        let faults = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (cut2, stop2) = (Arc::clone(&cut), Arc::clone(&stop));
+        let (faults2, stop2) = (Arc::clone(&faults), Arc::clone(&stop));
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             let mut n = 0usize;
@@ -522,22 +533,59 @@ impl DroppingProxy {
                 };
                 client.set_nonblocking(false).unwrap();
                 n += 1;
-                let drop_this = n % nth == 0;
-                let cut3 = Arc::clone(&cut2);
-                std::thread::spawn(move || {
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                        return;
-                    };
-                    let limit = if drop_this { cut_after } else { usize::MAX };
-                    pipe_pair(client, server, limit, &cut3);
+                let faulty = n % nth == 0;
+                let faults3 = Arc::clone(&faults2);
+                std::thread::spawn(move || match (faulty, fault) {
+                    (true, Fault::SlowDown) => {
+                        slow_down(client);
+                        faults3.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (_, fault) => {
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                            return;
+                        };
+                        let limit = match fault {
+                            Fault::Cut(bytes) if faulty => bytes,
+                            _ => usize::MAX,
+                        };
+                        pipe_pair(client, server, limit, &faults3);
+                    }
                 });
             }
         });
-        DroppingProxy { port, cut, stop }
+        FaultyProxy { port, faults, stop }
     }
 }
 
-impl Drop for DroppingProxy {
+/// Reads one request (head and Content-Length body) and answers `503 SlowDown`, closing.
+fn slow_down(mut client: TcpStream) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && client.read(&mut b).unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    let length = String::from_utf8_lossy(&head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<u64>().ok())?
+        })
+        .unwrap_or(0);
+    let _ = std::io::copy(&mut (&client).take(length), &mut std::io::sink());
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                <Message>Please reduce your request rate.</Message></Error>";
+    let _ = write!(
+        client,
+        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+impl Drop for FaultyProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -577,7 +625,7 @@ fn pipe_pair(client: TcpStream, server: TcpStream, limit: usize, cut: &AtomicUsi
 fn dropped_connections_mid_upload_are_retried_never_corrupt() {
     let Some(moto) = Moto::start() else { return };
     moto.bucket("flaky-bkt");
-    let proxy = DroppingProxy::start(moto.port, 3, 1 << 20);
+    let proxy = FaultyProxy::start(moto.port, 3, Fault::Cut(1 << 20));
     let dir = tempdir();
     let art = dir.path().join("art");
     fs::create_dir_all(&art).unwrap();
@@ -597,7 +645,7 @@ fn dropped_connections_mid_upload_are_retried_never_corrupt() {
         ],
     );
     assert!(
-        proxy.cut.load(Ordering::Relaxed) > 0,
+        proxy.faults.load(Ordering::Relaxed) > 0,
         "the proxy cut nothing"
     );
     let t = text(&o);
@@ -620,6 +668,49 @@ fn dropped_connections_mid_upload_are_retried_never_corrupt() {
         assert_eq!(o2.status.code(), Some(0), "{}", text(&o2));
     }
     let uploads = moto.get("/flaky-bkt?uploads");
+    assert!(
+        !uploads.contains("<Upload>"),
+        "multipart left open: {uploads}"
+    );
+}
+
+#[test]
+fn throttling_is_retried_with_backoff_to_a_complete_upload() {
+    let Some(moto) = Moto::start() else { return };
+    moto.bucket("slow-bkt");
+    let proxy = FaultyProxy::start(moto.port, 2, Fault::SlowDown);
+    let dir = tempdir();
+    let art = dir.path().join("art");
+    fs::create_dir_all(&art).unwrap();
+    fs::write(art.join("core.3.x.core.gz"), random_bytes(12 << 20, 5)).unwrap();
+    fs::write(art.join("small.txt"), b"small").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let o = corecatch_s3(
+        dir.path(),
+        &endpoint,
+        &[
+            "upload",
+            "art",
+            "--to",
+            "s3://slow-bkt/p",
+            "--part-size",
+            "5MiB",
+        ],
+    );
+    assert!(
+        proxy.faults.load(Ordering::Relaxed) > 0,
+        "the proxy throttled nothing"
+    );
+    assert_eq!(o.status.code(), Some(0), "retried to success: {}", text(&o));
+    drop(proxy);
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://slow-bkt/p", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_tree(&art, &dir.path().join("back"));
+    let uploads = moto.get("/slow-bkt?uploads");
     assert!(
         !uploads.contains("<Upload>"),
         "multipart left open: {uploads}"
