@@ -33,6 +33,13 @@ fn ptrace_cores(out: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// `corecatch run --capture ptrace --out out -- CMD...` in `dir`.
+fn ptrace_run(dir: &Path, cmd: &[&str]) -> std::process::Output {
+    let mut argv = vec!["run", "--capture", "ptrace", "--out", "out", "--"];
+    argv.extend(cmd);
+    corecatch(dir, &argv)
+}
+
 fn count_suffix(out: &Path, suffix: &str) -> usize {
     artifacts(out, suffix).len()
 }
@@ -179,19 +186,9 @@ fn ptrace_catches_a_grandchild_crash_in_a_subdirectory() {
     let dir = tempdir();
     fs::create_dir(dir.path().join("sub")).unwrap();
     fs::copy(crash_prog(), dir.path().join("sub/crash")).unwrap();
-    let o = corecatch(
+    let o = ptrace_run(
         dir.path(),
-        &[
-            "run",
-            "--capture",
-            "ptrace",
-            "--out",
-            "out",
-            "--",
-            "sh",
-            "-c",
-            "cd sub && ./crash segv; echo after",
-        ],
+        &["sh", "-c", "cd sub && ./crash segv; echo after"],
     );
     // sh goes on after its child's crash and exits 0: the status is sh's.
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -210,31 +207,12 @@ fn ptrace_catches_a_grandchild_crash_in_a_subdirectory() {
 fn ptrace_passes_exit_codes_and_handled_signals_through() {
     let dir = tempdir();
     let crash = crash_prog();
-    let o = corecatch(
-        dir.path(),
-        &[
-            "run",
-            "--capture",
-            "ptrace",
-            "--out",
-            "out",
-            "--",
-            crash.to_str().unwrap(),
-            "exit",
-            "3",
-        ],
-    );
+    let o = ptrace_run(dir.path(), &[crash.to_str().unwrap(), "exit", "3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     // A shell that traps SIGQUIT (a core signal it handles) goes on; nothing is captured.
-    let o = corecatch(
+    let o = ptrace_run(
         dir.path(),
         &[
-            "run",
-            "--capture",
-            "ptrace",
-            "--out",
-            "out",
-            "--",
             "bash",
             "-c",
             "trap 'echo caught' QUIT; kill -QUIT $$; exit 5",
@@ -291,15 +269,9 @@ fn a_command_that_traces_its_own_child_still_runs_under_ptrace() {
     let crash = crash_prog();
     // gdb cannot trace its inferior while corecatch traces it (PTRACE_TRACEME fails with
     // EPERM); it says so and exits, and its status comes through unchanged.
-    let o = corecatch(
+    let o = ptrace_run(
         dir.path(),
         &[
-            "run",
-            "--capture",
-            "ptrace",
-            "--out",
-            "out",
-            "--",
             "gdb",
             "-batch",
             "-nx",
