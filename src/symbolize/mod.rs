@@ -6,6 +6,7 @@
 //! in parallel, into buffers of their own; [`loader`] is the only part that reads files.
 
 pub mod elf;
+mod lazy;
 pub mod loader;
 
 use std::collections::HashMap;
@@ -34,6 +35,18 @@ impl SectionBytes {
             bytes: Arc::new(Vec::new()),
             start: 0,
             len: 0,
+        }
+    }
+}
+
+impl SectionBytes {
+    /// `len` bytes from `offset` within this section (clamped to it), sharing the bytes.
+    fn sub(&self, offset: usize, len: usize) -> SectionBytes {
+        let offset = offset.min(self.len);
+        SectionBytes {
+            bytes: Arc::clone(&self.bytes),
+            start: self.start + offset,
+            len: len.min(self.len - offset),
         }
     }
 }
@@ -171,8 +184,10 @@ pub struct SymFrame {
 
 /// The symbol information of one module, owned and ready for lookups at SVMAs.
 pub struct ModuleSymbols {
-    dwarf: Option<addr2line::Context<Reader>>,
+    dwarf: Option<lazy::LazyDwarf>,
     symbols: Vec<Symbol>,
+    /// Call-site indexes by unit (its `.debug_info` offset), built on first question.
+    call_sites: std::cell::RefCell<HashMap<usize, std::rc::Rc<CallSites>>>,
 }
 
 impl std::fmt::Debug for ModuleSymbols {
@@ -193,6 +208,27 @@ const UNUSED_SECTIONS: &[&str] = &[
     ".debug_macinfo",
 ];
 
+/// The DWARF sections of `info` that symbolization reads (in place, or inflated), by ELF
+/// section name, and the byte order to read them in.
+fn dwarf_sections(
+    info: &ElfInfo,
+    file: &SharedBytes,
+) -> (HashMap<&'static str, SectionBytes>, RunTimeEndian) {
+    let endian = match info.endian {
+        Endian::Little => RunTimeEndian::Little,
+        Endian::Big => RunTimeEndian::Big,
+    };
+    // Which sections gimli wants, so they can be inflated at once, in parallel.
+    let mut names = Vec::new();
+    let _ = gimli::Dwarf::load(|id| {
+        if !UNUSED_SECTIONS.contains(&id.name()) {
+            names.push(id.name());
+        }
+        Ok::<_, gimli::Error>(gimli::EndianSlice::new(&[][..], endian))
+    });
+    (load_sections(info, file, &names), endian)
+}
+
 impl ModuleSymbols {
     /// Build from the file holding DWARF (`dwarf`: its parsed headers and its bytes, shared so
     /// sections are read in place) and the files whose symbol tables to use (typically the
@@ -205,26 +241,9 @@ impl ModuleSymbols {
         let ctx = dwarf
             .filter(|(i, _)| i.has_debug_info())
             .and_then(|(info, file)| {
-                let endian = match info.endian {
-                    Endian::Little => RunTimeEndian::Little,
-                    Endian::Big => RunTimeEndian::Big,
-                };
-                // Which sections gimli wants, so they can be inflated at once, in parallel.
-                let mut names = Vec::new();
-                let _ = gimli::Dwarf::load(|id| {
-                    if !UNUSED_SECTIONS.contains(&id.name()) {
-                        names.push(id.name());
-                    }
-                    Ok::<_, gimli::Error>(gimli::EndianSlice::new(&[][..], endian))
-                });
-                let mut loaded = load_sections(info, file, &names);
-                let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-                    let bytes = loaded.remove(id.name()).unwrap_or_else(SectionBytes::empty);
-                    Ok(gimli::EndianReader::new(bytes, endian))
-                };
-                let sections = gimli::Dwarf::load(load).ok()?;
-                match addr2line::Context::from_dwarf(sections) {
-                    Ok(c) => Some(c),
+                let (loaded, endian) = dwarf_sections(info, file);
+                match lazy::LazyDwarf::new(loaded, endian) {
+                    Ok(d) => Some(d),
                     Err(e) => {
                         warnings.push(format!("unusable DWARF: {e}"));
                         None
@@ -238,6 +257,7 @@ impl ModuleSymbols {
             ModuleSymbols {
                 dwarf: ctx,
                 symbols,
+                call_sites: Default::default(),
             },
             warnings,
         )
@@ -251,7 +271,12 @@ impl ModuleSymbols {
     /// nothing is known.
     pub fn lookup(&self, svma: u64) -> Vec<SymFrame> {
         let mut out = Vec::new();
-        if let Some(ctx) = &self.dwarf {
+        // Lazily: a later context (the whole-file one) is built only if the earlier gave nothing.
+        let mut contexts = self.dwarf.iter().flat_map(|d| d.contexts(svma));
+        while out.is_empty() {
+            let Some(ctx) = contexts.next() else {
+                break;
+            };
             if let Ok(mut it) = ctx.find_frames(svma).skip_all_loads() {
                 // Bounded: garbage DWARF must not produce endless inline chains.
                 while let Ok(Some(f)) = it.next() {
@@ -308,62 +333,138 @@ impl ModuleSymbols {
 
     /// What the call whose return address is `ret_svma` calls, from its DW_TAG_call_site.
     pub fn call_target(&self, ret_svma: u64) -> Option<CallTarget> {
-        let unit = self.unit_at(ret_svma.checked_sub(1)?)?;
-        let mut cursor = unit.entries();
-        let mut budget = MAX_DIES;
-        while let Ok(Some(e)) = cursor.next_dfs() {
-            budget = budget.checked_sub(1)?;
-            if is_call_site(e.tag()) && call_return_pc(&unit, e) == Some(ret_svma) {
-                return call_origin(&unit, e);
-            }
-        }
-        None
+        let sites = self.call_sites(ret_svma.checked_sub(1)?)?;
+        sites.by_return.get(&ret_svma).cloned().flatten()
     }
 
     /// The tail-call sites (DW_AT_call_tail_call) in the function whose entry is `entry_svma`:
     /// each site's "return" pc (the address after its `jmp`) and target.
     pub fn tail_calls(&self, entry_svma: u64) -> Vec<(u64, CallTarget)> {
-        let mut out = Vec::new();
-        let Some(unit) = self.unit_at(entry_svma) else {
+        self.call_sites(entry_svma)
+            .and_then(|s| s.tail_by_entry.get(&entry_svma).cloned())
+            .unwrap_or_default()
+    }
+
+    /// The call sites of the unit `probe` lies in, indexed on first use (one walk of the
+    /// unit's DIEs instead of one per question).
+    fn call_sites(&self, probe: u64) -> Option<std::rc::Rc<CallSites>> {
+        let (key, unit) = self.dwarf.as_ref()?.unit_at(probe)?;
+        if let Some(s) = self.call_sites.borrow().get(&key) {
+            return Some(s.clone());
+        }
+        let sites = std::rc::Rc::new(CallSites::index(&unit));
+        self.call_sites.borrow_mut().insert(key, sites.clone());
+        Some(sites)
+    }
+}
+
+/// The call sites of one unit, from one walk of its DIEs.
+#[derive(Default)]
+struct CallSites {
+    /// By return pc: the first call site's target (`None` when it names none we can use).
+    by_return: HashMap<u64, Option<CallTarget>>,
+    /// By the entry (DW_AT_low_pc) of a subprogram: the tail-call sites in its subtree, each
+    /// with its return pc and target, in DIE order. Only the first subprogram with an entry.
+    tail_by_entry: HashMap<u64, Vec<(u64, CallTarget)>>,
+}
+
+impl CallSites {
+    /// One walk over the unit's raw entries: only subprograms' and call sites' attributes are
+    /// decoded; every other DIE's are skipped by their forms.
+    fn index(unit: &gimli::UnitRef<'_, Reader>) -> CallSites {
+        let mut out = CallSites::default();
+        let Ok(mut entries) = unit.entries_raw(None) else {
             return out;
         };
-        let mut cursor = unit.entries();
-        let mut inside: Option<isize> = None;
+        // Enclosing subprograms with an entry first seen here: (depth, entry).
+        let mut open: Vec<(isize, u64)> = Vec::new();
         let mut budget = MAX_DIES;
-        while let Ok(Some(e)) = cursor.next_dfs() {
+        while !entries.is_empty() {
             let Some(b) = budget.checked_sub(1) else {
                 break;
             };
             budget = b;
-            let depth = e.depth();
-            if inside.is_some_and(|d| depth <= d) {
-                break; // left the function's subtree
+            let depth = entries.next_depth();
+            let abbrev = match entries.read_abbreviation() {
+                Ok(Some(a)) => a,
+                Ok(None) => continue, // the end of a list of siblings
+                Err(_) => break,
+            };
+            while open.last().is_some_and(|&(d, _)| depth <= d) {
+                open.pop(); // left that subprogram's subtree
             }
-            if inside.is_none() {
-                if e.tag() == gimli::DW_TAG_subprogram
-                    && address_attr(&unit, e, gimli::DW_AT_low_pc) == Some(entry_svma)
-                {
-                    inside = Some(depth);
+            let tag = abbrev.tag();
+            if tag != gimli::DW_TAG_subprogram && !is_call_site(tag) {
+                if entries.skip_attributes(abbrev.attributes()).is_err() {
+                    break;
                 }
                 continue;
             }
-            let tail = [gimli::DW_AT_call_tail_call, gimli::DW_AT_GNU_tail_call]
-                .into_iter()
-                .any(|a| matches!(e.attr_value(a), Some(gimli::AttributeValue::Flag(true))));
-            if is_call_site(e.tag()) && tail {
-                if let (Some(r), Some(t)) = (call_return_pc(&unit, e), call_origin(&unit, e)) {
-                    out.push((r, t));
+            let mut site = RawSite::default();
+            for spec in abbrev.attributes() {
+                let Ok(attr) = entries.read_attribute(*spec) else {
+                    return out;
+                };
+                site.take(unit, attr);
+            }
+            if tag == gimli::DW_TAG_subprogram {
+                if let Some(entry) = site.low_pc {
+                    if let std::collections::hash_map::Entry::Vacant(v) =
+                        out.tail_by_entry.entry(entry)
+                    {
+                        v.insert(Vec::new());
+                        open.push((depth, entry));
+                    }
+                }
+                continue;
+            }
+            // DWARF 5 `DW_AT_call_return_pc`; the GNU extension puts it in `DW_AT_low_pc`.
+            let Some(ret) = site.return_pc.or(site.low_pc) else {
+                continue;
+            };
+            let target = site.origin.and_then(|o| call_origin(unit, o));
+            if let (true, Some(t)) = (site.tail, &target) {
+                for &(_, entry) in &open {
+                    if let Some(v) = out.tail_by_entry.get_mut(&entry) {
+                        v.push((ret, t.clone()));
+                    }
                 }
             }
+            out.by_return.entry(ret).or_insert(target);
         }
         out
     }
+}
 
-    fn unit_at(&self, probe: u64) -> Option<gimli::UnitRef<'_, Reader>> {
-        self.dwarf
-            .as_ref()?
-            .find_dwarf_and_unit(probe)
-            .skip_all_loads()
+/// The attributes of a subprogram or call site that [`CallSites::index`] needs.
+#[derive(Default)]
+struct RawSite {
+    low_pc: Option<u64>,
+    return_pc: Option<u64>,
+    /// DW_AT_call_origin, else DW_AT_abstract_origin (GCC's older call sites).
+    origin: Option<gimli::UnitOffset<usize>>,
+    tail: bool,
+}
+
+impl RawSite {
+    fn take(&mut self, unit: &gimli::UnitRef<'_, Reader>, attr: gimli::Attribute<Reader>) {
+        let address = |v| match v {
+            gimli::AttributeValue::Addr(a) => Some(a),
+            gimli::AttributeValue::DebugAddrIndex(i) => unit.address(i).ok(),
+            _ => None,
+        };
+        match (attr.name(), attr.value()) {
+            (gimli::DW_AT_low_pc, v) => self.low_pc = address(v),
+            (gimli::DW_AT_call_return_pc, v) => self.return_pc = address(v),
+            (gimli::DW_AT_call_origin, gimli::AttributeValue::UnitRef(o)) => self.origin = Some(o),
+            (gimli::DW_AT_abstract_origin, gimli::AttributeValue::UnitRef(o)) => {
+                self.origin.get_or_insert(o);
+            }
+            (gimli::DW_AT_call_tail_call | gimli::DW_AT_GNU_tail_call, v) => {
+                self.tail |= matches!(v, gimli::AttributeValue::Flag(true));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -394,27 +495,13 @@ fn address_attr(
     }
 }
 
-/// DWARF 5 `DW_AT_call_return_pc`; the GNU extension puts the return address in `DW_AT_low_pc`.
-fn call_return_pc(
-    unit: &gimli::UnitRef<'_, Reader>,
-    e: &gimli::DebuggingInformationEntry<Reader>,
-) -> Option<u64> {
-    address_attr(unit, e, gimli::DW_AT_call_return_pc)
-        .or_else(|| address_attr(unit, e, gimli::DW_AT_low_pc))
-}
-
-/// The called function: its entry when the referenced DIE (or the one it specifies) has a
+/// The called function (the DIE at `origin`): its entry when it (or the DIE it specifies) has a
 /// `DW_AT_low_pc`, else its linkage name or name.
 fn call_origin(
     unit: &gimli::UnitRef<'_, Reader>,
-    e: &gimli::DebuggingInformationEntry<Reader>,
+    origin: gimli::UnitOffset<usize>,
 ) -> Option<CallTarget> {
-    let mut target = [gimli::DW_AT_call_origin, gimli::DW_AT_abstract_origin]
-        .into_iter()
-        .find_map(|a| match e.attr_value(a) {
-            Some(gimli::AttributeValue::UnitRef(o)) => unit.entry(o).ok(),
-            _ => None,
-        })?;
+    let mut target = unit.entry(origin).ok()?;
     for _ in 0..4 {
         if let Some(a) = address_attr(unit, &target, gimli::DW_AT_low_pc) {
             return Some(CallTarget::Entry(a));

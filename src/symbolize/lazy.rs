@@ -1,0 +1,515 @@
+//! A DWARF index that builds addr2line's state only for the compilation units that looked-up
+//! addresses fall in.
+//!
+//! `addr2line::Context::from_dwarf` parses every unit's abbreviations and line-program header
+//! up front: for libc6-dbg's 4,126 units that is most of the time and allocations of a `bt`
+//! that needs a handful of them. Here `.debug_aranges` maps an address to its unit, and that
+//! unit alone is handed to addr2line as a one-unit view of `.debug_info` (every other section
+//! whole, so offsets into them stay valid). The whole-file context remains, built on first
+//! need, where such a view would be wrong or incomplete:
+//! - `.debug_aranges` is missing or does not name every compilation unit (an address may then
+//!   belong to a unit the table does not list), and the units it names gave no frame;
+//! - the unit's abbreviations use a form that refers by `.debug_info` offset
+//!   (`DW_FORM_ref_addr`, dwz's `DW_FORM_GNU_ref_alt`, or `DW_FORM_indirect`, which may be
+//!   either), which a one-unit view cannot resolve.
+//!
+//! Pure code over sections already in memory; nothing here reads a file.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use gimli::{Reader as _, RunTimeEndian, Section as _, SectionId};
+
+use super::{Reader, SectionBytes};
+
+type Context = addr2line::Context<Reader>;
+
+/// More compilation units than this without a `.debug_aranges` set (a toolchain that writes
+/// none) are searched through the whole-file context, which indexes them all at once.
+const MAX_UNCOVERED: usize = 16;
+
+/// One compilation unit: where it lies in `.debug_info`, and its context once built (`None`
+/// inside when it cannot be used on its own).
+struct Unit {
+    offset: usize,
+    len: usize,
+    ctx: OnceCell<Option<Context>>,
+    /// For a unit without a `.debug_aranges` set: the address ranges its root DIE or line
+    /// program gives (`None` when unreadable, and the unit is always asked).
+    ranges: OnceCell<Option<Vec<(u64, u64)>>>,
+}
+
+/// An address range of a unit from `.debug_aranges`; `min_begin` is the smallest `begin` of
+/// this and every later entry (entries are sorted by `end`), which bounds the search.
+struct Range {
+    begin: u64,
+    end: u64,
+    min_begin: u64,
+    unit: usize,
+}
+
+/// The units of one object's DWARF, parsed on demand.
+pub(super) struct LazyDwarf {
+    sections: HashMap<&'static str, SectionBytes>,
+    endian: RunTimeEndian,
+    units: Vec<Unit>,
+    ranges: Vec<Range>,
+    /// Compilation units without a `.debug_aranges` set, asked (each on its own) about an
+    /// address no set covers; `None` when there are too many for that, or the table could not
+    /// be read, and the whole-file context is asked instead.
+    uncovered: Option<Vec<usize>>,
+    full: OnceCell<Option<Context>>,
+}
+
+impl LazyDwarf {
+    /// Index `sections` (by ELF section name). An error when `.debug_info`'s unit headers
+    /// cannot be read, as addr2line would fail on them too.
+    pub(super) fn new(
+        sections: HashMap<&'static str, SectionBytes>,
+        endian: RunTimeEndian,
+    ) -> Result<LazyDwarf, gimli::Error> {
+        Self::with_uncovered_limit(sections, endian, MAX_UNCOVERED)
+    }
+
+    /// [`LazyDwarf::new`], asking at most `max_uncovered` units without a `.debug_aranges` set
+    /// one by one before the whole-file context takes over.
+    fn with_uncovered_limit(
+        sections: HashMap<&'static str, SectionBytes>,
+        endian: RunTimeEndian,
+        max_uncovered: usize,
+    ) -> Result<LazyDwarf, gimli::Error> {
+        let mut this = LazyDwarf {
+            sections,
+            endian,
+            units: Vec::new(),
+            ranges: Vec::new(),
+            uncovered: None,
+            full: OnceCell::new(),
+        };
+        let dwarf = this.dwarf(None)?;
+        let mut compile_units = Vec::new();
+        let mut headers = dwarf.units();
+        while let Some(h) = headers.next()? {
+            let Some(offset) = h.debug_info_offset() else {
+                continue;
+            };
+            let len = h.length_including_self();
+            let index = this.units.len();
+            if matches!(
+                h.type_(),
+                gimli::UnitType::Compilation | gimli::UnitType::Skeleton(_)
+            ) {
+                compile_units.push((offset.0, index));
+            }
+            this.units.push(Unit {
+                offset: offset.0,
+                len,
+                ctx: OnceCell::new(),
+                ranges: OnceCell::new(),
+            });
+        }
+        // Unit offsets ascend, so a unit's index is found by binary search on its offset.
+        let index_of = |offset: usize| this.units.binary_search_by_key(&offset, |u| u.offset).ok();
+        let mut covered = vec![false; this.units.len()];
+        let mut ranges = Vec::new();
+        let mut sets = dwarf.debug_aranges.headers();
+        // A corrupt table only costs laziness: what could be read is used, the rest falls back.
+        let mut aranges_ok = true;
+        loop {
+            match sets.next() {
+                Ok(Some(set)) => {
+                    let Some(unit) = index_of(set.debug_info_offset().0) else {
+                        aranges_ok = false;
+                        continue;
+                    };
+                    covered[unit] = true;
+                    let mut entries = set.entries();
+                    loop {
+                        match entries.next() {
+                            Ok(Some(e)) if e.length() > 0 => {
+                                let r = e.range();
+                                ranges.push(Range {
+                                    begin: r.begin,
+                                    end: r.end,
+                                    min_begin: 0,
+                                    unit,
+                                });
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(_) => {
+                                aranges_ok = false;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    aranges_ok = false;
+                    break;
+                }
+            }
+        }
+        let uncovered: Vec<usize> = compile_units
+            .iter()
+            .map(|&(_, i)| i)
+            .filter(|&i| !covered[i])
+            .collect();
+        this.uncovered = (aranges_ok && uncovered.len() <= max_uncovered).then_some(uncovered);
+        ranges.sort_unstable_by_key(|r| (r.end, r.unit));
+        let mut min = u64::MAX;
+        for r in ranges.iter_mut().rev() {
+            min = min.min(r.begin);
+            r.min_begin = min;
+        }
+        this.ranges = ranges;
+        Ok(this)
+    }
+
+    /// The sections as gimli wants them; with `unit` (offset, length), a view in which
+    /// `.debug_info` holds that unit alone and `.debug_aranges` (whose offsets would point
+    /// outside it) and `.debug_types` are empty.
+    fn dwarf(&self, unit: Option<(usize, usize)>) -> Result<gimli::Dwarf<Reader>, gimli::Error> {
+        gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> {
+            let whole = || {
+                self.sections
+                    .get(id.name())
+                    .cloned()
+                    .unwrap_or_else(SectionBytes::empty)
+            };
+            let bytes = match (id, unit) {
+                (SectionId::DebugInfo, Some((offset, len))) => whole().sub(offset, len),
+                (SectionId::DebugAranges | SectionId::DebugTypes, Some(_)) => SectionBytes::empty(),
+                _ => whole(),
+            };
+            Ok(gimli::EndianReader::new(bytes, self.endian))
+        })
+    }
+
+    /// The contexts to ask about `probe`, in order: the units `.debug_aranges` places it in,
+    /// then the units the table does not cover (or the whole-file context when they are too
+    /// many). The whole-file context also stands in, once, for a unit that cannot be used on
+    /// its own. Each is built only when the iterator reaches it.
+    pub(super) fn contexts(&self, probe: u64) -> impl Iterator<Item = &Context> {
+        self.contexts_with_base(probe).map(|(_, c)| c)
+    }
+
+    /// The unit `probe` lies in and a key unique to it within this object (its offset in
+    /// `.debug_info`), as the first context that knows the address answers.
+    pub(super) fn unit_at(&self, probe: u64) -> Option<(usize, gimli::UnitRef<'_, Reader>)> {
+        self.contexts_with_base(probe).find_map(|(base, c)| {
+            let unit = c.find_dwarf_and_unit(probe).skip_all_loads()?;
+            let offset = unit.header.offset().to_debug_info_offset(&unit.header)?;
+            Some((base + offset.0, unit))
+        })
+    }
+
+    /// [`LazyDwarf::contexts`], each with the `.debug_info` offset its view starts at.
+    fn contexts_with_base(&self, probe: u64) -> impl Iterator<Item = (usize, &Context)> {
+        let start = self.ranges.partition_point(|r| r.end <= probe);
+        let listed = self.ranges[start..]
+            .iter()
+            .take_while(move |r| r.min_begin <= probe)
+            .filter(move |r| r.begin <= probe)
+            .map(|r| Some(r.unit));
+        // `None`: the whole-file context.
+        let rest: Box<dyn Iterator<Item = Option<usize>>> = match &self.uncovered {
+            Some(units) => Box::new(
+                units
+                    .iter()
+                    .filter(move |&&u| self.may_contain(u, probe))
+                    .map(|&u| Some(u)),
+            ),
+            None => Box::new(std::iter::once(None)),
+        };
+        let mut full_given = false;
+        listed.chain(rest).filter_map(move |u| {
+            match u.and_then(|u| Some((self.units[u].offset, self.unit_context(u)?))) {
+                Some(c) => Some(c),
+                None if !full_given => {
+                    full_given = true;
+                    self.full().map(|c| (0, c))
+                }
+                None => None,
+            }
+        })
+    }
+
+    /// Whether `probe` may lie in unit `index` by the ranges its root DIE or line program
+    /// gives, as addr2line finds a unit's ranges when `.debug_aranges` does not list it.
+    fn may_contain(&self, index: usize, probe: u64) -> bool {
+        let Some(unit) = self.units.get(index) else {
+            return false;
+        };
+        let ranges = unit.ranges.get_or_init(|| {
+            let dwarf = self.dwarf(Some((unit.offset, unit.len))).ok()?;
+            let header = dwarf.units().next().ok()??;
+            let u = dwarf.unit(header).ok()?;
+            let mut out = Vec::new();
+            let mut it = dwarf.unit_ranges(&u).ok()?;
+            while let Ok(Some(r)) = it.next() {
+                if r.begin < r.end {
+                    out.push((r.begin, r.end));
+                }
+            }
+            if out.is_empty() {
+                if let Some(program) = u.line_program.clone() {
+                    let (_, sequences) = program.sequences().ok()?;
+                    out.extend(
+                        sequences
+                            .iter()
+                            .filter(|s| s.start < s.end)
+                            .map(|s| (s.start, s.end)),
+                    );
+                }
+            }
+            Some(out)
+        });
+        match ranges {
+            Some(rs) => rs.iter().any(|&(b, e)| b <= probe && probe < e),
+            None => true,
+        }
+    }
+
+    fn full(&self) -> Option<&Context> {
+        self.full
+            .get_or_init(|| Context::from_dwarf(self.dwarf(None).ok()?).ok())
+            .as_ref()
+    }
+
+    fn unit_context(&self, index: usize) -> Option<&Context> {
+        let unit = self.units.get(index)?;
+        unit.ctx
+            .get_or_init(|| {
+                let dwarf = self.dwarf(Some((unit.offset, unit.len))).ok()?;
+                let header = dwarf.units().next().ok()??;
+                if !self_contained(&dwarf, &header) {
+                    return None;
+                }
+                Context::from_dwarf(dwarf).ok()
+            })
+            .as_ref()
+    }
+}
+
+/// Whether the unit's DIEs can only refer within the unit: no abbreviation uses a form that
+/// holds a `.debug_info` (or alternate file) offset. Unreadable abbreviations count as not.
+fn self_contained(dwarf: &gimli::Dwarf<Reader>, header: &gimli::UnitHeader<Reader>) -> bool {
+    let mut r = dwarf.debug_abbrev.reader().clone();
+    if r.skip(header.debug_abbrev_offset().0).is_err() {
+        return false;
+    }
+    let mut scan = || -> Result<bool, gimli::Error> {
+        // Bounded by the section's length: every step consumes bytes.
+        loop {
+            if r.read_uleb128()? == 0 {
+                return Ok(true); // end of this unit's table
+            }
+            let _tag = r.read_uleb128()?;
+            let _children = r.read_u8()?;
+            loop {
+                let name = r.read_uleb128()?;
+                let form = r.read_uleb128()?;
+                if name == 0 && form == 0 {
+                    break;
+                }
+                match gimli::DwForm(form as u16) {
+                    gimli::DW_FORM_ref_addr
+                    | gimli::DW_FORM_GNU_ref_alt
+                    | gimli::DW_FORM_indirect => return Ok(false),
+                    gimli::DW_FORM_implicit_const => {
+                        r.read_sleb128()?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    scan().unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbolize::{dwarf_sections, loader, SharedBytes};
+    use std::path::Path;
+
+    /// Source frames as compared: function (raw), file, line, column.
+    type Frames = Vec<(Option<String>, Option<String>, Option<u32>, Option<u32>)>;
+
+    fn frames(ctx: &Context, probe: u64) -> Frames {
+        let mut out = Vec::new();
+        if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
+            while let Ok(Some(f)) = it.next() {
+                out.push((
+                    f.function
+                        .as_ref()
+                        .and_then(|n| n.raw_name().ok().map(|s| s.into_owned())),
+                    f.location.as_ref().and_then(|l| l.file.map(str::to_string)),
+                    f.location.as_ref().and_then(|l| l.line),
+                    f.location.as_ref().and_then(|l| l.column),
+                ));
+            }
+        }
+        out
+    }
+
+    /// For addresses inside (and just past the start of) a spread of the object's function
+    /// symbols, the lazy index gives exactly the frames of addr2line's whole-file context.
+    /// Returns how many addresses had frames, so a test can insist it looked at real DWARF.
+    fn agrees_with_whole_file_context(path: &Path, max_uncovered: usize) -> usize {
+        let obj = loader::load(path).unwrap();
+        let file: SharedBytes = obj.data.clone();
+        let (sections, endian) = dwarf_sections(&obj.info, &file);
+        let lazy = LazyDwarf::with_uncovered_limit(sections, endian, max_uncovered).unwrap();
+        let mut funcs: Vec<_> = obj.info.symbols.iter().filter(|s| s.size > 1).collect();
+        funcs.sort_by_key(|s| s.addr);
+        funcs.dedup_by_key(|s| s.addr);
+        let mut with_frames = 0;
+        for s in funcs {
+            for probe in [s.addr, s.addr + 1, s.addr + s.size / 2, s.addr + s.size - 1] {
+                let got = lazy
+                    .contexts(probe)
+                    .map(|c| frames(c, probe))
+                    .find(|f| !f.is_empty())
+                    .unwrap_or_default();
+                let want = frames(lazy.full().unwrap(), probe);
+                assert_eq!(got, want, "{} at {probe:#x} ({})", path.display(), s.name);
+                with_frames += usize::from(!want.is_empty());
+            }
+        }
+        with_frames
+    }
+
+    /// libc6-dbg's debug file for this machine's libc (compressed sections, every unit listed
+    /// in `.debug_aranges`), or `None` with a printed reason where it is not installed.
+    fn libc_debug_file() -> Option<std::path::PathBuf> {
+        let Ok(libc) = loader::load(Path::new("/lib/x86_64-linux-gnu/libc.so.6")) else {
+            eprintln!("skipped: no /lib/x86_64-linux-gnu/libc.so.6");
+            return None;
+        };
+        let id = crate::modules::hex(libc.info.build_id.as_deref().unwrap_or_default());
+        let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+        if !Path::new(&debug).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{debug} missing: `make deps` installs libc6-dbg"
+            );
+            eprintln!("skipped: {debug} missing (libc6-dbg is not installed)");
+            return None;
+        }
+        Some(debug.into())
+    }
+
+    #[test]
+    fn lazy_units_match_whole_file_context_on_libc_debug_file() {
+        let Some(debug) = libc_debug_file() else {
+            return;
+        };
+        assert!(agrees_with_whole_file_context(&debug, MAX_UNCOVERED) > 5000);
+        // Without .debug_aranges every unit is found by its own ranges.
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("libc-no-aranges.debug");
+        let status = std::process::Command::new("objcopy")
+            .arg("--remove-section=.debug_aranges")
+            .args([&debug, &bare])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(agrees_with_whole_file_context(&bare, usize::MAX) > 5000);
+    }
+
+    #[test]
+    fn lazy_units_match_whole_file_context_on_rust_binaries() {
+        // This test binary: rustc's units (line tables only), most without a .debug_aranges
+        // set, more than MAX_UNCOVERED, so the whole-file context answers for them.
+        let exe = std::env::current_exe().unwrap();
+        assert!(agrees_with_whole_file_context(&exe, MAX_UNCOVERED) > 5000);
+        // Fat LTO: units that refer into each other (DW_FORM_ref_addr), which only the
+        // whole-file context can resolve.
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("lto.rs");
+        std::fs::write(
+            &src,
+            "#[inline(never)]\n\
+             fn work(n: u64) -> std::collections::BTreeMap<u64, String> {\n\
+                 (0..n).map(|i| (i, format!(\"{i}\"))).collect()\n\
+             }\n\
+             fn main() {\n\
+                 println!(\"{}\", work(std::env::args().count() as u64).len());\n\
+             }\n",
+        )
+        .unwrap();
+        let exe = dir.path().join("lto");
+        let status = std::process::Command::new("rustc")
+            .args(["-g", "-C", "opt-level=2", "-C", "lto=fat", "-o"])
+            .args([&exe, &src])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let obj = loader::load(&exe).unwrap();
+        let file: SharedBytes = obj.data.clone();
+        let (sections, endian) = dwarf_sections(&obj.info, &file);
+        let lazy = LazyDwarf::new(sections, endian).unwrap();
+        let dwarf = lazy.dwarf(None).unwrap();
+        let mut headers = dwarf.units();
+        let mut referring = 0;
+        while let Some(h) = headers.next().unwrap() {
+            referring += usize::from(!self_contained(&dwarf, &h));
+        }
+        assert!(
+            referring > 0,
+            "no unit with DW_FORM_ref_addr: the test lost its point"
+        );
+        assert!(agrees_with_whole_file_context(&exe, MAX_UNCOVERED) > 1000);
+    }
+
+    #[test]
+    fn abbreviations_with_section_offsets_are_not_self_contained() {
+        fn table(forms: &[u16]) -> Vec<u8> {
+            // One abbreviation: code 1, DW_TAG_subprogram, no children, one attribute per form
+            // (DW_AT_name), then the ends of the attribute list and of the table.
+            let mut t = vec![1, 0x2e, 0];
+            for &form in forms {
+                t.push(0x03);
+                let mut f = form;
+                loop {
+                    let byte = (f & 0x7f) as u8;
+                    f >>= 7;
+                    if f == 0 {
+                        t.push(byte);
+                        break;
+                    }
+                    t.push(byte | 0x80);
+                }
+                if gimli::DwForm(form) == gimli::DW_FORM_implicit_const {
+                    t.push(0x7f); // its value, SLEB128 -1
+                }
+            }
+            t.extend([0, 0, 0]);
+            t
+        }
+        let check = |forms: &[u16]| -> bool {
+            // A minimal DWARF 4 compile unit whose abbreviations start at offset 0.
+            let info: Vec<u8> = vec![7, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8];
+            let mut sections = HashMap::new();
+            let bytes = |v: Vec<u8>| SectionBytes {
+                len: v.len(),
+                bytes: std::sync::Arc::new(v),
+                start: 0,
+            };
+            sections.insert(".debug_info", bytes(info));
+            sections.insert(".debug_abbrev", bytes(table(forms)));
+            let lazy = LazyDwarf::new(sections, RunTimeEndian::Little).unwrap();
+            let dwarf = lazy.dwarf(None).unwrap();
+            let header = dwarf.units().next().unwrap().unwrap();
+            self_contained(&dwarf, &header)
+        };
+        assert!(check(&[gimli::DW_FORM_strp.0, gimli::DW_FORM_ref4.0]));
+        assert!(!check(&[gimli::DW_FORM_strp.0, gimli::DW_FORM_ref_addr.0]));
+        assert!(!check(&[gimli::DW_FORM_GNU_ref_alt.0]));
+        assert!(!check(&[gimli::DW_FORM_indirect.0]));
+        assert!(check(&[gimli::DW_FORM_implicit_const.0]));
+    }
+}
