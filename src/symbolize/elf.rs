@@ -40,8 +40,8 @@ pub struct Symbol {
     /// SVMA of the symbol.
     pub addr: u64,
     pub size: u64,
-    /// The raw (mangled) name.
-    pub name: String,
+    /// The raw (mangled) name, shared: the symbol lists of a module are merged by cloning.
+    pub name: std::sync::Arc<str>,
 }
 
 /// What we know about one ELF file, owned.
@@ -256,9 +256,9 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             let ty = sym[4] & 0xf;
             let shndx = s.u16(6).unwrap_or(0);
             if ty == STT_OBJECT && shndx != 0 && value != 0 {
-                if let Some(n) =
-                    cstr_at(strs, name as usize).filter(|n| DATA_SYMBOLS.contains(&n.as_str()))
-                {
+                let wanted = cstr_bytes_at(strs, name as usize)
+                    .is_some_and(|n| DATA_SYMBOLS.iter().any(|d| d.as_bytes() == n));
+                if let Some(n) = cstr_at(strs, name as usize).filter(|_| wanted) {
                     if !info.data_symbols.iter().any(|(d, _)| *d == n) {
                         info.data_symbols.push((n, value));
                     }
@@ -268,11 +268,11 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             if (ty != STT_FUNC && ty != STT_GNU_IFUNC) || shndx == 0 || value == 0 {
                 continue;
             }
-            if let Some(n) = cstr_at(strs, name as usize).filter(|n| !n.is_empty()) {
+            if let Some(n) = cstr_bytes_at(strs, name as usize).filter(|n| !n.is_empty()) {
                 symbols.push(Symbol {
                     addr: value,
                     size,
-                    name: n,
+                    name: String::from_utf8_lossy(n).into(),
                 });
             }
         }
@@ -285,10 +285,14 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     Some(info)
 }
 
-fn cstr_at(tab: &[u8], off: usize) -> Option<String> {
+/// The NUL-terminated bytes at `off` in a string table.
+fn cstr_bytes_at(tab: &[u8], off: usize) -> Option<&[u8]> {
     let s = tab.get(off..)?;
-    let end = s.iter().position(|&c| c == 0)?;
-    Some(String::from_utf8_lossy(&s[..end]).into_owned())
+    Some(&s[..s.iter().position(|&c| c == 0)?])
+}
+
+fn cstr_at(tab: &[u8], off: usize) -> Option<String> {
+    cstr_bytes_at(tab, off).map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 #[cfg(test)]

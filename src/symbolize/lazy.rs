@@ -88,22 +88,14 @@ impl LazyDwarf {
         };
         let dwarf = this.dwarf(None)?;
         let mut compile_units = Vec::new();
-        let mut headers = dwarf.units();
-        while let Some(h) = headers.next()? {
-            let Some(offset) = h.debug_info_offset() else {
-                continue;
-            };
-            let len = h.length_including_self();
-            let index = this.units.len();
-            if matches!(
-                h.type_(),
-                gimli::UnitType::Compilation | gimli::UnitType::Skeleton(_)
-            ) {
-                compile_units.push((offset.0, index));
+        let info = this.sections.get(".debug_info").cloned();
+        for h in scan_unit_headers(info.as_ref(), endian)? {
+            if h.compile {
+                compile_units.push((h.offset, this.units.len()));
             }
             this.units.push(Unit {
-                offset: offset.0,
-                len,
+                offset: h.offset,
+                len: h.len,
                 ctx: OnceCell::new(),
                 ranges: OnceCell::new(),
             });
@@ -293,6 +285,71 @@ impl LazyDwarf {
     }
 }
 
+/// Where one unit lies in `.debug_info`, and whether it is a compilation (or skeleton) unit.
+struct UnitSpan {
+    offset: usize,
+    len: usize,
+    compile: bool,
+}
+
+/// Every unit header in `.debug_info`, read with [`SectionBytes::read_at`] (a few bytes each,
+/// not through the mapping: touching one page per unit would make the kernel map 64 KiB
+/// around each). Errors where gimli's unit iterator would fail.
+fn scan_unit_headers(
+    info: Option<&SectionBytes>,
+    endian: RunTimeEndian,
+) -> Result<Vec<UnitSpan>, gimli::Error> {
+    use gimli::Endianity;
+    let mut out = Vec::new();
+    let Some(info) = info else {
+        return Ok(out);
+    };
+    let eof = || gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0));
+    let mut offset = 0usize;
+    while offset < info.len() {
+        // unit_length (4, or 12 for 64-bit DWARF), version, and for DWARF 5 the unit type.
+        let mut h = [0u8; 15];
+        let got = info.read_at(offset, &mut h);
+        let h = &h[..got];
+        let length = h.get(..4).map(|b| endian.read_u32(b)).ok_or_else(eof)?;
+        let (length, field) = match length {
+            0xffff_ffff => (
+                h.get(4..12).map(|b| endian.read_u64(b)).ok_or_else(eof)?,
+                12,
+            ),
+            l if l >= 0xffff_fff0 => return Err(gimli::Error::UnknownReservedLength(l)),
+            l => (u64::from(l), 4),
+        };
+        let version = h
+            .get(field..field + 2)
+            .map(|b| endian.read_u16(b))
+            .ok_or_else(eof)?;
+        if !(2..=5).contains(&version) {
+            return Err(gimli::Error::UnknownVersion(version.into()));
+        }
+        let compile = if version >= 5 {
+            let ty = *h.get(field + 2).ok_or_else(eof)?;
+            ty == gimli::DW_UT_compile.0 || ty == gimli::DW_UT_skeleton.0
+        } else {
+            true // DWARF 4's type units live in .debug_types
+        };
+        let len = usize::try_from(length)
+            .ok()
+            .and_then(|l| l.checked_add(field))
+            .filter(|&l| {
+                l > field + 2 && offset.checked_add(l).is_some_and(|end| end <= info.len())
+            })
+            .ok_or_else(eof)?;
+        out.push(UnitSpan {
+            offset,
+            len,
+            compile,
+        });
+        offset += len;
+    }
+    Ok(out)
+}
+
 /// Whether the unit's DIEs can only refer within the unit: no abbreviation uses a form that
 /// holds a `.debug_info` (or alternate file) offset. Unreadable abbreviations count as not.
 fn self_contained(dwarf: &gimli::Dwarf<Reader>, header: &gimli::UnitHeader<Reader>) -> bool {
@@ -465,6 +522,68 @@ mod tests {
         assert!(agrees_with_whole_file_context(&exe, MAX_UNCOVERED) > 1000);
     }
 
+    fn section(bytes: Vec<u8>) -> SectionBytes {
+        SectionBytes {
+            len: bytes.len(),
+            bytes: std::sync::Arc::new(bytes),
+            start: 0,
+        }
+    }
+
+    #[test]
+    fn unit_headers_are_scanned_as_gimli_reads_them() {
+        let exe = std::env::current_exe().unwrap();
+        let mut files = vec![exe];
+        files.extend(libc_debug_file());
+        for path in files {
+            let obj = loader::load(&path).unwrap();
+            let file: SharedBytes = obj.data.clone();
+            let (sections, endian) = dwarf_sections(&obj.info, &file);
+            let lazy = LazyDwarf::new(sections, endian).unwrap();
+            let dwarf = lazy.dwarf(None).unwrap();
+            let mut want = Vec::new();
+            let mut headers = dwarf.units();
+            while let Some(h) = headers.next().unwrap() {
+                let compile = matches!(
+                    h.type_(),
+                    gimli::UnitType::Compilation | gimli::UnitType::Skeleton(_)
+                );
+                want.push((h.offset().0, h.length_including_self(), compile));
+            }
+            let got: Vec<_> = scan_unit_headers(lazy.sections.get(".debug_info"), endian)
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.offset, u.len, u.compile))
+                .collect();
+            assert!(want.len() > 100, "{}", path.display());
+            assert_eq!(got, want, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn unit_header_scan_handles_64_bit_dwarf_5_and_rejects_bad_lengths() {
+        let le = RunTimeEndian::Little;
+        let scan = |b: Vec<u8>| {
+            scan_unit_headers(Some(&section(b)), le).map(|v| {
+                v.into_iter()
+                    .map(|u| (u.offset, u.len, u.compile))
+                    .collect::<Vec<_>>()
+            })
+        };
+        // 32-bit DWARF 5 compile unit (8 bytes after the length), then a 64-bit partial one.
+        let mut b = vec![8, 0, 0, 0, 5, 0, 1, 8, 0, 0, 0, 0];
+        b.extend([0xff, 0xff, 0xff, 0xff, 12, 0, 0, 0, 0, 0, 0, 0]);
+        b.extend([5, 0, 3, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(scan(b).unwrap(), vec![(0, 12, true), (12, 24, false)]);
+        // A length running past the end, a reserved length, an unknown version.
+        assert!(scan(vec![100, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8]).is_err());
+        assert!(scan(vec![0xf0, 0xff, 0xff, 0xff, 4, 0, 0, 0, 0, 0, 8]).is_err());
+        assert!(scan(vec![7, 0, 0, 0, 9, 0, 0, 0, 0, 0, 8]).is_err());
+        // Cut inside the length field.
+        assert!(scan(vec![7, 0]).is_err());
+        assert_eq!(scan(Vec::new()).unwrap(), vec![]);
+    }
+
     #[test]
     fn abbreviations_with_section_offsets_are_not_self_contained() {
         fn table(forms: &[u16]) -> Vec<u8> {
@@ -494,13 +613,8 @@ mod tests {
             // A minimal DWARF 4 compile unit whose abbreviations start at offset 0.
             let info: Vec<u8> = vec![7, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8];
             let mut sections = HashMap::new();
-            let bytes = |v: Vec<u8>| SectionBytes {
-                len: v.len(),
-                bytes: std::sync::Arc::new(v),
-                start: 0,
-            };
-            sections.insert(".debug_info", bytes(info));
-            sections.insert(".debug_abbrev", bytes(table(forms)));
+            sections.insert(".debug_info", section(info));
+            sections.insert(".debug_abbrev", section(table(forms)));
             let lazy = LazyDwarf::new(sections, RunTimeEndian::Little).unwrap();
             let dwarf = lazy.dwarf(None).unwrap();
             let header = dwarf.units().next().unwrap().unwrap();

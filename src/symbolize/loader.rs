@@ -9,10 +9,32 @@ use std::sync::Arc;
 use super::elf::{self, ElfInfo};
 use crate::modules::{debug_file_candidates, hex, SearchPaths};
 
-/// The bytes of an object: a read-only file mapping, or owned bytes (the vDSO from a core).
+/// The bytes of an object: a read-only file mapping (with its file, for reads that should not
+/// fault pages in), or owned bytes (the vDSO from a core).
 pub enum Data {
-    Mapped(memmap2::Mmap),
+    Mapped(memmap2::Mmap, File),
     Owned(Vec<u8>),
+}
+
+impl super::Backing for Data {
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
+        use std::os::unix::fs::FileExt;
+        match self {
+            // The mapping is of the whole file, so file and mapping offsets agree.
+            Data::Mapped(m, f) => {
+                let want = buf.len().min(m.len().saturating_sub(offset));
+                let mut done = 0;
+                while done < want {
+                    match f.read_at(&mut buf[done..want], (offset + done) as u64) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => done += n,
+                    }
+                }
+                done
+            }
+            Data::Owned(v) => v.read_at(offset, buf),
+        }
+    }
 }
 
 impl AsRef<[u8]> for Data {
@@ -25,7 +47,7 @@ impl Deref for Data {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Data::Mapped(m) => m,
+            Data::Mapped(m, _) => m,
             Data::Owned(v) => v,
         }
     }
@@ -70,7 +92,7 @@ pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let data = Arc::new(Data::Mapped(map));
+    let data = Arc::new(Data::Mapped(map, file));
     let info = elf::parse(&data).ok_or_else(|| LoadError::NotElf {
         path: path.to_owned(),
     })?;

@@ -18,7 +18,22 @@ use crate::elf_core::Endian;
 use elf::{ElfInfo, SectionSource, Symbol};
 
 /// Bytes that sections are read from in place: a mapped file, or an inflated section.
-pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+pub type SharedBytes = Arc<dyn Backing>;
+
+/// What [`SharedBytes`] are: bytes in memory that can also be copied out without touching
+/// them. A file mapping reads with `pread`, so a scan of scattered headers does not make every
+/// header's page (and the kernel's 64 KiB fault-around window) resident.
+pub trait Backing: AsRef<[u8]> + Send + Sync {
+    /// Copy bytes from `offset` into `buf`; how many were copied (fewer at the end).
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
+        let b = self.as_ref().get(offset..).unwrap_or_default();
+        let n = b.len().min(buf.len());
+        buf[..n].copy_from_slice(&b[..n]);
+        n
+    }
+}
+
+impl Backing for Vec<u8> {}
 
 /// One DWARF section: a range of [`SharedBytes`]. Cloning (which gimli does for every unit and
 /// attribute value) shares the bytes; nothing is copied out of the mapped file.
@@ -40,6 +55,13 @@ impl SectionBytes {
 }
 
 impl SectionBytes {
+    /// Copy bytes from `offset` within this section into `buf` without reading them through
+    /// the mapping ([`Backing::read_at`]); how many were copied.
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.len.saturating_sub(offset));
+        self.bytes.read_at(self.start + offset, &mut buf[..n])
+    }
+
     /// `len` bytes from `offset` within this section (clamped to it), sharing the bytes.
     fn sub(&self, offset: usize, len: usize) -> SectionBytes {
         let offset = offset.min(self.len);
@@ -87,6 +109,8 @@ impl AsRef<[u8]> for Inflated {
         }
     }
 }
+
+impl Backing for Inflated {}
 
 /// Sections at least this big are inflated into their own mapping.
 const MAP_INFLATED_FROM: usize = 2 << 20;
@@ -323,12 +347,15 @@ impl ModuleSymbols {
 
     /// The ELF symbol covering `svma` and the offset into it.
     pub fn symbol(&self, svma: u64) -> Option<(&str, u64)> {
-        symbol_at(&self.symbols, svma).map(|s| (s.name.as_str(), svma - s.addr))
+        symbol_at(&self.symbols, svma).map(|s| (&*s.name, svma - s.addr))
     }
 
     /// The entry SVMA of the function symbol named `name`.
     pub fn symbol_entry(&self, name: &str) -> Option<u64> {
-        self.symbols.iter().find(|s| s.name == name).map(|s| s.addr)
+        self.symbols
+            .iter()
+            .find(|s| &*s.name == name)
+            .map(|s| s.addr)
     }
 
     /// What the call whose return address is `ret_svma` calls, from its DW_TAG_call_site.
