@@ -43,4 +43,5 @@ pub mod report;
 pub mod sink;
 pub mod symbolize;
 pub mod sys;
+pub mod systemd_coredump;
 pub mod unwind;
