@@ -31,6 +31,7 @@ pub mod config;
 pub mod core_file;
 pub mod core_pattern;
 pub mod core_writer;
+pub mod coredump_store;
 pub mod elf_core;
 pub mod exit_code;
 pub mod fetch;
