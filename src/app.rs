@@ -457,6 +457,17 @@ fn handler_cores(
             ));
         }
     }
+    if !missing.is_empty() && *reach == coredump_store::Reach::Coredumpctl {
+        let t = std::time::Instant::now();
+        if coredump_store::wait_for_helpers(limit) {
+            warn(format!(
+                "systemd-coredump was still at work after {:.1} s; CORECATCH_HANDLER_WAIT=SECS \
+                 waits longer",
+                limit.as_secs_f64()
+            ));
+        }
+        waited = t.elapsed();
+    }
     if !missing.is_empty()
         && (*reach == coredump_store::Reach::Coredumpctl
             || coredump_store::coredumpctl_usable().is_ok())

@@ -190,16 +190,18 @@ pub fn coredumpctl_dump(pid: i32, since: SystemTime, out: &Path) -> Result<Found
     result
 }
 
-/// Whether `coredumpctl` is on PATH and has a journal to read (it exits 1 both for "no
-/// journal" and for "no entry", so its message tells them apart).
+/// Whether `coredumpctl` is on PATH and has a journal to read. It exits 1 both without a
+/// journal ("No journal files were found." then "No coredumps found.") and with a journal that
+/// has no entry ("No coredumps found." alone), so its message tells them apart (`--quiet` would
+/// hide it).
 pub fn coredumpctl_usable() -> Result<(), String> {
     let o = Command::new("coredumpctl")
-        .args(["--no-pager", "--quiet", "list", "-n", "1"])
+        .args(["--no-pager", "list", "-n", "1"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("coredumpctl cannot be run ({e})"))?;
     let err = String::from_utf8_lossy(&o.stderr);
-    if o.status.success() || err.contains("No coredumps found") {
+    if o.status.success() || err.trim() == "No coredumps found." {
         Ok(())
     } else {
         Err(format!(
@@ -381,5 +383,27 @@ pub fn wait_for_run(
             return w;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// Waits until no systemd-coredump process has been seen for 300 ms, at most `limit` (before
+/// asking `coredumpctl`, whose journal entry is written last). Returns whether one was still
+/// at work at the end.
+pub fn wait_for_helpers(limit: Duration) -> bool {
+    let start = Instant::now();
+    let mut quiet = 0;
+    loop {
+        if sys::kernel::processes_named(sc::HELPER_COMM) == 0 {
+            quiet += 1;
+            if quiet >= 3 {
+                return false;
+            }
+        } else {
+            quiet = 0;
+        }
+        if start.elapsed() >= limit {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

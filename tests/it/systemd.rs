@@ -478,3 +478,124 @@ fn doctor_reports_the_handler_canary() {
     );
     assert!(out.contains("auto:   uses ptrace"), "{out}");
 }
+
+/// A journald of our own (systemd-journald runs without systemd as PID 1 when its runtime
+/// directory exists), for the `coredumpctl` path. Only started when no journald is running;
+/// killed on drop, and what it created in /run removed.
+struct Journald {
+    child: Option<Child>,
+    made: Vec<PathBuf>,
+}
+
+impl Journald {
+    fn start() -> Journald {
+        let socket = Path::new("/run/systemd/journal/socket");
+        if socket.exists() {
+            return Journald {
+                child: None,
+                made: Vec::new(),
+            };
+        }
+        let made: Vec<PathBuf> = ["/run/systemd/journal", "/run/log"]
+            .into_iter()
+            .map(PathBuf::from)
+            .filter(|p| !p.exists())
+            .collect();
+        fs::create_dir_all("/run/systemd/journal").unwrap();
+        let mut cmd = Command::new("/lib/systemd/systemd-journald");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let j = Journald {
+            child: Some(cmd.spawn().expect("systemd-journald starts")),
+            made,
+        };
+        let t = Instant::now();
+        while !socket.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "journald never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        j
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for p in &self.made {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// A coredump.conf drop-in in /run, removed on drop.
+struct DropIn(PathBuf, bool);
+
+impl DropIn {
+    fn write(text: &str) -> DropIn {
+        let dir = Path::new("/run/systemd/coredump.conf.d");
+        let made = !dir.exists();
+        fs::create_dir_all(dir).unwrap();
+        let f = dir.join("zz-corecatch-test.conf");
+        fs::write(&f, text).unwrap();
+        DropIn(f, made)
+    }
+}
+
+impl Drop for DropIn {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+        if self.1 {
+            let _ = fs::remove_dir(self.0.parent().unwrap());
+        }
+    }
+}
+
+#[test]
+fn with_storage_journal_run_gets_the_core_from_coredumpctl() {
+    let Some(_s) = setup() else { return };
+    if !Path::new("/lib/systemd/systemd-journald").exists() {
+        eprintln!("SKIP: systemd-journald is not installed");
+        return;
+    }
+    let _journald = Journald::start();
+    let _conf = DropIn::write("[Coredump]\nStorage=journal\n");
+    let dir = tempdir();
+    let crash = crash_prog();
+    let o = corecatch_locked(
+        dir.path(),
+        &["run", "--out", "out", "--", crash.to_str().unwrap(), "segv"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(139), "{err}");
+    assert!(
+        err.contains("which keeps them where `coredumpctl dump` reads them"),
+        "{err}"
+    );
+    let gz = artifacts(&dir.path().join("out"), ".core.gz");
+    assert_eq!(gz.len(), 1, "{err}");
+    let v = report_of(&gz[0]);
+    let pid = v["process"]["pid"].as_i64().unwrap();
+    assert_eq!(v["core"]["from"]["handler"], "systemd-coredump");
+    assert_eq!(
+        v["core"]["from"]["path"],
+        format!("coredumpctl dump {pid}"),
+        "{v}"
+    );
+    assert_eq!(v["signal"]["name"], "SIGSEGV");
+    assert!(report_frames(&v).iter().any(|f| f == "main"), "{v}");
+    assert!(is_elf_core(&gunzip(&gz[0])));
+}
