@@ -8,6 +8,8 @@
 //!   sys::kernel          core_pattern, core_uses_pid -> core_pattern::CorePattern (pure parse)
 //!   sys::spawn           stdio inherited, signals forwarded -> the child's wait status
 //!   locate               CorePattern + run start + run token -> this run's cores on disk
+//!   coredump_store       or, under a systemd-coredump pipe, its store's entries of the run,
+//!                        decoded by systemd_coredump (pure) into temporary cores
 //!   per core:  elf_core::parse -> report (registers, signal, process) -> text / json
 //!              pack (gzip, verified) -> sink (local dir) -> manifest
 //! exit with the command's status
