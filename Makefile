@@ -14,16 +14,28 @@ build:
 
 # System packages the tests use: gcc and g++ build the crash programs, gdb (with libc6-dbg) is
 # the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory,
-# strace is a tracer to be refused by, chromium renders the HTML report.
+# strace is a tracer to be refused by, chromium renders the HTML report, systemd-coredump is the
+# real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte).
+# Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
+# fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
+# back as they were, so the other tests keep the machine's settings.
 deps:
 	@missing=""; \
-	for c in gcc g++ gdb gunzip strace chromium; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for c in gcc g++ gdb gunzip strace chromium zstd; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	[ -x /lib/systemd/systemd-coredump ] || missing="$$missing systemd-coredump"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv; \
+		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
+		suid=$$(cat /proc/sys/fs/suid_dumpable); \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd; \
+		status=$$?; \
+		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
+		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \
+		echo "$$suid" > /proc/sys/fs/suid_dumpable 2>/dev/null || true; \
+		exit $$status; \
 	fi
 
 # Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer),

@@ -8,6 +8,7 @@ use crate::config::{
 };
 use crate::core_file::MappedCore;
 use crate::core_pattern::CorePattern;
+use crate::coredump_store;
 use crate::exit_code;
 use crate::locate::{self, Found};
 use crate::manifest::{self, Manifest, ManifestEntry};
@@ -101,15 +102,30 @@ fn run_command(cfg: RunConfig) -> i32 {
     let settings = sys::kernel::read_settings();
     let token = run_token();
     let env = [(locate::TOKEN_VAR.to_string(), token.clone())];
-    let ptrace = use_ptrace(cfg.capture, settings.as_ref().ok(), &raised);
-    if let (Some(why), false) = (&ptrace, cfg.artifacts.quiet) {
-        warn(format!(
-            "{why}; corecatch traces the command and writes its cores itself"
-        ));
+    let choice = choose_capture(cfg.capture, settings.as_ref().ok(), &raised);
+    if let (Some(why), false) = (&choice.why, cfg.artifacts.quiet) {
+        match choice.method {
+            Method::Ptrace => warn(format!(
+                "{why}; corecatch traces the command and writes its cores itself"
+            )),
+            Method::Handler(_) => warn(format!(
+                "{why}; corecatch reads this run's cores back from it when the command has ended"
+            )),
+            Method::Kernel => warn(why),
+        }
     }
-    let spawned = match ptrace {
-        Some(_) => sys::ptrace::run(&cfg.argv, &env, &cfg.artifacts.out),
-        None => sys::spawn::run(&cfg.argv, &env).map(|outcome| sys::ptrace::TracedRun {
+    // The store's entries before the command starts are not this run's.
+    let store_before: Vec<PathBuf> = match choice.method {
+        Method::Handler(_) => coredump_store::list(Path::new(crate::systemd_coredump::STORE_DIR))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.path)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let spawned = match choice.method {
+        Method::Ptrace => sys::ptrace::run(&cfg.argv, &env, &cfg.artifacts.out),
+        _ => sys::spawn::run(&cfg.argv, &env).map(|outcome| sys::ptrace::TracedRun {
             outcome,
             captured: Vec::new(),
             traced: false,
@@ -184,6 +200,7 @@ fn run_command(cfg: RunConfig) -> i32 {
                     .filter(|f| locate::written_since(f, since)),
             );
         }
+        None if matches!(choice.method, Method::Handler(_)) => {}
         None => {
             if !dumped.is_empty() && traced.captured.is_empty() && pattern.is_some() {
                 warn(format!(
@@ -191,6 +208,17 @@ fn run_command(cfg: RunConfig) -> i32 {
                     describe()
                 ));
             }
+        }
+    }
+
+    // Cores read back from systemd-coredump: temporary copies in the artifacts directory,
+    // removed once processed (the store's files stay as systemd-coredump wrote them).
+    let mut origins = Vec::new();
+    if let Method::Handler(reach) = &choice.method {
+        let found = handler_cores(reach, &dumped, started, &store_before, &cfg.artifacts.out);
+        for (found, origin) in found {
+            origins.push((found.path.clone(), origin));
+            cores.push(found);
         }
     }
 
@@ -212,8 +240,11 @@ fn run_command(cfg: RunConfig) -> i32 {
     // A bug in corecatch must never change the command's status: a panic while processing
     // cores is reported (the panic hook has printed it) and the status is still passed through.
     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        process_cores(&cores, &cfg.artifacts, &ctx, Some(&attribution))
+        process_cores(&cores, &cfg.artifacts, &ctx, Some(&attribution), &origins)
     }));
+    for (temp, _) in &origins {
+        let _ = std::fs::remove_file(temp);
+    }
     let Ok(done) = processed else {
         warn(format!(
             "internal error while processing cores; cores not yet stored are left in place; exiting with \
@@ -248,46 +279,224 @@ fn run_command(cfg: RunConfig) -> i32 {
     status
 }
 
-/// Why `run` should capture with ptrace, or `None` for kernel cores. Auto picks ptrace only
-/// where kernel cores would not reach us: programs that trace themselves (sanitizers, gdb in a
-/// test) cannot run under a tracer.
-fn use_ptrace(
+/// How `run` gets the cores of crashing processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Method {
+    /// The kernel writes them where core_pattern says.
+    Kernel,
+    /// systemd-coredump stores them; corecatch reads them back when the command has ended.
+    Handler(coredump_store::Reach),
+    /// corecatch traces the command and writes them itself.
+    Ptrace,
+}
+
+/// The capture method and why it was chosen (printed unless `--quiet`).
+#[derive(Debug, Clone)]
+struct Choice {
+    method: Method,
+    why: Option<String>,
+}
+
+fn is_systemd_coredump(pattern: &CorePattern) -> bool {
+    matches!(&pattern.kind, crate::core_pattern::PatternKind::Pipe(p)
+        if p.handler == crate::core_pattern::KnownHandler::SystemdCoredump)
+}
+
+/// How `run` should capture. Auto prefers kernel cores, then the cores systemd-coredump stores
+/// where they will reach us, and picks ptrace only where neither would: programs that trace
+/// themselves (sanitizers, gdb in a test) cannot run under a tracer.
+fn choose_capture(
     capture: Capture,
     settings: Option<&sys::kernel::KernelSettings>,
     raised: &sys::rlimit::Raised,
-) -> Option<String> {
+) -> Choice {
+    let ptrace = |why: String| Choice {
+        method: Method::Ptrace,
+        why: Some(why),
+    };
+    let pattern = settings.map(|s| CorePattern::parse(&s.core_pattern, s.core_uses_pid));
     match capture {
-        Capture::Kernel => return None,
-        Capture::Ptrace => return Some("--capture ptrace".into()),
+        Capture::Kernel => {
+            return Choice {
+                method: Method::Kernel,
+                why: None,
+            }
+        }
+        Capture::Ptrace => return ptrace("--capture ptrace".into()),
+        Capture::Handler => {
+            return match pattern.as_ref().filter(|p| is_systemd_coredump(p)) {
+                Some(_) => match coredump_store::reach() {
+                    Ok(reach) => Choice {
+                        why: Some(format!("--capture handler: {}", handler_words(&reach))),
+                        method: Method::Handler(reach),
+                    },
+                    Err(why) => Choice {
+                        method: Method::Handler(coredump_store::Reach::Store),
+                        why: Some(format!(
+                            "--capture handler, although {why}; corecatch waits for \
+                             systemd-coredump's store anyway"
+                        )),
+                    },
+                },
+                None => Choice {
+                    method: Method::Kernel,
+                    why: Some(format!(
+                        "--capture handler: core_pattern does not pipe to systemd-coredump ({}); \
+                         looking for kernel cores instead",
+                        pattern
+                            .as_ref()
+                            .map_or("core_pattern unreadable".into(), CorePattern::describe)
+                    )),
+                },
+            };
+        }
         Capture::Auto => {}
     }
-    let Some(settings) = settings else {
-        return Some("core_pattern cannot be read".into());
+    let Some(pattern) = pattern else {
+        return ptrace("core_pattern cannot be read".into());
     };
     if raised.before.hard == Some(0) || raised.after.soft == Some(0) {
         // A hard limit of 0 is how containers and CI images turn kernel cores off; corecatch
-        // does not count on overriding it.
-        return Some("the hard RLIMIT_CORE is 0".into());
+        // does not count on overriding it (and systemd-coredump drops a core whose %c is 0).
+        return ptrace("the hard RLIMIT_CORE is 0".into());
     }
-    let pattern = CorePattern::parse(&settings.core_pattern, settings.core_uses_pid);
     let Some(file) = pattern.file() else {
-        return Some(format!(
+        if is_systemd_coredump(&pattern) {
+            return match coredump_store::reach() {
+                Ok(reach) => Choice {
+                    why: Some(format!(
+                        "core_pattern pipes cores to systemd-coredump, {}",
+                        handler_words(&reach)
+                    )),
+                    method: Method::Handler(reach),
+                },
+                Err(why) => ptrace(format!(
+                    "core_pattern pipes cores to systemd-coredump, but {why}"
+                )),
+            };
+        }
+        return ptrace(format!(
             "kernel cores do not reach corecatch ({})",
             pattern.describe()
         ));
     };
     let dir = match file.static_dir() {
         Some(d) => d,
-        None if file.absolute => return None,
+        None if file.absolute => {
+            return Choice {
+                method: Method::Kernel,
+                why: None,
+            }
+        }
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
     if !(dir.is_dir() && sys::kernel::dir_writable(&dir)) {
-        return Some(format!(
+        return ptrace(format!(
             "core_pattern writes cores to {}, which does not exist or is not writable",
             dir.display()
         ));
     }
-    None
+    Choice {
+        method: Method::Kernel,
+        why: None,
+    }
+}
+
+fn handler_words(reach: &coredump_store::Reach) -> String {
+    match reach {
+        coredump_store::Reach::Store => format!(
+            "which stores them in {}",
+            crate::systemd_coredump::STORE_DIR
+        ),
+        coredump_store::Reach::Coredumpctl => {
+            "which keeps them where `coredumpctl dump` reads them".into()
+        }
+    }
+}
+
+/// systemd-coredump's cores of this run as temporary core files in `out`, each with where it
+/// came from. Waits (bounded) for the store: systemd-coredump writes after the process is gone.
+/// Known crashed pids the store lacks are asked of `coredumpctl`. Problems are printed.
+fn handler_cores(
+    reach: &coredump_store::Reach,
+    dumped: &[i32],
+    started: SystemTime,
+    before: &[PathBuf],
+    out: &Path,
+) -> Vec<(Found, crate::report::CoreOrigin)> {
+    let origin = |path: String| crate::report::CoreOrigin {
+        handler: "systemd-coredump".into(),
+        path,
+    };
+    let mut got = Vec::new();
+    let mut missing = dumped.to_vec();
+    let limit = coredump_store::wait_limit();
+    let mut waited = Duration::ZERO;
+    if *reach == coredump_store::Reach::Store {
+        let uid = sys::kernel::real_uid();
+        let w = coredump_store::wait_for_run(dumped, uid, started, before, limit);
+        waited = w.waited;
+        if let Some(e) = &w.error {
+            warn(e);
+        }
+        for e in &w.entries {
+            match coredump_store::extract(&e.path, &e.name.compression, out) {
+                Ok(f) => got.push((f, origin(e.path.display().to_string()))),
+                Err(err) => warn(format!(
+                    "{}; the entry stays in systemd-coredump's store",
+                    chain(&err)
+                )),
+            }
+        }
+        missing = w.missing;
+        if !missing.is_empty() && w.still_writing {
+            warn(format!(
+                "systemd-coredump was still at work after {:.1} s; `corecatch collect` reads \
+                 its store later, CORECATCH_HANDLER_WAIT=SECS waits longer",
+                w.waited.as_secs_f64()
+            ));
+        }
+    }
+    if !missing.is_empty() && *reach == coredump_store::Reach::Coredumpctl {
+        let t = std::time::Instant::now();
+        if coredump_store::wait_for_helpers(limit) {
+            warn(format!(
+                "systemd-coredump was still at work after {:.1} s; CORECATCH_HANDLER_WAIT=SECS \
+                 waits longer",
+                limit.as_secs_f64()
+            ));
+        }
+        waited = t.elapsed();
+    }
+    if !missing.is_empty()
+        && (*reach == coredump_store::Reach::Coredumpctl
+            || coredump_store::coredumpctl_usable().is_ok())
+    {
+        let since = started.checked_sub(CLOCK_SLACK).unwrap_or(started);
+        for pid in missing.clone() {
+            match coredump_store::coredumpctl_dump(pid, since, out) {
+                Ok(f) => {
+                    got.push((f, origin(format!("coredumpctl dump {pid}"))));
+                    missing.retain(|p| *p != pid);
+                }
+                Err(e) => warn(chain(&e)),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        warn(format!(
+            "systemd-coredump stored nothing for pid {} within {:.1} s (is \
+             systemd-coredump.socket running? does coredump.conf keep cores: Storage=, \
+             ProcessSizeMax=?)",
+            missing
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            waited.as_secs_f64()
+        ));
+    }
+    got
 }
 
 /// The cores corecatch wrote itself during the run, ready for `process_cores`; their pids join
@@ -330,6 +539,8 @@ fn collect(cfg: CollectConfig) -> i32 {
         .unwrap_or_default();
     let mut cores = Vec::new();
     let mut skipped = Vec::new();
+    let mut store_entries = Vec::new();
+    let mut store_failed = 0usize;
     let exclude = std::slice::from_ref(&cfg.artifacts.out);
     if cfg.paths.is_empty() {
         let Ok(settings) = settings else {
@@ -354,6 +565,18 @@ fn collect(cfg: CollectConfig) -> i32 {
                 let dir = Path::new(APPORT_DIR);
                 let (_, s) = locate::scan(dir, false, &|rel| is_crash_report_name(rel), exclude);
                 skipped.extend(s);
+            }
+            None if is_systemd_coredump(&pattern) => {
+                // systemd-coredump keeps every core it stored in its store, whatever its
+                // compression; they are read from there (its files are left as they are).
+                let dir = Path::new(crate::systemd_coredump::STORE_DIR);
+                match coredump_store::list(dir) {
+                    Ok(entries) => store_entries.extend(entries),
+                    Err(e) => {
+                        warn(format!("cannot list {}: {e}", dir.display()));
+                        store_failed += 1;
+                    }
+                }
             }
             None => {
                 warn(format!(
@@ -387,6 +610,41 @@ fn collect(cfg: CollectConfig) -> i32 {
             }
         }
     }
+    // Compressed systemd-coredump store entries among the non-cores (named, or in a directory).
+    let (named_entries, skipped): (Vec<_>, Vec<_>) = skipped.into_iter().partition(|s| {
+        s.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(crate::systemd_coredump::parse_store_name)
+            .is_some()
+    });
+    store_entries.extend(named_entries.into_iter().filter_map(|s| {
+        let name = crate::systemd_coredump::parse_store_name(s.path.file_name()?.to_str()?)?;
+        Some(coredump_store::Entry { path: s.path, name })
+    }));
+    let mut origins = Vec::new();
+    for e in &store_entries {
+        match coredump_store::extract(&e.path, &e.name.compression, &cfg.artifacts.out) {
+            Ok(found) => {
+                if !cfg.artifacts.quiet {
+                    warn(format!(
+                        "read the core of pid {} from systemd-coredump's {}",
+                        e.name.pid,
+                        e.path.display()
+                    ));
+                }
+                origins.push((found.path.clone(), origin("systemd-coredump", &e.path)));
+                cores.push(found);
+            }
+            Err(err) => {
+                warn(format!(
+                    "skipped {}; the file is left as it is",
+                    chain(&err)
+                ));
+                store_failed += 1;
+            }
+        }
+    }
     // apport reports among the non-cores: their CoreDump becomes a core file to process.
     let apport = extract_apport_cores(skipped, &cfg.artifacts.out);
     let (extracted, failed_reports) = (apport.extracted, apport.failed.len());
@@ -400,8 +658,10 @@ fn collect(cfg: CollectConfig) -> i32 {
                 report.display()
             ));
         }
+        origins.push((found.path.clone(), origin("apport", report)));
         cores.push(found.clone());
     }
+    let failed_reports = failed_reports + store_failed;
     if cores.is_empty() {
         if !cfg.artifacts.quiet {
             warn("no core files found");
@@ -420,10 +680,11 @@ fn collect(cfg: CollectConfig) -> i32 {
         ended: SystemTime::now(),
         core_pattern: pattern_text,
     };
-    let done = process_cores(&cores, &cfg.artifacts, &ctx, None);
-    // The extracted cores are ours; the reports they came from stay as apport left them.
-    for (found, _) in &extracted {
-        let _ = std::fs::remove_file(&found.path);
+    let done = process_cores(&cores, &cfg.artifacts, &ctx, None, &origins);
+    // The extracted cores are ours; the reports and store entries they came from stay as apport
+    // and systemd-coredump left them.
+    for (temp, _) in &origins {
+        let _ = std::fs::remove_file(temp);
     }
     write_ci_reports(&cfg.artifacts, &done.reports);
     let uploaded = upload_if_asked(&cfg.artifacts, done.stored);
@@ -547,12 +808,22 @@ fn write_html(
     Ok(ManifestEntry::new(&a, "report.html", None))
 }
 
-/// Report, compress and store each core; then write the manifest and the summary.
+/// Where a core handed over by a pipe handler came from, for the report.
+fn origin(handler: &str, path: &Path) -> crate::report::CoreOrigin {
+    crate::report::CoreOrigin {
+        handler: handler.into(),
+        path: path.display().to_string(),
+    }
+}
+
+/// Report, compress and store each core; then write the manifest and the summary. `origins`
+/// names the handler file of cores that are temporary copies.
 fn process_cores(
     cores: &[Found],
     cfg: &ArtifactConfig,
     ctx: &RunContext,
     attribution: Option<&Attribution<'_>>,
+    origins: &[(PathBuf, crate::report::CoreOrigin)],
 ) -> Done {
     let mut done = Done::default();
     if cores.is_empty() {
@@ -578,13 +849,18 @@ fn process_cores(
                 continue;
             }
         };
+        let origin = origins.iter().find(|(p, _)| p == path).map(|(_, o)| o);
         if let Some(a) = attribution {
             if let Err(why) = locate::attribute(&core, a.token, a.known_pids) {
-                warn(format!("left {} alone: {why}", path.display()));
+                match origin {
+                    Some(o) => warn(format!("left {}'s {} alone: {why}", o.handler, o.path)),
+                    None => warn(format!("left {} alone: {why}", path.display())),
+                }
                 continue;
             }
         }
-        let report = build_report(&core, path, &cfg.symbols);
+        let mut report = build_report(&core, path, &cfg.symbols);
+        report.core.from = origin.cloned();
         drop(core);
         drop(mapped);
 
@@ -928,6 +1204,11 @@ fn canary(method: &str) -> Result<bool, String> {
         .unwrap_or(false);
     if !got {
         let err = String::from_utf8_lossy(&o.stderr);
+        if method == "handler" {
+            if let Some(line) = err.lines().find(|l| l.contains("systemd-coredump")) {
+                return Err(line.trim_start_matches("corecatch: ").to_string());
+            }
+        }
         if method == "ptrace" && err.contains("cannot trace") {
             return Err(
                 "ptrace is not permitted here (in a container: --cap-add=SYS_PTRACE or \
@@ -962,9 +1243,9 @@ fn doctor() -> i32 {
         sys::rlimit::CoreLimit::show(raised.after.soft),
         sys::rlimit::CoreLimit::show(raised.after.hard),
     );
-    let auto = use_ptrace(Capture::Auto, settings.as_ref(), &raised);
+    let auto = choose_capture(Capture::Auto, settings.as_ref(), &raised);
     let mut lines = Vec::new();
-    let mut ok = |method: &str| match canary(method) {
+    let mut ok = |method: &str, result: Result<bool, String>| match result {
         Ok(true) => {
             lines.push(format!("{method:7} a crash's core reaches corecatch"));
             true
@@ -978,18 +1259,29 @@ fn doctor() -> i32 {
             false
         }
     };
-    let kernel = ok("kernel");
-    let ptrace = ok("ptrace");
+    let kernel = ok("kernel", canary("kernel"));
+    // Under a systemd-coredump pipe, a canary goes through its store as `run` would take it.
+    let handler = match pattern.as_ref().filter(|p| is_systemd_coredump(p)) {
+        None => false,
+        Some(_) => ok(
+            "handler",
+            coredump_store::reach().and_then(|_| canary("handler")),
+        ),
+    };
+    let ptrace = ok("ptrace", canary("ptrace"));
     for l in &lines {
         println!("{l}");
     }
-    let auto_ok = match &auto {
-        None => kernel,
-        Some(_) => ptrace,
+    let auto_ok = match &auto.method {
+        Method::Kernel => kernel,
+        Method::Handler(_) => handler,
+        Method::Ptrace => ptrace,
     };
-    match &auto {
-        None => println!("auto:   uses kernel cores"),
-        Some(why) => println!("auto:   uses ptrace ({why})"),
+    let why = auto.why.as_deref().unwrap_or("");
+    match &auto.method {
+        Method::Kernel => println!("auto:   uses kernel cores"),
+        Method::Handler(_) => println!("auto:   uses systemd-coredump's store ({why})"),
+        Method::Ptrace => println!("auto:   uses ptrace ({why})"),
     }
     if !kernel {
         println!("to get kernel cores:");

@@ -27,8 +27,10 @@ enum Sub {
     Run {
         #[command(flatten)]
         artifacts: ArtifactArgs,
-        /// How cores are captured: kernel (core_pattern), ptrace (corecatch traces CMD and writes
-        /// the cores itself), or auto (kernel where its cores reach us, else ptrace).
+        /// How cores are captured: kernel (core_pattern), handler (read back from the pipe
+        /// handler's store: systemd-coredump), ptrace (corecatch traces CMD and writes the cores
+        /// itself), or auto (kernel where its cores reach us, else the handler's store where it
+        /// is readable, else ptrace).
         #[arg(long, value_enum, default_value_t = CaptureArg::Auto, value_name = "HOW")]
         capture: CaptureArg,
         /// The command and its arguments (after `--`).
@@ -205,6 +207,7 @@ impl UploadFlags {
 enum CaptureArg {
     Auto,
     Kernel,
+    Handler,
     Ptrace,
 }
 
@@ -213,6 +216,7 @@ impl From<CaptureArg> for Capture {
         match c {
             CaptureArg::Auto => Capture::Auto,
             CaptureArg::Kernel => Capture::Kernel,
+            CaptureArg::Handler => Capture::Handler,
             CaptureArg::Ptrace => Capture::Ptrace,
         }
     }
@@ -392,6 +396,10 @@ mod tests {
             Cli::try_parse_args(["corecatch", "run", "--capture", "ptrace", "--", "true"]).unwrap();
         let Command::Run(r) = c else { panic!() };
         assert_eq!(r.capture, Capture::Ptrace);
+        let c = Cli::try_parse_args(["corecatch", "run", "--capture", "handler", "--", "true"])
+            .unwrap();
+        let Command::Run(r) = c else { panic!() };
+        assert_eq!(r.capture, Capture::Handler);
         assert!(Cli::try_parse_args(["corecatch", "run", "--capture", "x", "--", "true"]).is_err());
     }
 

@@ -145,11 +145,14 @@ pub struct RunConfig {
 /// How `run` gets the cores of crashing processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Capture {
-    /// Kernel cores where core_pattern and RLIMIT_CORE let them reach us, else ptrace.
+    /// Kernel cores where core_pattern and RLIMIT_CORE let them reach us, else the handler's
+    /// store where it will be filled and is readable, else ptrace.
     #[default]
     Auto,
     /// Only the cores the kernel writes.
     Kernel,
+    /// The cores a pipe handler (systemd-coredump) stored, read back after the command ends.
+    Handler,
     /// corecatch traces the command and writes the cores itself.
     Ptrace,
 }

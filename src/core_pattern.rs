@@ -927,7 +927,8 @@ impl KnownHandler {
             Self::SystemdCoredump => {
                 "systemd-coredump stores cores under /var/lib/systemd/coredump \
                 or in the journal, subject to coredump.conf limits; list them with `coredumpctl \
-                list` and extract one with `coredumpctl dump PID -o FILE`"
+                list` and extract one with `coredumpctl dump PID -o FILE`; `corecatch run` and \
+                `corecatch collect` read its store"
                     .into()
             }
             Self::Apport => "apport writes crash reports to /var/crash/*.crash, normally only for \

@@ -8,6 +8,8 @@
 //!   sys::kernel          core_pattern, core_uses_pid -> core_pattern::CorePattern (pure parse)
 //!   sys::spawn           stdio inherited, signals forwarded -> the child's wait status
 //!   locate               CorePattern + run start + run token -> this run's cores on disk
+//!   coredump_store       or, under a systemd-coredump pipe, its store's entries of the run,
+//!                        decoded by systemd_coredump (pure) into temporary cores
 //!   per core:  elf_core::parse -> report (registers, signal, process) -> text / json
 //!              pack (gzip, verified) -> sink (local dir) -> manifest
 //! exit with the command's status
@@ -31,6 +33,7 @@ pub mod config;
 pub mod core_file;
 pub mod core_pattern;
 pub mod core_writer;
+pub mod coredump_store;
 pub mod elf_core;
 pub mod exit_code;
 pub mod fetch;
@@ -43,4 +46,5 @@ pub mod report;
 pub mod sink;
 pub mod symbolize;
 pub mod sys;
+pub mod systemd_coredump;
 pub mod unwind;

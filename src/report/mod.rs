@@ -40,6 +40,19 @@ pub struct CoreFile {
     pub path: String,
     pub bytes: u64,
     pub machine: String,
+    /// The pipe handler the core was read back from, when it did not come straight from the
+    /// kernel or corecatch's own capture; `path` is then corecatch's temporary copy.
+    pub from: Option<CoreOrigin>,
+}
+
+/// Where a core handed over by a pipe handler was taken from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoreOrigin {
+    /// `systemd-coredump` or `apport`.
+    pub handler: String,
+    /// The handler's file (a store entry, a `.crash` report), or how it was asked
+    /// (`coredumpctl dump PID`).
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +212,7 @@ impl Report {
                 path: path.to_string(),
                 bytes: core.size,
                 machine: core.machine.name(),
+                from: None,
             },
             process: Process {
                 pid: ps.map(|p| p.pid).or(crashed_tid),

@@ -49,6 +49,9 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
         Some(s) => writeln!(w, " -> {s}")?,
         None => writeln!(w, " (artifacts not stored)")?,
     }
+    if let Some(from) = &r.core.from {
+        writeln!(w, "core from {}: {}", from.handler, from.path)?;
+    }
     if let Some(m) = &r.abort_message {
         writeln!(w, "abort message: {m}")?;
     }
@@ -73,11 +76,18 @@ fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     if !r.process.cmdline.is_empty() {
         writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;
     }
-    writeln!(
-        w,
-        "core: {} ({} bytes, {})",
-        r.core.path, r.core.bytes, r.core.machine
-    )
+    match &r.core.from {
+        Some(from) => writeln!(
+            w,
+            "core: {} from {} ({} bytes, {})",
+            from.path, from.handler, r.core.bytes, r.core.machine
+        ),
+        None => writeln!(
+            w,
+            "core: {} ({} bytes, {})",
+            r.core.path, r.core.bytes, r.core.machine
+        ),
+    }
 }
 
 /// `pid 1907 (/tmp/dump) killed by SIGSEGV (11), SEGV_MAPERR at 0x0`, without a newline.

@@ -61,3 +61,34 @@ pub fn dir_writable(dir: &std::path::Path) -> bool {
     )
     .is_ok()
 }
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`) as 32 hex digits without dashes, the form
+/// systemd puts in file names.
+pub fn boot_id() -> Option<String> {
+    let s = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id: String = s.trim().chars().filter(|c| *c != '-').collect();
+    (id.len() == 32).then_some(id)
+}
+
+/// How many processes have `comm` as their name (`/proc/PID/comm`, 15 characters at most).
+pub fn processes_named(comm: &str) -> usize {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            fs::read_to_string(e.path().join("comm"))
+                .is_ok_and(|c| c.trim_end_matches('\n') == comm)
+        })
+        .count()
+}
+
+/// The real user id of corecatch (and of the command it runs).
+pub fn real_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}

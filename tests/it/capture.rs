@@ -45,7 +45,7 @@ fn count_suffix(out: &Path, suffix: &str) -> usize {
 }
 
 /// Function names of gdb's backtrace of the crashed thread, innermost first.
-fn gdb_frames(exe: &Path, core: &Path) -> Vec<String> {
+pub(crate) fn gdb_frames(exe: &Path, core: &Path) -> Vec<String> {
     let o = Command::new("gdb")
         .args([
             "-batch",

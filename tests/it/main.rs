@@ -8,5 +8,6 @@ mod ci_reports;
 mod pattern;
 mod run;
 mod s3;
+mod systemd;
 mod util;
 mod zoo;
