@@ -114,7 +114,8 @@ pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
     let what = if t.crashed { " (crashed)" } else { "" };
     writeln!(w, "Thread {}{what}:", t.tid)?;
     for (i, f) in t.frames.iter().enumerate() {
-        writeln!(w, "#{i:<3}{}", frame_line(f))?;
+        // As gdb: `#0  0x…`, `#10 0x…`, `#100 0x…` (always a space after the number).
+        writeln!(w, "#{i:<2} {}", frame_line(f))?;
     }
     if t.frames.is_empty() {
         let regs: Vec<String> = t
@@ -169,4 +170,38 @@ pub fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Frame, Thread};
+
+    #[test]
+    fn frame_numbers_are_followed_by_a_space_as_in_gdb() {
+        let frame = |pc| Frame {
+            pc,
+            module: None,
+            function: Some("f".into()),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+            trust: None,
+        };
+        let t = Thread {
+            tid: 7,
+            crashed: true,
+            frames: (0..101).map(frame).collect(),
+            stop_reason: None,
+            registers: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_thread(&t, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "#0  0x0000000000000000 in f");
+        assert_eq!(lines[11], "#10 0x000000000000000a in f");
+        assert_eq!(lines[101], "#100 0x0000000000000064 in f");
+    }
 }
