@@ -360,39 +360,51 @@ impl ModuleSymbols {
 
     /// What the call whose return address is `ret_svma` calls, from its DW_TAG_call_site.
     pub fn call_target(&self, ret_svma: u64) -> Option<CallTarget> {
-        let sites = self.call_sites(ret_svma.checked_sub(1)?)?;
-        sites.by_return.get(&ret_svma).cloned().flatten()
+        let (sites, unit) = self.call_sites(ret_svma.checked_sub(1)?)?;
+        let origin = (*sites.by_return.get(&ret_svma)?)?;
+        call_origin(&unit, origin)
     }
 
     /// The tail-call sites (DW_AT_call_tail_call) in the function whose entry is `entry_svma`:
     /// each site's "return" pc (the address after its `jmp`) and target.
     pub fn tail_calls(&self, entry_svma: u64) -> Vec<(u64, CallTarget)> {
-        self.call_sites(entry_svma)
-            .and_then(|s| s.tail_by_entry.get(&entry_svma).cloned())
-            .unwrap_or_default()
+        let Some((sites, unit)) = self.call_sites(entry_svma) else {
+            return Vec::new();
+        };
+        let Some(tail) = sites.tail_by_entry.get(&entry_svma) else {
+            return Vec::new();
+        };
+        tail.iter()
+            .filter_map(|&(ret, origin)| Some((ret, call_origin(&unit, origin)?)))
+            .collect()
     }
 
     /// The call sites of the unit `probe` lies in, indexed on first use (one walk of the
-    /// unit's DIEs instead of one per question).
-    fn call_sites(&self, probe: u64) -> Option<std::rc::Rc<CallSites>> {
+    /// unit's DIEs instead of one per question), and the unit to resolve their targets in.
+    fn call_sites(
+        &self,
+        probe: u64,
+    ) -> Option<(std::rc::Rc<CallSites>, gimli::UnitRef<'_, Reader>)> {
         let (key, unit) = self.dwarf.as_ref()?.unit_at(probe)?;
         if let Some(s) = self.call_sites.borrow().get(&key) {
-            return Some(s.clone());
+            return Some((s.clone(), unit));
         }
         let sites = std::rc::Rc::new(CallSites::index(&unit));
         self.call_sites.borrow_mut().insert(key, sites.clone());
-        Some(sites)
+        Some((sites, unit))
     }
 }
 
-/// The call sites of one unit, from one walk of its DIEs.
+/// The call sites of one unit, from one walk of its DIEs. Targets are kept as the offsets of
+/// the DIEs they name and resolved when asked: a release build has hundreds of thousands of
+/// call sites and a backtrace asks about a few.
 #[derive(Default)]
 struct CallSites {
-    /// By return pc: the first call site's target (`None` when it names none we can use).
-    by_return: HashMap<u64, Option<CallTarget>>,
+    /// By return pc: the first call site's target DIE (`None` when it names none).
+    by_return: HashMap<u64, Option<gimli::UnitOffset<usize>>>,
     /// By the entry (DW_AT_low_pc) of a subprogram: the tail-call sites in its subtree, each
-    /// with its return pc and target, in DIE order. Only the first subprogram with an entry.
-    tail_by_entry: HashMap<u64, Vec<(u64, CallTarget)>>,
+    /// with its return pc and target DIE, in DIE order. Only the first subprogram with an entry.
+    tail_by_entry: HashMap<u64, Vec<(u64, gimli::UnitOffset<usize>)>>,
 }
 
 impl CallSites {
@@ -449,15 +461,14 @@ impl CallSites {
             let Some(ret) = site.return_pc.or(site.low_pc) else {
                 continue;
             };
-            let target = site.origin.and_then(|o| call_origin(unit, o));
-            if let (true, Some(t)) = (site.tail, &target) {
+            if let (true, Some(t)) = (site.tail, site.origin) {
                 for &(_, entry) in &open {
                     if let Some(v) = out.tail_by_entry.get_mut(&entry) {
-                        v.push((ret, t.clone()));
+                        v.push((ret, t));
                     }
                 }
             }
-            out.by_return.entry(ret).or_insert(target);
+            out.by_return.entry(ret).or_insert(site.origin);
         }
         out
     }
