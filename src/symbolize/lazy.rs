@@ -5,15 +5,18 @@
 //! up front: for libc6-dbg's 4,126 units that is most of the time and allocations of a `bt`
 //! that needs a handful of them. Here `.debug_aranges` maps an address to its unit, and that
 //! unit alone is handed to addr2line as a one-unit view of `.debug_info` (every other section
-//! whole, so offsets into them stay valid). The whole-file context remains, built on first
-//! need, where such a view would be wrong or incomplete:
-//! - `.debug_aranges` is missing or does not name every compilation unit (an address may then
-//!   belong to a unit the table does not list), and the units it names gave no frame;
+//! whole, so offsets into them stay valid). Compilation units the table leaves out are asked,
+//! for an address no listed unit has, by the ranges their root DIE or line program gives (up
+//! to 16 of them; more, as in rustc's line-tables-only builds, go to the whole-file context).
+//! The whole-file context, built on first need, also answers where a view would be wrong:
 //! - the unit's abbreviations use a form that refers by `.debug_info` offset
 //!   (`DW_FORM_ref_addr`, dwz's `DW_FORM_GNU_ref_alt`, or `DW_FORM_indirect`, which may be
-//!   either), which a one-unit view cannot resolve.
+//!   either), which a one-unit view cannot resolve;
+//! - `.debug_aranges` cannot be read.
 //!
-//! Pure code over sections already in memory; nothing here reads a file.
+//! Pure code over sections already in memory; the one exception is the unit-header scan,
+//! which copies a few bytes per unit through [`super::Backing::reader`] (the loader backs a
+//! mapped file with `pread`, so the scan does not fault the mapping in).
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -292,7 +295,7 @@ struct UnitSpan {
     compile: bool,
 }
 
-/// Every unit header in `.debug_info`, read with [`SectionBytes::read_at`] (a few bytes each,
+/// Every unit header in `.debug_info`, read through [`super::Backing::reader`] (a few bytes each,
 /// not through the mapping: touching one page per unit would make the kernel map 64 KiB
 /// around each). Errors where gimli's unit iterator would fail.
 fn scan_unit_headers(
@@ -305,11 +308,12 @@ fn scan_unit_headers(
         return Ok(out);
     };
     let eof = || gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0));
+    let mut read_at = info.reader();
     let mut offset = 0usize;
     while offset < info.len() {
         // unit_length (4, or 12 for 64-bit DWARF), version, and for DWARF 5 the unit type.
         let mut h = [0u8; 15];
-        let got = info.read_at(offset, &mut h);
+        let got = read_at(offset, &mut h);
         let h = &h[..got];
         let length = h.get(..4).map(|b| endian.read_u32(b)).ok_or_else(eof)?;
         let (length, field) = match length {

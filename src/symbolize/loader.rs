@@ -9,31 +9,50 @@ use std::sync::Arc;
 use super::elf::{self, ElfInfo};
 use crate::modules::{debug_file_candidates, hex, SearchPaths};
 
-/// The bytes of an object: a read-only file mapping (with its file, for reads that should not
-/// fault pages in), or owned bytes (the vDSO from a core).
+/// The bytes of an object: a read-only file mapping (with where it came from, for reads that
+/// should not fault pages in), or owned bytes (the vDSO from a core).
 pub enum Data {
-    Mapped(memmap2::Mmap, File),
+    Mapped(memmap2::Mmap, MappedFrom),
     Owned(Vec<u8>),
 }
 
+/// The file a mapping was made of: its path and identity, so it can be opened again for
+/// `pread` (no descriptor is held: a core may list hundreds of objects).
+pub struct MappedFrom {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
 impl super::Backing for Data {
-    fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
-        use std::os::unix::fs::FileExt;
-        match self {
+    fn reader(&self) -> super::ReadAt<'_> {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let (map, from) = match self {
+            Data::Mapped(m, from) => (m, from),
+            Data::Owned(v) => return Box::new(move |o, b| super::copy_out(v, o, b)),
+        };
+        // The same file, not one renamed into its place since: else read the mapping.
+        let file = File::open(&from.path).ok().filter(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.dev() == from.dev && m.ino() == from.ino)
+        });
+        let Some(file) = file else {
+            return Box::new(move |o, b| super::copy_out(map, o, b));
+        };
+        Box::new(move |offset, buf| {
             // The mapping is of the whole file, so file and mapping offsets agree.
-            Data::Mapped(m, f) => {
-                let want = buf.len().min(m.len().saturating_sub(offset));
-                let mut done = 0;
-                while done < want {
-                    match f.read_at(&mut buf[done..want], (offset + done) as u64) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => done += n,
-                    }
+            let want = buf.len().min(map.len().saturating_sub(offset));
+            let mut done = 0;
+            while done < want {
+                match file.read_at(&mut buf[done..want], (offset + done) as u64) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => done += n,
                 }
-                done
             }
-            Data::Owned(v) => v.read_at(offset, buf),
-        }
+            // A short read means the file shrank; the caller sees fewer bytes (reading the
+            // mapping past the file's end would fault).
+            done
+        })
     }
 }
 
@@ -92,7 +111,19 @@ pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    let data = Arc::new(Data::Mapped(map, file));
+    let from = {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().map_err(|source| LoadError::Map {
+            path: path.to_owned(),
+            source,
+        })?;
+        MappedFrom {
+            path: path.to_owned(),
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    };
+    let data = Arc::new(Data::Mapped(map, from));
     let info = elf::parse(&data).ok_or_else(|| LoadError::NotElf {
         path: path.to_owned(),
     })?;
@@ -150,4 +181,35 @@ pub fn find_debug_file(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbolize::Backing;
+
+    #[test]
+    fn reader_reads_the_mapped_file_and_not_one_renamed_into_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("obj");
+        // Any ELF file will do: this test binary.
+        let original = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        std::fs::write(&path, &original).unwrap();
+        let obj = load(&path).unwrap();
+        let mut buf = [0u8; 16];
+        let mut read = obj.data.reader();
+        assert_eq!(read(4, &mut buf), 16);
+        assert_eq!(buf, original[4..20]);
+        // Reads stop at the end.
+        assert_eq!(read(original.len() - 3, &mut buf), 3);
+        assert_eq!(read(original.len() + 10, &mut buf), 0);
+        drop(read);
+        // A rebuilt file renamed over the path: the reader still gives the mapping's bytes.
+        let other = dir.path().join("new");
+        std::fs::write(&other, vec![0xAAu8; original.len()]).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let mut read = obj.data.reader();
+        assert_eq!(read(4, &mut buf), 16);
+        assert_eq!(buf, original[4..20]);
+    }
 }

@@ -20,17 +20,27 @@ use elf::{ElfInfo, SectionSource, Symbol};
 /// Bytes that sections are read from in place: a mapped file, or an inflated section.
 pub type SharedBytes = Arc<dyn Backing>;
 
+/// Copies bytes from an offset into a buffer; how many it copied (fewer at the end).
+pub type ReadAt<'a> = Box<dyn FnMut(usize, &mut [u8]) -> usize + 'a>;
+
 /// What [`SharedBytes`] are: bytes in memory that can also be copied out without touching
 /// them. A file mapping reads with `pread`, so a scan of scattered headers does not make every
 /// header's page (and the kernel's 64 KiB fault-around window) resident.
 pub trait Backing: AsRef<[u8]> + Send + Sync {
-    /// Copy bytes from `offset` into `buf`; how many were copied (fewer at the end).
-    fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
-        let b = self.as_ref().get(offset..).unwrap_or_default();
-        let n = b.len().min(buf.len());
-        buf[..n].copy_from_slice(&b[..n]);
-        n
+    /// A reader that copies bytes from an offset into a buffer and says how many it copied
+    /// (fewer at the end). For many small reads: a file is opened once per reader.
+    fn reader(&self) -> ReadAt<'_> {
+        let bytes = self.as_ref();
+        Box::new(move |offset, buf| copy_out(bytes, offset, buf))
     }
+}
+
+/// Copy `bytes[offset..]` into `buf` as far as both go; how many were copied.
+pub(crate) fn copy_out(bytes: &[u8], offset: usize, buf: &mut [u8]) -> usize {
+    let b = bytes.get(offset..).unwrap_or_default();
+    let n = b.len().min(buf.len());
+    buf[..n].copy_from_slice(&b[..n]);
+    n
 }
 
 impl Backing for Vec<u8> {}
@@ -55,11 +65,14 @@ impl SectionBytes {
 }
 
 impl SectionBytes {
-    /// Copy bytes from `offset` within this section into `buf` without reading them through
-    /// the mapping ([`Backing::read_at`]); how many were copied.
-    fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.len.saturating_sub(offset));
-        self.bytes.read_at(self.start + offset, &mut buf[..n])
+    /// [`Backing::reader`] for this section: offsets are the section's own, and reads stop at
+    /// its end.
+    fn reader(&self) -> impl FnMut(usize, &mut [u8]) -> usize + '_ {
+        let mut inner = self.bytes.reader();
+        move |offset, buf| {
+            let n = buf.len().min(self.len.saturating_sub(offset));
+            inner(self.start + offset, &mut buf[..n])
+        }
     }
 
     /// `len` bytes from `offset` within this section (clamped to it), sharing the bytes.
