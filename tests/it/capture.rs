@@ -10,20 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn crash_prog() -> PathBuf {
-    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
-}
-
 fn threads_prog() -> PathBuf {
     compile(
         &fixture("zoo/threads.c"),
         "zoo-threads",
         &["-g", "-O0", "-pthread"],
     )
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The raw cores corecatch wrote itself (kept with --keep-cores) in `out`.

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn crash_prog(name: &str, flags: &[&str]) -> PathBuf {
+fn crash_variant(name: &str, flags: &[&str]) -> PathBuf {
     compile(&fixture("crash/crash.c"), name, flags)
 }
 
@@ -36,9 +36,9 @@ fn signature_of(exe: &Path, mode: &str) -> String {
 #[test]
 fn same_bug_same_signature_across_runs_and_rebuilds() {
     skip_unless_kernel_cores!();
-    let a = crash_prog("crash-sig-a", &["-g", "-O0"]);
+    let a = crash_variant("crash-sig-a", &["-g", "-O0"]);
     // The same code at other addresses: function alignment moves every function.
-    let b = crash_prog("crash-sig-b", &["-g", "-O0", "-falign-functions=256"]);
+    let b = crash_variant("crash-sig-b", &["-g", "-O0", "-falign-functions=256"]);
     let first = signature_of(&a, "segv");
     assert_eq!(first.len(), 16);
     assert_eq!(signature_of(&a, "segv"), first, "a second run");
@@ -98,7 +98,7 @@ print(json.dumps({"tests": tests, "failures": failures, "cases": cases}))
 fn junit_has_one_failed_case_per_crash_read_by_junitparser() {
     skip_unless_kernel_cores!();
     let Some(py) = junit_python() else { return };
-    let exe = crash_prog("crash-junit", &["-g", "-O0"]);
+    let exe = crash_variant("crash-junit", &["-g", "-O0"]);
     let dir = tempdir();
     for d in ["a", "b"] {
         fs::create_dir(dir.path().join(d)).unwrap();
@@ -169,7 +169,7 @@ fn junit_has_one_failed_case_per_crash_read_by_junitparser() {
 #[test]
 fn github_actions_annotation_points_at_the_workspace_frame() {
     skip_unless_kernel_cores!();
-    let exe = crash_prog("crash-github", &["-g", "-O0"]);
+    let exe = crash_variant("crash-github", &["-g", "-O0"]);
     let dir = tempdir();
     let summary = dir.path().join("summary.md");
     fs::write(&summary, "earlier step\n").unwrap();
@@ -327,7 +327,7 @@ fn html_report_renders_in_chromium_with_every_crash_and_frame() {
     let dir = tempdir();
     // A hostile program name: it must show as text, never as markup.
     let hostile = dir.path().join("crash<script>x");
-    fs::copy(crash_prog("crash-html", &["-g", "-O0"]), &hostile).unwrap();
+    fs::copy(crash_variant("crash-html", &["-g", "-O0"]), &hostile).unwrap();
     // Separate directories: with the plain `core` pattern a second crash in one directory
     // overwrites the first core.
     for d in ["a", "b"] {
@@ -404,7 +404,7 @@ fn html_report_renders_in_chromium_with_every_crash_and_frame() {
 #[test]
 fn progress_lines_in_logs_a_bar_on_a_terminal_and_nothing_when_quiet() {
     skip_unless_kernel_cores!();
-    let exe = crash_prog("crash-progress", &["-g", "-O0"]);
+    let exe = crash_variant("crash-progress", &["-g", "-O0"]);
     let dir = tempdir();
     let core = crash_for_core(&exe, &["big", "48"], dir.path());
     let _shared = CrashLock::shared();

@@ -5,11 +5,6 @@
 
 use crate::util::*;
 use std::fs;
-use std::path::PathBuf;
-
-fn crash_prog() -> PathBuf {
-    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
-}
 
 #[test]
 fn pattern_explains_the_current_settings() {

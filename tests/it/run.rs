@@ -6,21 +6,13 @@ use crate::skip_unless_kernel_cores;
 use crate::util::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn crash_prog() -> PathBuf {
-    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
-}
 
 fn status(o: &std::process::Output) -> i32 {
     o.status
         .code()
         .expect("corecatch itself must exit, not die of a signal")
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -24,14 +24,6 @@ const DEBIAN_PATTERN: &str =
     "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d";
 const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
 
-fn crash_prog() -> PathBuf {
-    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Why these tests cannot run here; panics under CI when the package is missing.
 fn unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -57,7 +49,45 @@ fn unavailable() -> Option<String> {
 /// systemd-coredump.socket (`Accept=yes`) does. Only started when nothing listens there; killed
 /// on drop (and with the test process, through PR_SET_PDEATHSIG).
 struct Activator {
-    child: Option<Child>,
+    child: Option<Daemon>,
+}
+
+/// A daemon of the test's, killed on drop (and with the test process, through
+/// PR_SET_PDEATHSIG).
+struct Daemon(Child);
+
+impl Daemon {
+    /// Start `cmd` with no stdio and wait (up to 10 s) until it has created `ready`.
+    fn start(mut cmd: Command, ready: &Path, what: &str) -> Daemon {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let d = Daemon(cmd.spawn().unwrap_or_else(|e| panic!("{what} starts: {e}")));
+        let t = Instant::now();
+        while !ready.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{what}: {} never appeared",
+                ready.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Activator {
@@ -76,37 +106,16 @@ impl Activator {
         }
         fs::create_dir_all(socket.parent().unwrap()).unwrap();
         let mut cmd = Command::new("systemd-socket-activate");
-        cmd.args(["--seqpacket", "-a", "-l", SOCKET, HELPER])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
+        cmd.args(["--seqpacket", "-a", "-l", SOCKET, HELPER]);
+        Activator {
+            child: Some(Daemon::start(cmd, socket, "systemd-socket-activate")),
         }
-        let a = Activator {
-            child: Some(cmd.spawn().expect("systemd-socket-activate starts")),
-        };
-        let t = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "{SOCKET} never appeared"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        a
     }
 }
 
 impl Drop for Activator {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
+        if self.child.take().is_some() {
             let _ = fs::remove_file(SOCKET);
         }
     }
@@ -483,7 +492,7 @@ fn doctor_reports_the_handler_canary() {
 /// directory exists), for the `coredumpctl` path. Only started when no journald is running;
 /// killed on drop, and what it created in /run removed.
 struct Journald {
-    child: Option<Child>,
+    child: Option<Daemon>,
     made: Vec<PathBuf>,
 }
 
@@ -502,39 +511,17 @@ impl Journald {
             .filter(|p| !p.exists())
             .collect();
         fs::create_dir_all("/run/systemd/journal").unwrap();
-        let mut cmd = Command::new("/lib/systemd/systemd-journald");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let j = Journald {
-            child: Some(cmd.spawn().expect("systemd-journald starts")),
+        let cmd = Command::new("/lib/systemd/systemd-journald");
+        Journald {
+            child: Some(Daemon::start(cmd, socket, "systemd-journald")),
             made,
-        };
-        let t = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "journald never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        j
     }
 }
 
 impl Drop for Journald {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop(self.child.take()); // stopped before its directories go
         for p in &self.made {
             let _ = fs::remove_dir_all(p);
         }

@@ -85,6 +85,15 @@ pub fn abort_demo() -> PathBuf {
 }
 
 /// Run corecatch with `args` in `cwd`, stdin closed, and capture its output.
+/// fixtures/crash/crash.c at -O0 with debug info: `crash MODE` crashes as MODE says.
+pub fn crash_prog() -> PathBuf {
+    compile(&fixture("crash/crash.c"), "crash", &["-g", "-O0"])
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub fn corecatch(cwd: &Path, args: &[&str]) -> Output {
     let _shared = CrashLock::shared();
     Command::new(bin())
