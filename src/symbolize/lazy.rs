@@ -5,26 +5,29 @@
 //! up front: for libc6-dbg's 4,126 units that is most of the time and allocations of a `bt`
 //! that needs a handful of them. Here `.debug_aranges` maps an address to its unit, and that
 //! unit alone is handed to addr2line as a one-unit view of `.debug_info` (every other section
-//! whole, so offsets into them stay valid). Compilation units the table leaves out are asked,
-//! for an address no listed unit has, by the ranges their root DIE or line program gives (up
-//! to 16 of them; more, as in rustc's line-tables-only builds, go to the whole-file context).
+//! whole, so offsets into them stay valid). Only the header of a unit asked about is read, so a
+//! compressed `.debug_info` is inflated only as far as the last unit asked about
+//! ([`super::inflate::Progressive`]). Compilation units the table leaves out are found by a scan
+//! of every unit header, made (and the whole section inflated) only when an address is in no
+//! set; they are asked by the ranges their root DIE or line program gives (up to 16 of them;
+//! more, as in rustc's line-tables-only builds, go to the whole-file context).
 //! The whole-file context, built on first need, also answers where a view would be wrong:
 //! - the unit's abbreviations use a form that refers by `.debug_info` offset
 //!   (`DW_FORM_ref_addr`, dwz's `DW_FORM_GNU_ref_alt`, or `DW_FORM_indirect`, which may be
 //!   either), which a one-unit view cannot resolve;
-//! - `.debug_aranges` cannot be read to its end (addr2line's whole-file context then fails
-//!   too, so the units the readable sets place are all that answers; before, nothing did).
+//! - a set names an offset where no unit starts, or `.debug_aranges` cannot be read to its end
+//!   (addr2line's whole-file context then fails too, so the units the readable sets place are
+//!   all that answers; before, nothing did).
 //!
 //! Pure code over sections already in memory; the one exception is the unit-header scan,
 //! which copies a few bytes per unit through [`super::Backing::reader`] (the loader backs a
 //! mapped file with `pread`, so the scan does not fault the mapping in).
 
-use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::cell::{OnceCell, RefCell};
 
 use gimli::{Reader as _, RunTimeEndian, Section as _, SectionId};
 
-use super::{Reader, SectionBytes};
+use super::{DwarfBytes, InfoBytes, Reader, SectionBytes};
 
 type Context = addr2line::Context<Reader>;
 
@@ -32,15 +35,26 @@ type Context = addr2line::Context<Reader>;
 /// none) are searched through the whole-file context, which indexes them all at once.
 const MAX_UNCOVERED: usize = 16;
 
-/// One compilation unit: where it lies in `.debug_info`, and its context once built (`None`
-/// inside when it cannot be used on its own).
+/// One compilation unit: where it starts in `.debug_info` and, each read when first needed,
+/// its length and its context (`None` inside when it cannot be used on its own).
 struct Unit {
     offset: usize,
-    len: usize,
+    len: OnceCell<Option<usize>>,
     ctx: OnceCell<Option<Context>>,
     /// For a unit without a `.debug_aranges` set: the address ranges its root DIE or line
     /// program gives (`None` when unreadable, and the unit is always asked).
     ranges: OnceCell<Option<Vec<(u64, u64)>>>,
+}
+
+impl Unit {
+    fn new(offset: usize, len: Option<usize>) -> Unit {
+        Unit {
+            offset,
+            len: len.map_or_else(OnceCell::new, |l| OnceCell::from(Some(l))),
+            ctx: OnceCell::new(),
+            ranges: OnceCell::new(),
+        }
+    }
 }
 
 /// An address range of a unit from `.debug_aranges`; `min_begin` is the smallest `begin` of
@@ -49,76 +63,64 @@ struct Range {
     begin: u64,
     end: u64,
     min_begin: u64,
+    /// Index into [`LazyDwarf::listed`].
     unit: usize,
 }
 
 /// The units of one object's DWARF, parsed on demand.
 pub(super) struct LazyDwarf {
-    sections: HashMap<&'static str, SectionBytes>,
+    /// Every section but `.debug_info`, by ELF section name (some maybe still inflating).
+    sections: RefCell<DwarfBytes>,
+    info: Option<InfoBytes>,
     endian: RunTimeEndian,
-    units: Vec<Unit>,
+    /// The units `.debug_aranges` names, by offset.
+    listed: Vec<Unit>,
     ranges: Vec<Range>,
+    /// Whether `.debug_aranges` could be read to its end.
+    aranges_ok: bool,
+    max_uncovered: usize,
     /// Compilation units without a `.debug_aranges` set, asked (each on its own) about an
-    /// address no set covers; `None` when there are too many for that, or the table could not
-    /// be read, and the whole-file context is asked instead.
-    uncovered: Option<Vec<usize>>,
+    /// address no set covers. Found by the header scan on first need; `None` when there are
+    /// too many for that, or the table or the headers could not be read, and the whole-file
+    /// context is asked instead.
+    uncovered: OnceCell<Option<Vec<Unit>>>,
     full: OnceCell<Option<Context>>,
 }
 
 impl LazyDwarf {
-    /// Index `sections` (by ELF section name). An error when `.debug_info`'s unit headers
-    /// cannot be read, as addr2line would fail on them too.
-    pub(super) fn new(
-        sections: HashMap<&'static str, SectionBytes>,
-        endian: RunTimeEndian,
-    ) -> Result<LazyDwarf, gimli::Error> {
-        Self::with_uncovered_limit(sections, endian, MAX_UNCOVERED)
+    /// Index the sections. An error when `.debug_info`'s first unit header cannot be read, as
+    /// addr2line would fail on it too.
+    pub(super) fn new(bytes: DwarfBytes) -> Result<LazyDwarf, gimli::Error> {
+        Self::with_uncovered_limit(bytes, MAX_UNCOVERED)
     }
 
     /// [`LazyDwarf::new`], asking at most `max_uncovered` units without a `.debug_aranges` set
     /// one by one before the whole-file context takes over.
     fn with_uncovered_limit(
-        sections: HashMap<&'static str, SectionBytes>,
-        endian: RunTimeEndian,
+        bytes: DwarfBytes,
         max_uncovered: usize,
     ) -> Result<LazyDwarf, gimli::Error> {
-        let mut this = LazyDwarf {
-            sections,
-            endian,
-            units: Vec::new(),
-            ranges: Vec::new(),
-            uncovered: None,
-            full: OnceCell::new(),
-        };
-        let dwarf = this.dwarf(None)?;
-        let mut compile_units = Vec::new();
-        let info = this.sections.get(".debug_info").cloned();
-        for h in scan_unit_headers(info.as_ref(), endian)? {
-            if h.compile {
-                compile_units.push((h.offset, this.units.len()));
-            }
-            this.units.push(Unit {
-                offset: h.offset,
-                len: h.len,
-                ctx: OnceCell::new(),
-                ranges: OnceCell::new(),
-            });
+        let mut sections = bytes;
+        let (info, endian) = (sections.info.take(), sections.endian);
+        if let Some(info) = info.as_ref().filter(|i| i.len() > 0) {
+            let head = info
+                .sub(0, HEADER_MAX.min(info.len()))
+                .ok_or_else(|| eof(0))?;
+            unit_span(&head, 0, info.len(), endian)?;
         }
-        // Unit offsets ascend, so a unit's index is found by binary search on its offset.
-        let index_of = |offset: usize| this.units.binary_search_by_key(&offset, |u| u.offset).ok();
-        let mut covered = vec![false; this.units.len()];
+        let aranges = section(&mut sections, ".debug_aranges");
+        let aranges = gimli::DebugAranges::from(gimli::EndianReader::new(aranges, endian));
+        // Each entry with the offset of its set's unit, until the units are numbered.
         let mut ranges = Vec::new();
-        let mut sets = dwarf.debug_aranges.headers();
+        let mut named = Vec::new();
+        let mut sets = aranges.headers();
         // A corrupt table only costs laziness: what could be read is used, the rest falls back.
         let mut aranges_ok = true;
         loop {
             match sets.next() {
                 Ok(Some(set)) => {
-                    let Some(unit) = index_of(set.debug_info_offset().0) else {
-                        aranges_ok = false;
-                        continue;
-                    };
-                    covered[unit] = true;
+                    let unit = set.debug_info_offset().0;
+                    named.push(unit);
                     let mut entries = set.entries();
                     loop {
                         match entries.next() {
@@ -147,37 +149,45 @@ impl LazyDwarf {
                 }
             }
         }
-        let uncovered: Vec<usize> = compile_units
-            .iter()
-            .map(|&(_, i)| i)
-            .filter(|&i| !covered[i])
-            .collect();
-        this.uncovered = (aranges_ok && uncovered.len() <= max_uncovered).then_some(uncovered);
+        named.sort_unstable();
+        named.dedup();
+        for r in &mut ranges {
+            r.unit = named.binary_search(&r.unit).unwrap_or_default();
+        }
         ranges.sort_unstable_by_key(|r| (r.end, r.unit));
         let mut min = u64::MAX;
         for r in ranges.iter_mut().rev() {
             min = min.min(r.begin);
             r.min_begin = min;
         }
-        this.ranges = ranges;
-        Ok(this)
+        Ok(LazyDwarf {
+            sections: RefCell::new(sections),
+            info,
+            endian,
+            listed: named.into_iter().map(|o| Unit::new(o, None)).collect(),
+            ranges,
+            aranges_ok,
+            max_uncovered,
+            uncovered: OnceCell::new(),
+            full: OnceCell::new(),
+        })
     }
 
     /// The sections as gimli wants them; with `unit` (offset, length), a view in which
     /// `.debug_info` holds that unit alone and `.debug_aranges` (whose offsets would point
-    /// outside it) and `.debug_types` are empty.
+    /// outside it) and `.debug_types` are empty. An error when `.debug_info` does not hold
+    /// those bytes (or could not be inflated as far).
     fn dwarf(&self, unit: Option<(usize, usize)>) -> Result<gimli::Dwarf<Reader>, gimli::Error> {
+        let info = match (&self.info, unit) {
+            (None, _) => SectionBytes::empty(),
+            (Some(i), Some((offset, len))) => i.sub(offset, len).ok_or_else(|| eof(offset))?,
+            (Some(i), None) => i.whole().ok_or_else(|| eof(0))?,
+        };
         gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> {
-            let whole = || {
-                self.sections
-                    .get(id.name())
-                    .cloned()
-                    .unwrap_or_else(SectionBytes::empty)
-            };
             let bytes = match (id, unit) {
-                (SectionId::DebugInfo, Some((offset, len))) => whole().sub(offset, len),
+                (SectionId::DebugInfo, _) => info.clone(),
                 (SectionId::DebugAranges | SectionId::DebugTypes, Some(_)) => SectionBytes::empty(),
-                _ => whole(),
+                _ => section(&mut self.sections.borrow_mut(), id.name()),
             };
             Ok(gimli::EndianReader::new(bytes, self.endian))
         })
@@ -208,20 +218,23 @@ impl LazyDwarf {
             .iter()
             .take_while(move |r| r.min_begin <= probe)
             .filter(move |r| r.begin <= probe)
-            .map(|r| Some(r.unit));
-        // `None`: the whole-file context.
-        let rest: Box<dyn Iterator<Item = Option<usize>>> = match &self.uncovered {
-            Some(units) => Box::new(
-                units
-                    .iter()
-                    .filter(move |&&u| self.may_contain(u, probe))
-                    .map(|&u| Some(u)),
-            ),
-            None => Box::new(std::iter::once(None)),
-        };
+            .map(|r| self.listed.get(r.unit));
+        // Reached only when no listed unit answered; `None`: the whole-file context.
+        let rest = std::iter::once(()).flat_map(move |()| {
+            let rest: Box<dyn Iterator<Item = Option<&Unit>>> = match self.uncovered() {
+                Some(units) => Box::new(
+                    units
+                        .iter()
+                        .filter(move |u| self.may_contain(u, probe))
+                        .map(Some),
+                ),
+                None => Box::new(std::iter::once(None)),
+            };
+            rest
+        });
         let mut full_given = false;
         listed.chain(rest).filter_map(move |u| {
-            match u.and_then(|u| Some((self.units[u].offset, self.unit_context(u)?))) {
+            match u.and_then(|u| Some((u.offset, self.unit_context(u)?))) {
                 Some(c) => Some(c),
                 None if !full_given => {
                     full_given = true;
@@ -232,14 +245,52 @@ impl LazyDwarf {
         })
     }
 
-    /// Whether `probe` may lie in unit `index` by the ranges its root DIE or line program
-    /// gives, as addr2line finds a unit's ranges when `.debug_aranges` does not list it.
-    fn may_contain(&self, index: usize, probe: u64) -> bool {
-        let Some(unit) = self.units.get(index) else {
-            return false;
-        };
+    /// The compilation units without a `.debug_aranges` set, when few enough to ask one by one
+    /// (see [`LazyDwarf::uncovered`]). The first call reads every unit header.
+    fn uncovered(&self) -> Option<&[Unit]> {
+        self.uncovered
+            .get_or_init(|| {
+                if !self.aranges_ok {
+                    return None;
+                }
+                let info = self.info.as_ref()?.whole()?;
+                let spans = scan_unit_headers(Some(&info), self.endian).ok()?;
+                let starts_unit = |o: &usize| spans.binary_search_by_key(o, |s| s.offset).is_ok();
+                if !self.listed.iter().all(|u| starts_unit(&u.offset)) {
+                    return None; // a set names no unit: the table cannot be trusted
+                }
+                let units: Vec<Unit> = spans
+                    .iter()
+                    .filter(|s| s.compile)
+                    .filter(|s| {
+                        self.listed
+                            .binary_search_by_key(&s.offset, |u| u.offset)
+                            .is_err()
+                    })
+                    .map(|s| Unit::new(s.offset, Some(s.len)))
+                    .collect();
+                (units.len() <= self.max_uncovered).then_some(units)
+            })
+            .as_deref()
+    }
+
+    /// The unit's length from its header, read (and inflated) when first asked.
+    fn unit_len(&self, unit: &Unit) -> Option<usize> {
+        *unit.len.get_or_init(|| {
+            let info = self.info.as_ref()?;
+            let n = HEADER_MAX.min(info.len().checked_sub(unit.offset)?);
+            let head = info.sub(unit.offset, n)?;
+            unit_span(&head, unit.offset, info.len(), self.endian)
+                .ok()
+                .map(|s| s.len)
+        })
+    }
+
+    /// Whether `probe` may lie in `unit` by the ranges its root DIE or line program gives, as
+    /// addr2line finds a unit's ranges when `.debug_aranges` does not list it.
+    fn may_contain(&self, unit: &Unit, probe: u64) -> bool {
         let ranges = unit.ranges.get_or_init(|| {
-            let dwarf = self.dwarf(Some((unit.offset, unit.len))).ok()?;
+            let dwarf = self.dwarf(Some((unit.offset, self.unit_len(unit)?))).ok()?;
             let header = dwarf.units().next().ok()??;
             let u = dwarf.unit(header).ok()?;
             let mut out = Vec::new();
@@ -274,11 +325,10 @@ impl LazyDwarf {
             .as_ref()
     }
 
-    fn unit_context(&self, index: usize) -> Option<&Context> {
-        let unit = self.units.get(index)?;
+    fn unit_context<'a>(&'a self, unit: &'a Unit) -> Option<&'a Context> {
         unit.ctx
             .get_or_init(|| {
-                let dwarf = self.dwarf(Some((unit.offset, unit.len))).ok()?;
+                let dwarf = self.dwarf(Some((unit.offset, self.unit_len(unit)?))).ok()?;
                 let header = dwarf.units().next().ok()??;
                 if !self_contained(&dwarf, &header) {
                     return None;
@@ -289,11 +339,76 @@ impl LazyDwarf {
     }
 }
 
+/// A section of `bytes` (empty when absent), waiting for it if it is still inflating.
+fn section(bytes: &mut DwarfBytes, name: &str) -> SectionBytes {
+    if !bytes.sections.contains_key(name) && !bytes.pending.is_empty() {
+        bytes.join();
+    }
+    bytes
+        .sections
+        .get(name)
+        .cloned()
+        .unwrap_or_else(SectionBytes::empty)
+}
+
+fn eof(offset: usize) -> gimli::Error {
+    gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(offset as u64))
+}
+
 /// Where one unit lies in `.debug_info`, and whether it is a compilation (or skeleton) unit.
 struct UnitSpan {
     offset: usize,
     len: usize,
     compile: bool,
+}
+
+/// The most bytes [`unit_span`] reads: a 64-bit unit length, the version and the unit type.
+const HEADER_MAX: usize = 15;
+
+/// The unit whose header starts `head` (up to [`HEADER_MAX`] bytes from `offset` in a
+/// `.debug_info` of `section_len` bytes). Errors where gimli's unit iterator would fail.
+fn unit_span(
+    head: &[u8],
+    offset: usize,
+    section_len: usize,
+    endian: RunTimeEndian,
+) -> Result<UnitSpan, gimli::Error> {
+    use gimli::Endianity;
+    let eof = || eof(offset);
+    // unit_length (4, or 12 for 64-bit DWARF), version, and for DWARF 5 the unit type.
+    let h = head;
+    let length = h.get(..4).map(|b| endian.read_u32(b)).ok_or_else(eof)?;
+    let (length, field) = match length {
+        0xffff_ffff => (
+            h.get(4..12).map(|b| endian.read_u64(b)).ok_or_else(eof)?,
+            12,
+        ),
+        l if l >= 0xffff_fff0 => return Err(gimli::Error::UnknownReservedLength(l)),
+        l => (u64::from(l), 4),
+    };
+    let version = h
+        .get(field..field + 2)
+        .map(|b| endian.read_u16(b))
+        .ok_or_else(eof)?;
+    if !(2..=5).contains(&version) {
+        return Err(gimli::Error::UnknownVersion(version.into()));
+    }
+    let compile = if version >= 5 {
+        let ty = *h.get(field + 2).ok_or_else(eof)?;
+        ty == gimli::DW_UT_compile.0 || ty == gimli::DW_UT_skeleton.0
+    } else {
+        true // DWARF 4's type units live in .debug_types
+    };
+    let len = usize::try_from(length)
+        .ok()
+        .and_then(|l| l.checked_add(field))
+        .filter(|&l| l > field + 2 && offset.checked_add(l).is_some_and(|end| end <= section_len))
+        .ok_or_else(eof)?;
+    Ok(UnitSpan {
+        offset,
+        len,
+        compile,
+    })
 }
 
 /// Every unit header in `.debug_info`, read through [`super::Backing::reader`] (a few bytes each,
@@ -303,54 +418,18 @@ fn scan_unit_headers(
     info: Option<&SectionBytes>,
     endian: RunTimeEndian,
 ) -> Result<Vec<UnitSpan>, gimli::Error> {
-    use gimli::Endianity;
     let mut out = Vec::new();
     let Some(info) = info else {
         return Ok(out);
     };
-    let eof = || gimli::Error::UnexpectedEof(gimli::ReaderOffsetId(0));
     let mut read_at = info.reader();
     let mut offset = 0usize;
     while offset < info.len() {
-        // unit_length (4, or 12 for 64-bit DWARF), version, and for DWARF 5 the unit type.
-        let mut h = [0u8; 15];
+        let mut h = [0u8; HEADER_MAX];
         let got = read_at(offset, &mut h);
-        let h = &h[..got];
-        let length = h.get(..4).map(|b| endian.read_u32(b)).ok_or_else(eof)?;
-        let (length, field) = match length {
-            0xffff_ffff => (
-                h.get(4..12).map(|b| endian.read_u64(b)).ok_or_else(eof)?,
-                12,
-            ),
-            l if l >= 0xffff_fff0 => return Err(gimli::Error::UnknownReservedLength(l)),
-            l => (u64::from(l), 4),
-        };
-        let version = h
-            .get(field..field + 2)
-            .map(|b| endian.read_u16(b))
-            .ok_or_else(eof)?;
-        if !(2..=5).contains(&version) {
-            return Err(gimli::Error::UnknownVersion(version.into()));
-        }
-        let compile = if version >= 5 {
-            let ty = *h.get(field + 2).ok_or_else(eof)?;
-            ty == gimli::DW_UT_compile.0 || ty == gimli::DW_UT_skeleton.0
-        } else {
-            true // DWARF 4's type units live in .debug_types
-        };
-        let len = usize::try_from(length)
-            .ok()
-            .and_then(|l| l.checked_add(field))
-            .filter(|&l| {
-                l > field + 2 && offset.checked_add(l).is_some_and(|end| end <= info.len())
-            })
-            .ok_or_else(eof)?;
-        out.push(UnitSpan {
-            offset,
-            len,
-            compile,
-        });
-        offset += len;
+        let span = unit_span(&h[..got], offset, info.len(), endian)?;
+        offset += span.len;
+        out.push(span);
     }
     Ok(out)
 }
@@ -395,6 +474,7 @@ fn self_contained(dwarf: &gimli::Dwarf<Reader>, header: &gimli::UnitHeader<Reade
 mod tests {
     use super::*;
     use crate::symbolize::{dwarf_sections, loader, SharedBytes};
+    use std::collections::HashMap;
     use std::path::Path;
 
     /// Source frames as compared: function (raw), file, line, column.
@@ -423,8 +503,8 @@ mod tests {
     fn agrees_with_whole_file_context(path: &Path, max_uncovered: usize) -> usize {
         let obj = loader::load(path).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let (sections, endian) = dwarf_sections(&obj.info, &file);
-        let lazy = LazyDwarf::with_uncovered_limit(sections, endian, max_uncovered).unwrap();
+        let lazy = LazyDwarf::with_uncovered_limit(dwarf_sections(&obj.info, &file), max_uncovered)
+            .unwrap();
         let mut funcs: Vec<_> = obj.info.symbols.iter().filter(|s| s.size > 1).collect();
         funcs.sort_by_key(|s| s.addr);
         funcs.dedup_by_key(|s| s.addr);
@@ -483,6 +563,35 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_debug_info_is_inflated_only_as_far_as_the_units_asked() {
+        let Some(debug) = libc_debug_file() else {
+            return;
+        };
+        let obj = loader::load(&debug).unwrap();
+        let file: SharedBytes = obj.data.clone();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
+            panic!("libc6-dbg's .debug_info is compressed: not inflated as asked");
+        };
+        let inflated = || AsRef::<[u8]>::as_ref(&*info).len();
+        // An address in the first unit `.debug_aranges` gives an address range.
+        let probe = lazy.ranges.iter().min_by_key(|r| r.unit).unwrap().begin;
+        let got = lazy
+            .contexts(probe)
+            .map(|c| frames(c, probe))
+            .find(|f| !f.is_empty())
+            .unwrap();
+        assert!(
+            inflated() < info.len() / 4,
+            "{} of {} bytes inflated for one unit",
+            inflated(),
+            info.len()
+        );
+        assert_eq!(got, frames(lazy.full().unwrap(), probe));
+        assert_eq!(inflated(), info.len());
+    }
+
+    #[test]
     fn a_cut_aranges_table_still_answers_for_the_sets_before_the_cut() {
         // addr2line's whole-file context fails on such a table (no DWARF at all); the lazy
         // index answers, exactly as the intact file does, for every address the readable
@@ -492,12 +601,13 @@ mod tests {
         };
         let obj = loader::load(&debug).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let (whole, endian) = dwarf_sections(&obj.info, &file);
-        let mut cut = whole.clone();
-        let a = cut[".debug_aranges"].clone();
-        cut.insert(".debug_aranges", a.sub(0, a.len() / 2 + 5));
-        let intact = LazyDwarf::new(whole, endian).unwrap();
-        let cut = LazyDwarf::new(cut, endian).unwrap();
+        let whole = dwarf_sections(&obj.info, &file);
+        let mut cut = dwarf_sections(&obj.info, &file);
+        let a = super::section(&mut cut, ".debug_aranges");
+        cut.sections
+            .insert(".debug_aranges", a.sub(0, a.len() / 2 + 5));
+        let intact = LazyDwarf::new(whole).unwrap();
+        let cut = LazyDwarf::new(cut).unwrap();
         assert!(
             cut.full().is_none(),
             "addr2line now reads a cut table: update this test"
@@ -551,8 +661,7 @@ mod tests {
         assert!(status.success());
         let obj = loader::load(&exe).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let (sections, endian) = dwarf_sections(&obj.info, &file);
-        let lazy = LazyDwarf::new(sections, endian).unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
         let dwarf = lazy.dwarf(None).unwrap();
         let mut headers = dwarf.units();
         let mut referring = 0;
@@ -582,8 +691,7 @@ mod tests {
         for path in files {
             let obj = loader::load(&path).unwrap();
             let file: SharedBytes = obj.data.clone();
-            let (sections, endian) = dwarf_sections(&obj.info, &file);
-            let lazy = LazyDwarf::new(sections, endian).unwrap();
+            let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
             let dwarf = lazy.dwarf(None).unwrap();
             let mut want = Vec::new();
             let mut headers = dwarf.units();
@@ -594,7 +702,8 @@ mod tests {
                 );
                 want.push((h.offset().0, h.length_including_self(), compile));
             }
-            let got: Vec<_> = scan_unit_headers(lazy.sections.get(".debug_info"), endian)
+            let info = lazy.info.as_ref().and_then(|i| i.whole());
+            let got: Vec<_> = scan_unit_headers(info.as_ref(), lazy.endian)
                 .unwrap()
                 .into_iter()
                 .map(|u| (u.offset, u.len, u.compile))
@@ -656,10 +765,13 @@ mod tests {
         let check = |forms: &[u16]| -> bool {
             // A minimal DWARF 4 compile unit whose abbreviations start at offset 0.
             let info: Vec<u8> = vec![7, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8];
-            let mut sections = HashMap::new();
-            sections.insert(".debug_info", section(info));
-            sections.insert(".debug_abbrev", section(table(forms)));
-            let lazy = LazyDwarf::new(sections, RunTimeEndian::Little).unwrap();
+            let lazy = LazyDwarf::new(DwarfBytes {
+                sections: HashMap::from([(".debug_abbrev", section(table(forms)))]),
+                pending: Vec::new(),
+                info: Some(InfoBytes::Whole(section(info))),
+                endian: RunTimeEndian::Little,
+            })
+            .unwrap();
             let dwarf = lazy.dwarf(None).unwrap();
             let header = dwarf.units().next().unwrap().unwrap();
             self_contained(&dwarf, &header)

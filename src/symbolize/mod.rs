@@ -6,6 +6,7 @@
 //! in parallel, into buffers of their own; [`loader`] is the only part that reads files.
 
 pub mod elf;
+mod inflate;
 mod lazy;
 pub mod loader;
 
@@ -55,6 +56,14 @@ pub struct SectionBytes {
 }
 
 impl SectionBytes {
+    fn inflated(i: inflate::Inflated) -> SectionBytes {
+        SectionBytes {
+            len: i.as_ref().len(),
+            bytes: Arc::new(i),
+            start: 0,
+        }
+    }
+
     fn empty() -> SectionBytes {
         SectionBytes {
             bytes: Arc::new(Vec::new()),
@@ -107,56 +116,28 @@ unsafe impl stable_deref_trait::CloneStableDeref for SectionBytes {}
 
 type Reader = gimli::EndianReader<RunTimeEndian, SectionBytes>;
 
-/// An inflated section: a heap buffer, or for big sections an anonymous mapping that asks for
-/// transparent huge pages (a 10 MiB section then costs 5 page faults instead of 2,560).
-enum Inflated {
-    Heap(Vec<u8>),
-    Map(memmap2::Mmap),
-}
-
-impl AsRef<[u8]> for Inflated {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Inflated::Heap(v) => v,
-            Inflated::Map(m) => m,
-        }
-    }
-}
-
-impl Backing for Inflated {}
-
-/// Sections at least this big are inflated into their own mapping.
-const MAP_INFLATED_FROM: usize = 2 << 20;
 /// Compressed sections at least this big are inflated on a thread of their own.
 const THREAD_INFLATE_FROM: usize = 64 << 10;
 
-/// `threaded`: inflated on a helper thread, where a heap buffer would grow one of glibc's
-/// per-thread arenas (an `mprotect` per 128 KiB); an anonymous mapping costs one `mmap`.
-fn inflate(stream: &[u8], size: usize, threaded: bool) -> Option<Inflated> {
-    if size >= MAP_INFLATED_FROM || (threaded && size > 0) {
-        if let Ok(mut m) = memmap2::MmapMut::map_anon(size) {
-            let _ = m.advise(memmap2::Advice::HugePage);
-            return elf::inflate_into(stream, &mut m)
-                .then(|| m.make_read_only().ok().map(Inflated::Map))
-                .flatten();
-        }
-    }
-    let mut v = vec![0u8; size];
-    elf::inflate_into(stream, &mut v).then_some(Inflated::Heap(v))
-}
+/// A section being inflated on a thread of its own.
+type Pending = (
+    &'static str,
+    std::thread::JoinHandle<Option<inflate::Inflated>>,
+);
 
-/// The sections gimli asks for (`names`), read in place or inflated, the big compressed ones on
-/// threads of their own. A section that is absent or cannot be inflated is left out.
+/// The sections gimli asks for (`names`), read in place or inflated; the big compressed ones are
+/// left inflating on threads of their own (joined by [`DwarfBytes::join`] when first needed, so
+/// the caller goes on meanwhile). A section that is absent or cannot be inflated is left out.
 fn load_sections(
     info: &ElfInfo,
     file: &SharedBytes,
     names: &[&'static str],
-) -> HashMap<&'static str, SectionBytes> {
+) -> (HashMap<&'static str, SectionBytes>, Vec<Pending>) {
     let data: &[u8] = (**file).as_ref();
     let mut out = HashMap::new();
-    let mut big = Vec::new();
+    let mut pending = Vec::new();
     for &name in names {
-        match info.section_source(data, name) {
+        let inflated = match info.section_source(data, name) {
             Some(SectionSource::Plain(b)) => {
                 let start = b.as_ptr() as usize - data.as_ptr() as usize;
                 out.insert(
@@ -167,44 +148,30 @@ fn load_sections(
                         len: b.len(),
                     },
                 );
+                continue;
             }
-            Some(SectionSource::Zlib { stream, size }) => big.push((name, stream, size)),
-            None => {}
-        }
-    }
-    let done: Vec<(&'static str, Option<Inflated>)> = std::thread::scope(|s| {
-        let (threaded, inline): (Vec<_>, Vec<_>) = big
-            .iter()
-            .partition(|(_, stream, _)| stream.len() >= THREAD_INFLATE_FROM);
-        let handles: Vec<_> = threaded
-            .iter()
-            .map(|&&(name, stream, size)| (name, s.spawn(move || inflate(stream, size, true))))
-            .collect();
-        let mut done: Vec<_> = inline
-            .iter()
-            .map(|&&(name, stream, size)| (name, inflate(stream, size, false)))
-            .collect();
-        done.extend(
-            handles
-                .into_iter()
-                .map(|(name, h)| (name, h.join().ok().flatten())),
-        );
-        done
-    });
-    for (name, inflated) in done {
+            Some(SectionSource::Zlib { stream, size }) if stream.len() >= THREAD_INFLATE_FROM => {
+                let file = Arc::clone(file);
+                let start = stream.as_ptr() as usize - data.as_ptr() as usize;
+                let range = start..start + stream.len();
+                let spawned = std::thread::Builder::new()
+                    .spawn(move || inflate::inflate(&(*file).as_ref()[range], size, true));
+                match spawned {
+                    Ok(h) => {
+                        pending.push((name, h));
+                        continue;
+                    }
+                    Err(_) => inflate::inflate(stream, size, false),
+                }
+            }
+            Some(SectionSource::Zlib { stream, size }) => inflate::inflate(stream, size, false),
+            None => continue,
+        };
         if let Some(i) = inflated {
-            let len = i.as_ref().len();
-            out.insert(
-                name,
-                SectionBytes {
-                    bytes: Arc::new(i),
-                    start: 0,
-                    len,
-                },
-            );
+            out.insert(name, SectionBytes::inflated(i));
         }
     }
-    out
+    (out, pending)
 }
 
 /// One source-level frame at an address: innermost inlined first, the physical function last.
@@ -245,25 +212,92 @@ const UNUSED_SECTIONS: &[&str] = &[
     ".debug_macinfo",
 ];
 
-/// The DWARF sections of `info` that symbolization reads (in place, or inflated), by ELF
-/// section name, and the byte order to read them in.
-fn dwarf_sections(
-    info: &ElfInfo,
-    file: &SharedBytes,
-) -> (HashMap<&'static str, SectionBytes>, RunTimeEndian) {
+/// `.debug_info`: read in place or inflated whole, or inflated only as far as lookups ask.
+#[derive(Clone)]
+enum InfoBytes {
+    Whole(SectionBytes),
+    Progressive(Arc<inflate::Progressive>),
+}
+
+impl InfoBytes {
+    fn len(&self) -> usize {
+        match self {
+            InfoBytes::Whole(s) => s.len(),
+            InfoBytes::Progressive(p) => p.len(),
+        }
+    }
+
+    /// `len` bytes from `offset`, inflating as far as need be; `None` where the section does
+    /// not hold them (or its stream breaks off before them).
+    fn sub(&self, offset: usize, len: usize) -> Option<SectionBytes> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len())?;
+        match self {
+            InfoBytes::Whole(s) => Some(s.sub(offset, len)),
+            InfoBytes::Progressive(p) => Some(p.prefix(end)?.sub(offset, len)),
+        }
+    }
+
+    /// The whole section (inflating all of it).
+    fn whole(&self) -> Option<SectionBytes> {
+        self.sub(0, self.len())
+    }
+}
+
+/// The DWARF sections symbolization reads, by ELF section name, with `.debug_info` apart and
+/// the big compressed ones possibly still inflating.
+struct DwarfBytes {
+    sections: HashMap<&'static str, SectionBytes>,
+    pending: Vec<Pending>,
+    info: Option<InfoBytes>,
+    endian: RunTimeEndian,
+}
+
+impl DwarfBytes {
+    /// Wait for the sections still inflating and add them (those that could be inflated).
+    fn join(&mut self) {
+        for (name, h) in self.pending.drain(..) {
+            if let Ok(Some(i)) = h.join() {
+                self.sections.insert(name, SectionBytes::inflated(i));
+            }
+        }
+    }
+}
+
+/// The DWARF sections of `info` that symbolization reads: in place, inflated whole, or for a
+/// compressed `.debug_info`, inflated as far as lookups ask (see [`inflate`]).
+fn dwarf_sections(info: &ElfInfo, file: &SharedBytes) -> DwarfBytes {
     let endian = match info.endian {
         Endian::Little => RunTimeEndian::Little,
         Endian::Big => RunTimeEndian::Big,
     };
+    let data: &[u8] = (**file).as_ref();
+    let progressive = match info.section_source(data, ".debug_info") {
+        Some(SectionSource::Zlib { stream, size }) => {
+            inflate::Progressive::new(Arc::clone(file), stream, size)
+        }
+        _ => None,
+    };
     // Which sections gimli wants, so they can be inflated at once, in parallel.
     let mut names = Vec::new();
     let _ = gimli::Dwarf::load(|id| {
-        if !UNUSED_SECTIONS.contains(&id.name()) {
+        let skip = UNUSED_SECTIONS.contains(&id.name())
+            || (id == gimli::SectionId::DebugInfo && progressive.is_some());
+        if !skip {
             names.push(id.name());
         }
         Ok::<_, gimli::Error>(gimli::EndianSlice::new(&[][..], endian))
     });
-    (load_sections(info, file, &names), endian)
+    let (mut sections, pending) = load_sections(info, file, &names);
+    let info = match progressive {
+        Some(p) => Some(InfoBytes::Progressive(Arc::new(p))),
+        None => sections.remove(".debug_info").map(InfoBytes::Whole),
+    };
+    DwarfBytes {
+        sections,
+        pending,
+        info,
+        endian,
+    }
 }
 
 impl ModuleSymbols {
@@ -277,16 +311,15 @@ impl ModuleSymbols {
         let mut warnings = Vec::new();
         let ctx = dwarf
             .filter(|(i, _)| i.has_debug_info())
-            .and_then(|(info, file)| {
-                let (loaded, endian) = dwarf_sections(info, file);
-                match lazy::LazyDwarf::new(loaded, endian) {
+            .and_then(
+                |(info, file)| match lazy::LazyDwarf::new(dwarf_sections(info, file)) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         warnings.push(format!("unusable DWARF: {e}"));
                         None
                     }
-                }
-            });
+                },
+            );
         let mut symbols: Vec<Symbol> = symtabs.iter().flat_map(|i| i.symbols.clone()).collect();
         symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
         symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
