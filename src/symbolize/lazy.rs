@@ -7,21 +7,30 @@
 //! unit alone is handed to addr2line as a one-unit view of `.debug_info` (every other section
 //! whole, so offsets into them stay valid). Only the header of a unit asked about is read, so a
 //! compressed `.debug_info` is inflated only as far as the last unit asked about
-//! ([`super::inflate::Progressive`]). Compilation units the table leaves out are found by a scan
-//! of every unit header, made (and the whole section inflated) only when an address is in no
-//! set; they are asked by the ranges their root DIE or line program gives (up to 16 of them;
-//! more, as in rustc's line-tables-only builds, go to the whole-file context).
-//! The whole-file context, built on first need, also answers where a view would be wrong:
-//! - the unit's abbreviations use a form that refers by `.debug_info` offset
-//!   (`DW_FORM_ref_addr`, dwz's `DW_FORM_GNU_ref_alt`, or `DW_FORM_indirect`, which may be
-//!   either), which a one-unit view cannot resolve;
-//! - a set names an offset where no unit starts, or `.debug_aranges` cannot be read to its end
-//!   (addr2line's whole-file context then fails too, so the units the readable sets place are
-//!   all that answers; before, nothing did).
+//! ([`super::inflate::Progressive`]). Compilation units the table leaves out (rustc leaves out
+//! its code-less units, and the units of line-tables-only builds) are found by a scan of every
+//! unit header, made (and the whole section inflated) only when an address is in no set; each
+//! is asked when the ranges its root DIE or line program gives hold the address, read from
+//! copies so the mapping is not faulted in unit by unit.
 //!
-//! Pure code over sections already in memory; the one exception is the unit-header scan,
-//! which copies a few bytes per unit through [`super::Backing::reader`] (the loader backs a
-//! mapped file with `pread`, so the scan does not fault the mapping in).
+//! A unit whose abbreviations use a form that refers by `.debug_info` offset
+//! (`DW_FORM_ref_addr`: rustc's cross-codegen-unit inlining, fat LTO; or `DW_FORM_indirect`,
+//! which may be one) cannot be read in a one-unit view. It gets a sparse view instead
+//! ([`sparse_info`]): a section of the full length holding it and the units its DIEs refer to
+//! at their own offsets, the gaps filled with units gimli steps over. Every offset then means
+//! what it means in the file. A name that needs a unit the view left out (a reference from a
+//! referred-to unit) makes the lookup fail, and the whole-file context answers instead.
+//!
+//! The whole-file context, built on first need, also answers where a view cannot be built
+//! (unreadable headers, a sparse view of more than [`MAX_SPARSE_UNITS`] units), and where a set
+//! names an offset where no unit starts or `.debug_aranges` cannot be read to its end
+//! (addr2line's whole-file context then fails too, so the units the readable sets place are all
+//! that answers; before, nothing did).
+//!
+//! Pure code over sections already in memory; the exceptions are the unit-header scan and the
+//! root DIEs and line programs of units the table leaves out, which are copied out through
+//! [`super::Backing::reader`] (the loader backs a mapped file with `pread`, so they do not
+//! fault the mapping in).
 
 use std::cell::{OnceCell, RefCell};
 
@@ -31,16 +40,12 @@ use super::{DwarfBytes, InfoBytes, Reader, SectionBytes};
 
 type Context = addr2line::Context<Reader>;
 
-/// More compilation units than this without a `.debug_aranges` set (a toolchain that writes
-/// none) are searched through the whole-file context, which indexes them all at once.
-const MAX_UNCOVERED: usize = 16;
-
 /// One compilation unit: where it starts in `.debug_info` and, each read when first needed,
 /// its length and its context (`None` inside when it cannot be used on its own).
 struct Unit {
     offset: usize,
     len: OnceCell<Option<usize>>,
-    ctx: OnceCell<Option<Context>>,
+    ctx: OnceCell<Option<UnitContext>>,
     /// For a unit without a `.debug_aranges` set: the address ranges its root DIE or line
     /// program gives (`None` when unreadable, and the unit is always asked).
     ranges: OnceCell<Option<Vec<(u64, u64)>>>,
@@ -55,6 +60,16 @@ impl Unit {
             ranges: OnceCell::new(),
         }
     }
+}
+
+/// The context of one unit and the view it was built over.
+struct UnitContext {
+    ctx: Context,
+    /// The `.debug_info` offset the view starts at (its unit offsets are relative to it).
+    base: usize,
+    /// Built over a [`sparse_info`] view: a lookup that fails may have needed a unit the view
+    /// left out, and the whole-file context is asked instead.
+    sparse: bool,
 }
 
 /// An address range of a unit from `.debug_aranges`; `min_begin` is the smallest `begin` of
@@ -78,12 +93,13 @@ pub(super) struct LazyDwarf {
     ranges: Vec<Range>,
     /// Whether `.debug_aranges` could be read to its end.
     aranges_ok: bool,
-    max_uncovered: usize,
     /// Compilation units without a `.debug_aranges` set, asked (each on its own) about an
-    /// address no set covers. Found by the header scan on first need; `None` when there are
-    /// too many for that, or the table or the headers could not be read, and the whole-file
-    /// context is asked instead.
+    /// address no set covers. Found by the header scan on first need; `None` when the table
+    /// or the headers could not be read, and the whole-file context is asked instead.
     uncovered: OnceCell<Option<Vec<Unit>>>,
+    /// Every unit's place in `.debug_info`, from one scan of the headers (`None` when they
+    /// cannot all be read).
+    spans: OnceCell<Option<Vec<UnitSpan>>>,
     full: OnceCell<Option<Context>>,
 }
 
@@ -91,15 +107,6 @@ impl LazyDwarf {
     /// Index the sections. An error when `.debug_info`'s first unit header cannot be read, as
     /// addr2line would fail on it too.
     pub(super) fn new(bytes: DwarfBytes) -> Result<LazyDwarf, gimli::Error> {
-        Self::with_uncovered_limit(bytes, MAX_UNCOVERED)
-    }
-
-    /// [`LazyDwarf::new`], asking at most `max_uncovered` units without a `.debug_aranges` set
-    /// one by one before the whole-file context takes over.
-    fn with_uncovered_limit(
-        bytes: DwarfBytes,
-        max_uncovered: usize,
-    ) -> Result<LazyDwarf, gimli::Error> {
         let mut sections = bytes;
         let (info, endian) = (sections.info.take(), sections.endian);
         if let Some(info) = info.as_ref().filter(|i| i.len() > 0) {
@@ -167,52 +174,92 @@ impl LazyDwarf {
             listed: named.into_iter().map(|o| Unit::new(o, None)).collect(),
             ranges,
             aranges_ok,
-            max_uncovered,
             uncovered: OnceCell::new(),
+            spans: OnceCell::new(),
             full: OnceCell::new(),
         })
     }
 
-    /// The sections as gimli wants them; with `unit` (offset, length), a view in which
-    /// `.debug_info` holds that unit alone and `.debug_aranges` (whose offsets would point
-    /// outside it) and `.debug_types` are empty. An error when `.debug_info` does not hold
-    /// those bytes (or could not be inflated as far).
-    fn dwarf(&self, unit: Option<(usize, usize)>) -> Result<gimli::Dwarf<Reader>, gimli::Error> {
-        let info = match (&self.info, unit) {
+    /// The sections as gimli wants them, with `.debug_info` as `view` says. In a one-unit view
+    /// `.debug_aranges` (whose offsets would point outside it) is empty; a sparse view keeps
+    /// every offset, so the table stays. `.debug_types` is left out of both. An error when
+    /// `.debug_info` does not hold the unit's bytes (or could not be inflated as far).
+    fn dwarf(&self, view: View) -> Result<gimli::Dwarf<Reader>, gimli::Error> {
+        let (aranges, types) = match view {
+            View::Whole => (true, true),
+            View::Unit(..) => (false, false),
+            View::Sparse(_) => (true, false),
+        };
+        let info = match (&self.info, view) {
             (None, _) => SectionBytes::empty(),
-            (Some(i), Some((offset, len))) => i.sub(offset, len).ok_or_else(|| eof(offset))?,
-            (Some(i), None) => i.whole().ok_or_else(|| eof(0))?,
+            (Some(i), View::Unit(offset, len)) => i.sub(offset, len).ok_or_else(|| eof(offset))?,
+            (Some(i), View::Whole) => i.whole().ok_or_else(|| eof(0))?,
+            (Some(_), View::Sparse(bytes)) => bytes,
         };
         gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> {
-            let bytes = match (id, unit) {
-                (SectionId::DebugInfo, _) => info.clone(),
-                (SectionId::DebugAranges | SectionId::DebugTypes, Some(_)) => SectionBytes::empty(),
+            let bytes = match id {
+                SectionId::DebugInfo => info.clone(),
+                SectionId::DebugAranges if !aranges => SectionBytes::empty(),
+                SectionId::DebugTypes if !types => SectionBytes::empty(),
                 _ => section(&mut self.sections.borrow_mut(), id.name()),
             };
             Ok(gimli::EndianReader::new(bytes, self.endian))
         })
     }
 
-    /// The contexts to ask about `probe`, in order: the units `.debug_aranges` places it in,
-    /// then the units the table does not cover (or the whole-file context when they are too
-    /// many). The whole-file context also stands in, once, for a unit that cannot be used on
-    /// its own. Each is built only when the iterator reaches it.
-    pub(super) fn contexts(&self, probe: u64) -> impl Iterator<Item = &Context> {
-        self.contexts_with_base(probe).map(|(_, c)| c)
+    /// The first answer `ask` gives about `probe` from the contexts that may know it, in
+    /// order: the units `.debug_aranges` places it in, then the units the table does not cover
+    /// (or the whole-file context when they are too many). The whole-file context also stands
+    /// in, once, for a unit that cannot be used on its own, and for a sparse view that failed.
+    /// Each context is built only when reached.
+    pub(super) fn answer<T>(
+        &self,
+        probe: u64,
+        mut ask: impl FnMut(&Context) -> Result<Option<T>, gimli::Error>,
+    ) -> Option<T> {
+        let mut full_asked = false;
+        let mut sparse_failed = false;
+        for c in self.candidates(probe) {
+            let (ctx, sparse) = match c {
+                Some(u) => (&u.ctx, u.sparse),
+                None if full_asked => continue,
+                None => {
+                    full_asked = true;
+                    match self.full() {
+                        Some(f) => (f, false),
+                        None => continue,
+                    }
+                }
+            };
+            match ask(ctx) {
+                Ok(Some(t)) => return Some(t),
+                Ok(None) => {}
+                Err(_) => sparse_failed |= sparse,
+            }
+        }
+        if sparse_failed && !full_asked {
+            return ask(self.full()?).ok().flatten();
+        }
+        None
     }
 
     /// The unit `probe` lies in and a key unique to it within this object (its offset in
     /// `.debug_info`), as the first context that knows the address answers.
     pub(super) fn unit_at(&self, probe: u64) -> Option<(usize, gimli::UnitRef<'_, Reader>)> {
-        self.contexts_with_base(probe).find_map(|(base, c)| {
-            let unit = c.find_dwarf_and_unit(probe).skip_all_loads()?;
+        self.candidates(probe).find_map(|c| {
+            let (base, ctx) = match c {
+                Some(u) => (u.base, &u.ctx),
+                None => (0, self.full()?),
+            };
+            let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads()?;
             let offset = unit.header.offset().to_debug_info_offset(&unit.header)?;
             Some((base + offset.0, unit))
         })
     }
 
-    /// [`LazyDwarf::contexts`], each with the `.debug_info` offset its view starts at.
-    fn contexts_with_base(&self, probe: u64) -> impl Iterator<Item = (usize, &Context)> {
+    /// The unit contexts that may know `probe`, in the order [`LazyDwarf::answer`] asks them;
+    /// `None` where the whole-file context is to be asked.
+    fn candidates(&self, probe: u64) -> impl Iterator<Item = Option<&UnitContext>> {
         let start = self.ranges.partition_point(|r| r.end <= probe);
         let listed = self.ranges[start..]
             .iter()
@@ -232,29 +279,30 @@ impl LazyDwarf {
             };
             rest
         });
-        let mut full_given = false;
-        listed.chain(rest).filter_map(move |u| {
-            match u.and_then(|u| Some((u.offset, self.unit_context(u)?))) {
-                Some(c) => Some(c),
-                None if !full_given => {
-                    full_given = true;
-                    self.full().map(|c| (0, c))
-                }
-                None => None,
-            }
-        })
+        listed
+            .chain(rest)
+            .map(move |u| u.and_then(|u| self.unit_context(u)))
     }
 
-    /// The compilation units without a `.debug_aranges` set, when few enough to ask one by one
-    /// (see [`LazyDwarf::uncovered`]). The first call reads every unit header.
+    /// Every unit header, scanned once (the whole section inflated for it).
+    fn spans(&self) -> Option<&[UnitSpan]> {
+        self.spans
+            .get_or_init(|| {
+                let info = self.info.as_ref()?.whole()?;
+                scan_unit_headers(Some(&info), self.endian).ok()
+            })
+            .as_deref()
+    }
+
+    /// The compilation units without a `.debug_aranges` set (see [`LazyDwarf::uncovered`]).
+    /// The first call reads every unit header.
     fn uncovered(&self) -> Option<&[Unit]> {
         self.uncovered
             .get_or_init(|| {
                 if !self.aranges_ok {
                     return None;
                 }
-                let info = self.info.as_ref()?.whole()?;
-                let spans = scan_unit_headers(Some(&info), self.endian).ok()?;
+                let spans = self.spans()?;
                 let starts_unit = |o: &usize| spans.binary_search_by_key(o, |s| s.offset).is_ok();
                 if !self.listed.iter().all(|u| starts_unit(&u.offset)) {
                     return None; // a set names no unit: the table cannot be trusted
@@ -269,7 +317,7 @@ impl LazyDwarf {
                     })
                     .map(|s| Unit::new(s.offset, Some(s.len)))
                     .collect();
-                (units.len() <= self.max_uncovered).then_some(units)
+                Some(units)
             })
             .as_deref()
     }
@@ -290,28 +338,8 @@ impl LazyDwarf {
     /// addr2line finds a unit's ranges when `.debug_aranges` does not list it.
     fn may_contain(&self, unit: &Unit, probe: u64) -> bool {
         let ranges = unit.ranges.get_or_init(|| {
-            let dwarf = self.dwarf(Some((unit.offset, self.unit_len(unit)?))).ok()?;
-            let header = dwarf.units().next().ok()??;
-            let u = dwarf.unit(header).ok()?;
-            let mut out = Vec::new();
-            let mut it = dwarf.unit_ranges(&u).ok()?;
-            while let Ok(Some(r)) = it.next() {
-                if r.begin < r.end {
-                    out.push((r.begin, r.end));
-                }
-            }
-            if out.is_empty() {
-                if let Some(program) = u.line_program.clone() {
-                    let (_, sequences) = program.sequences().ok()?;
-                    out.extend(
-                        sequences
-                            .iter()
-                            .filter(|s| s.start < s.end)
-                            .map(|s| (s.start, s.end)),
-                    );
-                }
-            }
-            Some(out)
+            self.ranges_from_copies(unit)
+                .or_else(|| self.ranges_in_place(unit))
         });
         match ranges {
             Some(rs) => rs.iter().any(|&(b, e)| b <= probe && probe < e),
@@ -319,24 +347,334 @@ impl LazyDwarf {
         }
     }
 
+    /// A unit's ranges as [`LazyDwarf::may_contain`] wants them, read through the mappings.
+    fn ranges_in_place(&self, unit: &Unit) -> Option<Vec<(u64, u64)>> {
+        let dwarf = self
+            .dwarf(View::Unit(unit.offset, self.unit_len(unit)?))
+            .ok()?;
+        let header = dwarf.units().next().ok()??;
+        let u = dwarf.unit(header).ok()?;
+        let mut out = Vec::new();
+        let mut it = dwarf.unit_ranges(&u).ok()?;
+        while let Ok(Some(r)) = it.next() {
+            if r.begin < r.end {
+                out.push((r.begin, r.end));
+            }
+        }
+        if out.is_empty() {
+            if let Some(program) = u.line_program.clone() {
+                out = sequences(program)?;
+            }
+        }
+        Some(out)
+    }
+
+    /// [`LazyDwarf::ranges_in_place`] from copies of the unit's first bytes and of its line
+    /// program, taken with `pread`: rustc leaves hundreds of code-less units out of
+    /// `.debug_aranges`, and reading each root DIE and line-program header through the mapping
+    /// makes the kernel map 64 KiB around each (11 of 61 MiB on ripgrep's release build).
+    /// `None` where this reading does not apply (a root DIE longer than the copy, DWARF 5
+    /// index forms) or fails: the mappings are read then.
+    fn ranges_from_copies(&self, unit: &Unit) -> Option<Vec<(u64, u64)>> {
+        use gimli::{AttributeValue as V, Endianity};
+        let endian = self.endian;
+        let Some(InfoBytes::Whole(info)) = &self.info else {
+            return None; // an inflated section is in memory already
+        };
+        let len = *unit.len.get()?.as_ref()?;
+        let mut head = vec![0u8; len.min(ROOT_COPY)];
+        if info.reader()(unit.offset, &mut head) != head.len() || head.len() < HEADER_MAX {
+            return None;
+        }
+        // The copy is a unit of its own length.
+        let n = head.len();
+        if endian.read_u32(&head[..4]) == 0xffff_ffff {
+            endian.write_u64(&mut head[4..12], (n - 12) as u64);
+        } else {
+            endian.write_u32(&mut head[..4], u32::try_from(n - 4).ok()?);
+        }
+        let copy = |b: Vec<u8>| gimli::EndianReader::new(super::SectionBytes::from_vec(b), endian);
+        let header = gimli::DebugInfo::from(copy(head)).units().next().ok()??;
+        let sections = &mut self.sections.borrow_mut();
+        let abbrev = gimli::DebugAbbrev::from(gimli::EndianReader::new(
+            section(sections, ".debug_abbrev"),
+            endian,
+        ));
+        let abbrevs = header.abbreviations(&abbrev).ok()?;
+        let mut cursor = header.entries(&abbrevs);
+        let root = cursor.next_dfs().ok()??;
+        let (mut low, mut high, mut size, mut list, mut line) = (None, None, None, None, None);
+        for attr in root.attrs() {
+            match (attr.name(), attr.value()) {
+                (gimli::DW_AT_low_pc, V::Addr(a)) => low = Some(a),
+                (gimli::DW_AT_high_pc, V::Addr(a)) => high = Some(a),
+                (gimli::DW_AT_high_pc, v) => size = Some(v.udata_value()?),
+                // DWARF 5 lists need the unit's DW_AT_rnglists_base: read in place.
+                (gimli::DW_AT_ranges, V::RangeListsRef(r)) if header.version() < 5 => {
+                    list = Some(gimli::RangeListsOffset(r.0));
+                }
+                (gimli::DW_AT_ranges, _) => return None,
+                (gimli::DW_AT_low_pc, _) => return None,
+                (gimli::DW_AT_stmt_list, V::DebugLineRef(o)) => line = Some(o.0),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(offset) = list {
+            let ranges = gimli::RangeLists::new(
+                gimli::DebugRanges::from(gimli::EndianReader::new(
+                    section(sections, ".debug_ranges"),
+                    endian,
+                )),
+                gimli::DebugRngLists::from(gimli::EndianReader::new(
+                    section(sections, ".debug_rnglists"),
+                    endian,
+                )),
+            );
+            let no_addr = gimli::DebugAddr::from(gimli::EndianReader::new(
+                super::SectionBytes::empty(),
+                endian,
+            ));
+            let mut it = ranges
+                .ranges(
+                    offset,
+                    header.encoding(),
+                    low.unwrap_or(0),
+                    &no_addr,
+                    gimli::DebugAddrBase(0),
+                )
+                .ok()?;
+            while let Ok(Some(r)) = it.next() {
+                if r.begin < r.end {
+                    out.push((r.begin, r.end));
+                }
+            }
+        } else if let Some(begin) = low {
+            if let Some(end) = size.and_then(|s| begin.checked_add(s)).or(high) {
+                if begin < end {
+                    out.push((begin, end));
+                }
+            }
+        }
+        if out.is_empty() {
+            if let Some(offset) = line {
+                let lines = section(sections, ".debug_line");
+                let program = copy_unit(&lines, offset, endian)?;
+                let program = gimli::DebugLine::from(copy(program))
+                    .program(gimli::DebugLineOffset(0), header.address_size(), None, None)
+                    .ok()?;
+                out = sequences(program)?;
+            }
+        }
+        Some(out)
+    }
+
     fn full(&self) -> Option<&Context> {
         self.full
-            .get_or_init(|| Context::from_dwarf(self.dwarf(None).ok()?).ok())
+            .get_or_init(|| Context::from_dwarf(self.dwarf(View::Whole).ok()?).ok())
             .as_ref()
     }
 
-    fn unit_context<'a>(&'a self, unit: &'a Unit) -> Option<&'a Context> {
+    /// The unit's own context: over a one-unit view when its DIEs refer only within it, else
+    /// over a sparse view holding it and the units it refers to. `None` (the whole-file
+    /// context answers) when neither can be built.
+    fn unit_context<'a>(&'a self, unit: &'a Unit) -> Option<&'a UnitContext> {
         unit.ctx
             .get_or_init(|| {
-                let dwarf = self.dwarf(Some((unit.offset, self.unit_len(unit)?))).ok()?;
+                let len = self.unit_len(unit)?;
+                let dwarf = self.dwarf(View::Unit(unit.offset, len)).ok()?;
                 let header = dwarf.units().next().ok()??;
-                if !self_contained(&dwarf, &header) {
-                    return None;
+                if self_contained(&dwarf, &header) {
+                    return Some(UnitContext {
+                        ctx: Context::from_dwarf(dwarf).ok()?,
+                        base: unit.offset,
+                        sparse: false,
+                    });
                 }
-                Context::from_dwarf(dwarf).ok()
+                let targets = referenced_offsets(&dwarf, &header)?;
+                let needed = units_holding(self.spans()?, unit.offset, &targets)?;
+                let info = self.info.as_ref()?;
+                let abbrev_len = section(&mut self.sections.borrow_mut(), ".debug_abbrev").len();
+                let view = sparse_info(info, &needed, abbrev_len, self.endian)?;
+                Some(UnitContext {
+                    ctx: Context::from_dwarf(self.dwarf(View::Sparse(view)).ok()?).ok()?,
+                    base: 0,
+                    sparse: true,
+                })
             })
             .as_ref()
     }
+}
+
+/// What `.debug_info` holds in a [`gimli::Dwarf`] built by [`LazyDwarf::dwarf`].
+enum View {
+    /// The whole section.
+    Whole,
+    /// One unit (offset, length), at offset 0 of the view.
+    Unit(usize, usize),
+    /// A [`sparse_info`] section: some units at their own offsets.
+    Sparse(SectionBytes),
+}
+
+/// More units than this in one sparse view: the whole-file context is cheaper to build once.
+const MAX_SPARSE_UNITS: usize = 64;
+
+/// The `.debug_info` offsets the unit's DIEs refer to by section offset (`DW_FORM_ref_addr`,
+/// and `DW_FORM_indirect` where it turns out to be one), from one walk of its raw entries.
+/// `None` when the entries cannot be read to the end.
+fn referenced_offsets(
+    dwarf: &gimli::Dwarf<Reader>,
+    header: &gimli::UnitHeader<Reader>,
+) -> Option<Vec<usize>> {
+    let abbrevs = dwarf.abbreviations(header).ok()?;
+    let mut entries = header.entries_raw(&abbrevs, None).ok()?;
+    let mut out = Vec::new();
+    // Bounded by the unit's length: every entry consumes at least one byte.
+    while !entries.is_empty() {
+        let Some(abbrev) = entries.read_abbreviation().ok()? else {
+            continue;
+        };
+        let specs = abbrev.attributes();
+        let refers = |s: &gimli::AttributeSpecification| {
+            matches!(s.form(), gimli::DW_FORM_ref_addr | gimli::DW_FORM_indirect)
+        };
+        if !specs.iter().any(refers) {
+            entries.skip_attributes(specs).ok()?;
+            continue;
+        }
+        for spec in specs {
+            if !refers(spec) {
+                entries.skip_attributes(std::slice::from_ref(spec)).ok()?;
+            } else if let gimli::AttributeValue::DebugInfoRef(o) =
+                entries.read_attribute(*spec).ok()?.value()
+            {
+                out.push(o.0);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The spans of the unit at `offset` and of every unit holding one of `targets`, by offset;
+/// `None` when a target lies in no unit or they are more than [`MAX_SPARSE_UNITS`].
+fn units_holding(
+    spans: &[UnitSpan],
+    offset: usize,
+    targets: &[usize],
+) -> Option<Vec<(usize, usize)>> {
+    let holding = |t: usize| {
+        let i = spans.partition_point(|s| s.offset <= t).checked_sub(1)?;
+        let s = &spans[i];
+        (t < s.offset + s.len).then_some(i)
+    };
+    let mut units = vec![holding(offset)?];
+    let mut last = units[0];
+    for &t in targets {
+        let s = &spans[last];
+        if (s.offset..s.offset + s.len).contains(&t) {
+            continue; // most refer into the unit they referred into before
+        }
+        last = holding(t)?;
+        units.push(last);
+    }
+    units.sort_unstable();
+    units.dedup();
+    (units.len() <= MAX_SPARSE_UNITS).then(|| {
+        units
+            .iter()
+            .map(|&i| (spans[i].offset, spans[i].len))
+            .collect()
+    })
+}
+
+/// Bytes that [`sparse_info`] writes into a gap: a DWARF 4 unit header (length, version,
+/// abbreviation offset, address size) and the abbreviation code of its first entry.
+const FILLER_HEADER: usize = 12;
+
+/// A `.debug_info` of the full length in which `units` (offset, length; sorted, disjoint) are
+/// copied to their own offsets, and every gap between them is one unit that gimli can step
+/// over but not parse: its abbreviations start at the end of `.debug_abbrev` (`abbrev_len`)
+/// and its first entry uses a code that table lacks, so addr2line drops it as it drops any
+/// unit it cannot read. Offsets into the kept units,
+/// `DW_FORM_ref_addr` and `.debug_aranges` among them, mean what they mean in the file; one
+/// into a gap finds no unit. An anonymous mapping: gaps cost no memory. `None` when a gap
+/// cannot hold such a header (or is too long for one) or the bytes cannot be had.
+fn sparse_info(
+    info: &InfoBytes,
+    units: &[(usize, usize)],
+    abbrev_len: usize,
+    endian: RunTimeEndian,
+) -> Option<SectionBytes> {
+    use gimli::Endianity;
+    let total = info.len();
+    let mut map = memmap2::MmapMut::map_anon(total.max(1)).ok()?;
+    let filler = |map: &mut [u8], start: usize, end: usize| -> Option<()> {
+        let gap = end.checked_sub(start)?;
+        if gap == 0 {
+            return Some(());
+        }
+        if gap < FILLER_HEADER {
+            return None;
+        }
+        let length = u32::try_from(gap - 4).ok().filter(|&l| l < 0xffff_fff0)?;
+        let h = map.get_mut(start..start + FILLER_HEADER)?;
+        endian.write_u32(&mut h[0..4], length);
+        endian.write_u16(&mut h[4..6], 4);
+        endian.write_u32(&mut h[6..10], u32::try_from(abbrev_len).unwrap_or(u32::MAX));
+        h[10] = 8;
+        // Code 1 in a table that has none: gimli stops at once. (Zeros would be null entries,
+        // which it steps over one byte at a time to the end of the gap.)
+        h[11] = 1;
+        Some(())
+    };
+    let mut at = 0;
+    for &(offset, len) in units {
+        filler(&mut map, at, offset)?;
+        let bytes = info.sub(offset, len)?;
+        map.get_mut(offset..offset + len)?.copy_from_slice(&bytes);
+        at = offset + len;
+    }
+    filler(&mut map, at, total)?;
+    let map = map.make_read_only().ok()?;
+    Some(SectionBytes::inflated(super::inflate::Inflated::Map(map)))
+}
+
+/// How many bytes of a unit [`LazyDwarf::ranges_from_copies`] copies to read its root DIE.
+const ROOT_COPY: usize = 1024;
+
+/// The address ranges of a line program's sequences (empty ones left out).
+fn sequences(program: gimli::IncompleteLineProgram<Reader>) -> Option<Vec<(u64, u64)>> {
+    let (_, sequences) = program.sequences().ok()?;
+    Some(
+        sequences
+            .iter()
+            .filter(|s| s.start < s.end)
+            .map(|s| (s.start, s.end))
+            .collect(),
+    )
+}
+
+/// A copy (through [`SectionBytes::reader`], not the mapping) of the length-prefixed unit at
+/// `offset` in `section`, such as one line program; `None` when it does not fit there.
+fn copy_unit(section: &SectionBytes, offset: usize, endian: RunTimeEndian) -> Option<Vec<u8>> {
+    use gimli::Endianity;
+    let mut read = section.reader();
+    let mut h = [0u8; 12];
+    if read(offset, &mut h) < 4 {
+        return None;
+    }
+    let total = match endian.read_u32(&h[..4]) {
+        0xffff_ffff => usize::try_from(endian.read_u64(&h[4..12]))
+            .ok()?
+            .checked_add(12)?,
+        l if l >= 0xffff_fff0 => return None,
+        l => usize::try_from(l).ok()? + 4,
+    };
+    if offset.checked_add(total)? > section.len() {
+        return None;
+    }
+    let mut out = vec![0u8; total];
+    (read(offset, &mut out) == total).then_some(out)
 }
 
 /// A section of `bytes` (empty when absent), waiting for it if it is still inflating.
@@ -480,48 +818,55 @@ mod tests {
     /// Source frames as compared: function (raw), file, line, column.
     type Frames = Vec<(Option<String>, Option<String>, Option<u32>, Option<u32>)>;
 
-    fn frames(ctx: &Context, probe: u64) -> Frames {
+    fn try_frames(ctx: &Context, probe: u64) -> Result<Option<Frames>, gimli::Error> {
         let mut out = Vec::new();
-        if let Ok(mut it) = ctx.find_frames(probe).skip_all_loads() {
-            while let Ok(Some(f)) = it.next() {
-                out.push((
-                    f.function
-                        .as_ref()
-                        .and_then(|n| n.raw_name().ok().map(|s| s.into_owned())),
-                    f.location.as_ref().and_then(|l| l.file.map(str::to_string)),
-                    f.location.as_ref().and_then(|l| l.line),
-                    f.location.as_ref().and_then(|l| l.column),
-                ));
-            }
+        let mut it = ctx.find_frames(probe).skip_all_loads()?;
+        while let Some(f) = it.next()? {
+            out.push((
+                f.function
+                    .as_ref()
+                    .and_then(|n| n.raw_name().ok().map(|s| s.into_owned())),
+                f.location.as_ref().and_then(|l| l.file.map(str::to_string)),
+                f.location.as_ref().and_then(|l| l.line),
+                f.location.as_ref().and_then(|l| l.column),
+            ));
         }
-        out
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    fn frames(ctx: &Context, probe: u64) -> Frames {
+        try_frames(ctx, probe).ok().flatten().unwrap_or_default()
+    }
+
+    /// What the lazy index answers, as [`ModuleSymbols::lookup`](super::super::ModuleSymbols)
+    /// asks it.
+    fn lazy_frames(lazy: &LazyDwarf, probe: u64) -> Frames {
+        lazy.answer(probe, |c| try_frames(c, probe))
+            .unwrap_or_default()
     }
 
     /// For addresses inside (and just past the start of) a spread of the object's function
     /// symbols, the lazy index gives exactly the frames of addr2line's whole-file context.
-    /// Returns how many addresses had frames, so a test can insist it looked at real DWARF.
-    fn agrees_with_whole_file_context(path: &Path, max_uncovered: usize) -> usize {
+    /// Returns how many addresses had frames, so a test can insist it looked at real DWARF,
+    /// and whether the lazy index had to build its own whole-file context to answer.
+    fn agrees_with_whole_file_context(path: &Path) -> (usize, bool) {
         let obj = loader::load(path).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::with_uncovered_limit(dwarf_sections(&obj.info, &file), max_uncovered)
-            .unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
         let mut funcs: Vec<_> = obj.info.symbols.iter().filter(|s| s.size > 1).collect();
         funcs.sort_by_key(|s| s.addr);
         funcs.dedup_by_key(|s| s.addr);
         let mut with_frames = 0;
         for s in funcs {
             for probe in [s.addr, s.addr + 1, s.addr + s.size / 2, s.addr + s.size - 1] {
-                let got = lazy
-                    .contexts(probe)
-                    .map(|c| frames(c, probe))
-                    .find(|f| !f.is_empty())
-                    .unwrap_or_default();
-                let want = frames(lazy.full().unwrap(), probe);
+                let got = lazy_frames(&lazy, probe);
+                let want = frames(whole.full().unwrap(), probe);
                 assert_eq!(got, want, "{} at {probe:#x} ({})", path.display(), s.name);
                 with_frames += usize::from(!want.is_empty());
             }
         }
-        with_frames
+        (with_frames, lazy.full.get().is_some_and(Option::is_some))
     }
 
     /// libc6-dbg's debug file for this machine's libc (compressed sections, every unit listed
@@ -549,7 +894,7 @@ mod tests {
         let Some(debug) = libc_debug_file() else {
             return;
         };
-        assert!(agrees_with_whole_file_context(&debug, MAX_UNCOVERED) > 5000);
+        assert!(agrees_with_whole_file_context(&debug).0 > 5000);
         // Without .debug_aranges every unit is found by its own ranges.
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("libc-no-aranges.debug");
@@ -559,7 +904,12 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        assert!(agrees_with_whole_file_context(&bare, usize::MAX) > 5000);
+        let (answered, full) = agrees_with_whole_file_context(&bare);
+        assert!(answered > 5000);
+        assert!(
+            !full,
+            "the whole-file context answered for units the table leaves out"
+        );
     }
 
     #[test]
@@ -576,11 +926,8 @@ mod tests {
         let inflated = || AsRef::<[u8]>::as_ref(&*info).len();
         // An address in the first unit `.debug_aranges` gives an address range.
         let probe = lazy.ranges.iter().min_by_key(|r| r.unit).unwrap().begin;
-        let got = lazy
-            .contexts(probe)
-            .map(|c| frames(c, probe))
-            .find(|f| !f.is_empty())
-            .unwrap();
+        let got = lazy_frames(&lazy, probe);
+        assert!(!got.is_empty());
         assert!(
             inflated() < info.len() / 4,
             "{} of {} bytes inflated for one unit",
@@ -616,11 +963,7 @@ mod tests {
         for s in obj.info.symbols.iter().filter(|s| s.size > 1) {
             let probe = s.addr + s.size / 2;
             let want = frames(intact.full().unwrap(), probe);
-            let got = cut
-                .contexts(probe)
-                .map(|c| frames(c, probe))
-                .find(|f| !f.is_empty())
-                .unwrap_or_default();
+            let got = lazy_frames(&cut, probe);
             if got.is_empty() {
                 none += 1;
             } else {
@@ -634,11 +977,16 @@ mod tests {
     #[test]
     fn lazy_units_match_whole_file_context_on_rust_binaries() {
         // This test binary: rustc's units (line tables only), most without a .debug_aranges
-        // set, more than MAX_UNCOVERED, so the whole-file context answers for them.
+        // set, each asked by the ranges its root DIE gives.
         let exe = std::env::current_exe().unwrap();
-        assert!(agrees_with_whole_file_context(&exe, MAX_UNCOVERED) > 5000);
-        // Fat LTO: units that refer into each other (DW_FORM_ref_addr), which only the
-        // whole-file context can resolve.
+        let (answered, full) = agrees_with_whole_file_context(&exe);
+        assert!(answered > 5000);
+        assert!(
+            !full,
+            "the whole-file context answered for units the table leaves out"
+        );
+        // Fat LTO: units that refer into each other (DW_FORM_ref_addr), answered over sparse
+        // views holding each unit and the units it refers to, never the whole-file context.
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("lto.rs");
         std::fs::write(
@@ -662,7 +1010,7 @@ mod tests {
         let obj = loader::load(&exe).unwrap();
         let file: SharedBytes = obj.data.clone();
         let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
-        let dwarf = lazy.dwarf(None).unwrap();
+        let dwarf = lazy.dwarf(View::Whole).unwrap();
         let mut headers = dwarf.units();
         let mut referring = 0;
         while let Some(h) = headers.next().unwrap() {
@@ -672,7 +1020,9 @@ mod tests {
             referring > 0,
             "no unit with DW_FORM_ref_addr: the test lost its point"
         );
-        assert!(agrees_with_whole_file_context(&exe, MAX_UNCOVERED) > 1000);
+        let (answered, full) = agrees_with_whole_file_context(&exe);
+        assert!(answered > 1000);
+        assert!(!full, "a sparse view fell back to the whole-file context");
     }
 
     fn section(bytes: Vec<u8>) -> SectionBytes {
@@ -692,7 +1042,7 @@ mod tests {
             let obj = loader::load(&path).unwrap();
             let file: SharedBytes = obj.data.clone();
             let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
-            let dwarf = lazy.dwarf(None).unwrap();
+            let dwarf = lazy.dwarf(View::Whole).unwrap();
             let mut want = Vec::new();
             let mut headers = dwarf.units();
             while let Some(h) = headers.next().unwrap() {
@@ -711,6 +1061,51 @@ mod tests {
             assert!(want.len() > 100, "{}", path.display());
             assert_eq!(got, want, "{}", path.display());
         }
+    }
+
+    #[test]
+    fn a_sparse_view_holds_the_kept_units_at_their_offsets_and_no_other() {
+        let exe = std::env::current_exe().unwrap();
+        let obj = loader::load(&exe).unwrap();
+        let file: SharedBytes = obj.data.clone();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let spans = lazy.spans().unwrap();
+        assert!(spans.len() > 100);
+        // Every third unit, the first and the last among them, so the view starts and ends
+        // with a kept unit as well as with gaps of one and of many units.
+        let kept: Vec<(usize, usize)> = spans
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0 || *i == spans.len() - 1)
+            .map(|(_, s)| (s.offset, s.len))
+            .collect();
+        let abbrev_len = super::section(&mut lazy.sections.borrow_mut(), ".debug_abbrev").len();
+        let info = lazy.info.as_ref().unwrap();
+        let view = sparse_info(info, &kept, abbrev_len, lazy.endian).unwrap();
+        assert_eq!(view.len(), info.len());
+        let dwarf = lazy.dwarf(View::Sparse(view.clone())).unwrap();
+        let whole = info.whole().unwrap();
+        let (mut parsed, mut headers) = (Vec::new(), 0);
+        let mut units = dwarf.units();
+        while let Some(h) = units.next().unwrap() {
+            headers += 1;
+            let offset = h.debug_info_offset().unwrap().0;
+            if dwarf.unit(h).is_ok() {
+                parsed.push(offset);
+            }
+        }
+        let want: Vec<usize> = kept.iter().map(|k| k.0).collect();
+        assert_eq!(parsed, want, "only the kept units parse");
+        assert!(headers > kept.len() && headers <= 2 * kept.len() + 1);
+        for &(o, l) in &kept {
+            assert_eq!(&view[o..o + l], &whole[o..o + l]);
+        }
+        // A gap shorter than a filler's header cannot be made.
+        let first = (spans[0].offset, spans[0].len);
+        let short_gap = [first, (first.0 + first.1 + FILLER_HEADER - 1, 16)];
+        assert!(sparse_info(info, &short_gap, abbrev_len, lazy.endian).is_none());
+        let gap = [first, (first.0 + first.1 + FILLER_HEADER, 16)];
+        assert!(sparse_info(info, &gap, abbrev_len, lazy.endian).is_some());
     }
 
     #[test]
@@ -772,7 +1167,7 @@ mod tests {
                 endian: RunTimeEndian::Little,
             })
             .unwrap();
-            let dwarf = lazy.dwarf(None).unwrap();
+            let dwarf = lazy.dwarf(View::Whole).unwrap();
             let header = dwarf.units().next().unwrap().unwrap();
             self_contained(&dwarf, &header)
         };

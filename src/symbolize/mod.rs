@@ -64,6 +64,15 @@ impl SectionBytes {
         }
     }
 
+    /// A section over bytes of its own (a copy).
+    fn from_vec(bytes: Vec<u8>) -> SectionBytes {
+        SectionBytes {
+            len: bytes.len(),
+            bytes: Arc::new(bytes),
+            start: 0,
+        }
+    }
+
     fn empty() -> SectionBytes {
         SectionBytes {
             bytes: Arc::new(Vec::new()),
@@ -191,7 +200,7 @@ pub struct ModuleSymbols {
     dwarf: Option<lazy::LazyDwarf>,
     symbols: Vec<Symbol>,
     /// Call-site indexes by unit (its `.debug_info` offset), built on first question.
-    call_sites: std::cell::RefCell<HashMap<usize, std::rc::Rc<CallSites>>>,
+    call_sites: std::cell::RefCell<HashMap<usize, std::sync::Arc<CallSites>>>,
 }
 
 impl std::fmt::Debug for ModuleSymbols {
@@ -340,37 +349,12 @@ impl ModuleSymbols {
     /// The frames at `svma`, innermost inlined first and the physical function last. Empty when
     /// nothing is known.
     pub fn lookup(&self, svma: u64) -> Vec<SymFrame> {
-        let mut out = Vec::new();
         // Lazily: a later context (the whole-file one) is built only if the earlier gave nothing.
-        let mut contexts = self.dwarf.iter().flat_map(|d| d.contexts(svma));
-        while out.is_empty() {
-            let Some(ctx) = contexts.next() else {
-                break;
-            };
-            if let Ok(mut it) = ctx.find_frames(svma).skip_all_loads() {
-                // Bounded: garbage DWARF must not produce endless inline chains.
-                while let Ok(Some(f)) = it.next() {
-                    if out.len() >= 256 {
-                        break;
-                    }
-                    let function = f.function.as_ref().and_then(|n| {
-                        let raw = n.raw_name().ok()?;
-                        Some(demangle_with(&raw, n.language))
-                    });
-                    let (file, line, column) = match &f.location {
-                        Some(l) => (l.file.map(str::to_string), l.line, l.column),
-                        None => (None, None, None),
-                    };
-                    out.push(SymFrame {
-                        function,
-                        file,
-                        line,
-                        column,
-                        symbol_offset: None,
-                    });
-                }
-            }
-        }
+        let mut out = self
+            .dwarf
+            .as_ref()
+            .and_then(|d| d.answer(svma, |ctx| dwarf_frames(ctx, svma)))
+            .unwrap_or_default();
         // No DWARF function for the physical frame: take the name from the symbol table.
         if out.last().map_or(true, |f| f.function.is_none()) {
             if let Some(s) = symbol_at(&self.symbols, svma) {
@@ -430,15 +414,53 @@ impl ModuleSymbols {
     fn call_sites(
         &self,
         probe: u64,
-    ) -> Option<(std::rc::Rc<CallSites>, gimli::UnitRef<'_, Reader>)> {
+    ) -> Option<(std::sync::Arc<CallSites>, gimli::UnitRef<'_, Reader>)> {
         let (key, unit) = self.dwarf.as_ref()?.unit_at(probe)?;
         if let Some(s) = self.call_sites.borrow().get(&key) {
             return Some((s.clone(), unit));
         }
-        let sites = std::rc::Rc::new(CallSites::index(&unit));
+        let sites = std::sync::Arc::new(CallSites::index(&unit));
         self.call_sites.borrow_mut().insert(key, sites.clone());
         Some((sites, unit))
     }
+}
+
+/// The frames `ctx` gives at `svma`, innermost inlined first; `None` when it knows none, an
+/// error when it cannot read the DWARF it needs for them.
+fn dwarf_frames(
+    ctx: &addr2line::Context<Reader>,
+    svma: u64,
+) -> Result<Option<Vec<SymFrame>>, gimli::Error> {
+    let mut out = Vec::new();
+    let mut it = ctx.find_frames(svma).skip_all_loads()?;
+    // Bounded: garbage DWARF must not produce endless inline chains.
+    loop {
+        let f = match it.next() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if out.is_empty() => return Err(e),
+            Err(_) => break, // what was read before stands
+        };
+        if out.len() >= 256 {
+            break;
+        }
+        let function = f.function.as_ref().and_then(|n| {
+            let raw = n.raw_name().ok()?;
+            Some(demangle_with(&raw, n.language))
+        });
+        let (file, line, column) = match &f.location {
+            Some(l) => (l.file.map(str::to_string), l.line, l.column),
+            None => (None, None, None),
+        };
+        out.push(SymFrame {
+            function,
+            file,
+            line,
+            column,
+            symbol_offset: None,
+        });
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 /// The call sites of one unit, from one walk of its DIEs. Targets are kept as the offsets of
