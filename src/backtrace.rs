@@ -364,12 +364,13 @@ fn prepare(
     } else {
         loader::find_debug_file(&object, search, warnings)
     };
-    let section = |o: &LoadedObject, name: &str| {
+    let section = |o: &LoadedObject, name: &'static str| {
         let s = o.info.section(name)?;
-        let data = o.info.section_data(&o.data, name)?;
+        let file: crate::symbolize::SharedBytes = o.data.clone();
+        let data = crate::symbolize::section_bytes(&o.info, &file, name)?;
         Some(Section {
             svma: s.addr,
-            data: Arc::from(data.as_ref()),
+            data: Arc::new(data),
         })
     };
     let cfi = CfiSections {

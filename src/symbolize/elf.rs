@@ -10,10 +10,11 @@ use std::borrow::Cow;
 use crate::elf_core::bytes::Reader;
 use crate::elf_core::Endian;
 
-const SHT_SYMTAB: u32 = 2;
+pub const SHT_SYMTAB: u32 = 2;
+pub const SHT_STRTAB: u32 = 3;
 const SHT_NOTE: u32 = 7;
 const SHT_NOBITS: u32 = 8;
-const SHT_DYNSYM: u32 = 11;
+pub const SHT_DYNSYM: u32 = 11;
 const SHF_COMPRESSED: u64 = 0x800;
 const ELFCOMPRESS_ZLIB: u32 = 1;
 const PT_LOAD: u32 = 1;

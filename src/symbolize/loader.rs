@@ -123,15 +123,44 @@ pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
             ino: m.ino(),
         }
     };
-    let data = Arc::new(Data::Mapped(map, from));
-    let info = elf::parse(&data).ok_or_else(|| LoadError::NotElf {
+    let info = elf::parse(&map).ok_or_else(|| LoadError::NotElf {
         path: path.to_owned(),
     })?;
+    release_symbol_tables(&map, &info);
+    let data = Arc::new(Data::Mapped(map, from));
     Ok(LoadedObject {
         path: path.to_owned(),
         data,
         info,
     })
+}
+
+/// Give back the pages of the symbol and string tables: `elf::parse` copied what it needs out
+/// of them (2.6 of ripgrep's debug build's 50 MiB peak RSS is its `.strtab` alone). Only
+/// pages wholly inside those sections are dropped; nothing breaks if a page is read again.
+fn release_symbol_tables(map: &memmap2::Mmap, info: &elf::ElfInfo) {
+    let page = 4096usize;
+    for s in &info.sections {
+        if !matches!(
+            s.sh_type,
+            elf::SHT_SYMTAB | elf::SHT_DYNSYM | elf::SHT_STRTAB
+        ) {
+            continue;
+        }
+        let (Ok(start), Ok(size)) = (usize::try_from(s.offset), usize::try_from(s.size)) else {
+            continue;
+        };
+        let first = start.div_ceil(page) * page;
+        let end = start.saturating_add(size).min(map.len()) / page * page;
+        if end > first {
+            // SAFETY: the mapping is private and read-only, so it holds no changes of ours to
+            // lose: MADV_DONTNEED only drops the pages, and a later read faults them in again
+            // from the file (the same file the mapping already trusts, see `load`).
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+            };
+        }
+    }
 }
 
 /// Wrap bytes already in memory (the vDSO image from a core).

@@ -111,6 +111,28 @@ impl std::ops::Deref for SectionBytes {
     }
 }
 
+impl AsRef<[u8]> for SectionBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+/// The section `name` of the file `info` describes: read in place from `file`, or inflated
+/// into a buffer of its own when compressed. `None` when absent or not inflatable.
+pub fn section_bytes(
+    info: &ElfInfo,
+    file: &SharedBytes,
+    name: &'static str,
+) -> Option<SectionBytes> {
+    let (mut found, pending) = load_sections(info, file, &[name]);
+    for (n, h) in pending {
+        if let Ok(Some(i)) = h.join() {
+            found.insert(n, SectionBytes::inflated(i));
+        }
+    }
+    found.remove(name)
+}
+
 impl std::fmt::Debug for SectionBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SectionBytes({} bytes)", self.len)

@@ -87,11 +87,24 @@ pub enum StopReason {
     UnsupportedArch,
 }
 
+/// A section's bytes, shared: a range of a mapped file (read in place, so only the pages the
+/// lookups touch are resident) or a buffer of its own.
+pub type SectionData = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// One unwind section and the SVMA it is loaded at.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Section {
     pub svma: u64,
-    pub data: Arc<[u8]>,
+    pub data: SectionData,
+}
+
+impl std::fmt::Debug for Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Section")
+            .field("svma", &self.svma)
+            .field("len", &(*self.data).as_ref().len())
+            .finish()
+    }
 }
 
 /// A module's call frame information, owned.
@@ -240,12 +253,13 @@ pub(crate) fn cfi_step(
     let mut ctx = UnwindContext::new();
     if let Some(eh) = &cfi.eh_frame {
         bases = bases.set_eh_frame(eh.svma);
-        let section = EhFrame::from(EndianSlice::new(&eh.data, endian));
+        let section = EhFrame::from(EndianSlice::new((*eh.data).as_ref(), endian));
         // The binary search table of .eh_frame_hdr when there is one; a linear scan otherwise.
         let mut fde = None;
         if let Some(hdr) = &cfi.eh_frame_hdr {
             let b = bases.clone().set_eh_frame_hdr(hdr.svma);
-            let parsed = EhFrameHdr::from(EndianSlice::new(&hdr.data, endian)).parse(&b, 8);
+            let parsed =
+                EhFrameHdr::from(EndianSlice::new((*hdr.data).as_ref(), endian)).parse(&b, 8);
             if let Some(table) = parsed.as_ref().ok().and_then(|p| p.table()) {
                 fde = Some(table.fde_for_address(&section, &b, svma, EhFrame::cie_from_offset));
                 bases = b;
@@ -268,7 +282,7 @@ pub(crate) fn cfi_step(
         }
     }
     if let Some(df) = &cfi.debug_frame {
-        let mut section = DebugFrame::from(EndianSlice::new(&df.data, endian));
+        let mut section = DebugFrame::from(EndianSlice::new((*df.data).as_ref(), endian));
         section.set_address_size(8);
         if let Ok(fde) = section.fde_for_address(&bases, svma, DebugFrame::cie_from_offset) {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {

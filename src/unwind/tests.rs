@@ -200,7 +200,7 @@ fn cfi_walk_uses_eh_frame_and_applies_the_bias() {
     let cfi = CfiSections {
         eh_frame: Some(Section {
             svma: 0x500,
-            data: Arc::from(synthetic_eh_frame()),
+            data: Arc::new(synthetic_eh_frame()),
         }),
         ..CfiSections::default()
     };
@@ -232,11 +232,11 @@ fn cfi_walk_uses_eh_frame_and_applies_the_bias() {
     let junk = CfiSections {
         eh_frame: Some(Section {
             svma: 0x500,
-            data: Arc::from(vec![0xffu8; 64]),
+            data: Arc::new(vec![0xffu8; 64]),
         }),
         eh_frame_hdr: Some(Section {
             svma: 0x400,
-            data: Arc::from(vec![1u8, 0x1b, 0x03, 0x3b, 0xff, 0xff, 0xff, 0xff]),
+            data: Arc::new(vec![1u8, 0x1b, 0x03, 0x3b, 0xff, 0xff, 0xff, 0xff]),
         }),
         ..CfiSections::default()
     };
@@ -284,7 +284,7 @@ fn a_stack_pointer_that_does_not_grow_is_a_loop() {
     let cfi = CfiSections {
         eh_frame: Some(Section {
             svma: 0x500,
-            data: Arc::from(out.0.into_vec()),
+            data: Arc::new(out.0.into_vec()),
         }),
         ..CfiSections::default()
     };
