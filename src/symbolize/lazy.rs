@@ -394,12 +394,36 @@ impl LazyDwarf {
             endian.write_u32(&mut head[..4], u32::try_from(n - 4).ok()?);
         }
         let copy = |b: Vec<u8>| gimli::EndianReader::new(super::SectionBytes::from_vec(b), endian);
-        let header = gimli::DebugInfo::from(copy(head)).units().next().ok()??;
+        let header = gimli::DebugInfo::from(copy(head.clone()))
+            .units()
+            .next()
+            .ok()??;
         let sections = &mut self.sections.borrow_mut();
-        let abbrev = gimli::DebugAbbrev::from(gimli::EndianReader::new(
-            section(sections, ".debug_abbrev"),
-            endian,
-        ));
+        let table = section(sections, ".debug_abbrev");
+        // Only the root DIE is read, so only its abbreviation is parsed: copied out of the
+        // unit's table (rustc's run to hundreds of entries; the root's is the first) into a
+        // table of its own, the copy's header pointing at it.
+        let code = gimli::EndianSlice::new(head.get(header.size_of_header()..)?, endian)
+            .read_uleb128()
+            .ok()?;
+        let (header, abbrev) = match root_abbreviation(&table, header.debug_abbrev_offset().0, code)
+        {
+            Some(decl) => {
+                let at = match (header.format(), header.version() >= 5) {
+                    (gimli::Format::Dwarf32, false) => 6..10,
+                    (gimli::Format::Dwarf32, true) => 8..12,
+                    (gimli::Format::Dwarf64, false) => 14..22,
+                    (gimli::Format::Dwarf64, true) => 16..24,
+                };
+                head.get_mut(at)?.fill(0);
+                let header = gimli::DebugInfo::from(copy(head)).units().next().ok()??;
+                (header, gimli::DebugAbbrev::from(copy(decl)))
+            }
+            None => (
+                header,
+                gimli::DebugAbbrev::from(gimli::EndianReader::new(table, endian)),
+            ),
+        };
         let abbrevs = header.abbreviations(&abbrev).ok()?;
         let mut cursor = header.entries(&abbrevs);
         let root = cursor.next_dfs().ok()??;
@@ -641,6 +665,43 @@ fn sparse_info(
 
 /// How many bytes of a unit [`LazyDwarf::ranges_from_copies`] copies to read its root DIE.
 const ROOT_COPY: usize = 1024;
+
+/// How many declarations [`root_abbreviation`] reads before it gives up.
+const ROOT_ABBREV_SEARCH: usize = 8;
+
+/// The declaration of abbreviation `code` in the table at `offset` of `.debug_abbrev`, copied
+/// as a table of its own (the declaration, then the table's terminating 0); `None` when it is
+/// not among the first [`ROOT_ABBREV_SEARCH`] or the table cannot be read.
+fn root_abbreviation(abbrev: &[u8], offset: usize, code: u64) -> Option<Vec<u8>> {
+    use gimli::Reader as _;
+    let table = abbrev.get(offset..)?;
+    let mut r = gimli::EndianSlice::new(table, gimli::LittleEndian);
+    for _ in 0..ROOT_ABBREV_SEARCH {
+        let start = table.len() - r.len();
+        let this = r.read_uleb128().ok()?;
+        if this == 0 {
+            return None; // end of the table
+        }
+        r.read_uleb128().ok()?; // tag
+        r.read_u8().ok()?; // children
+        loop {
+            let name = r.read_uleb128().ok()?;
+            let form = r.read_uleb128().ok()?;
+            if form == u64::from(gimli::DW_FORM_implicit_const.0) {
+                r.read_sleb128().ok()?;
+            }
+            if name == 0 && form == 0 {
+                break;
+            }
+        }
+        if this == code {
+            let mut decl = table[start..table.len() - r.len()].to_vec();
+            decl.push(0);
+            return Some(decl);
+        }
+    }
+    None
+}
 
 /// The address ranges of a line program's sequences (empty ones left out).
 fn sequences(program: gimli::IncompleteLineProgram<Reader>) -> Option<Vec<(u64, u64)>> {
@@ -1106,6 +1167,32 @@ mod tests {
         assert!(sparse_info(info, &short_gap, abbrev_len, lazy.endian).is_none());
         let gap = [first, (first.0 + first.1 + FILLER_HEADER, 16)];
         assert!(sparse_info(info, &gap, abbrev_len, lazy.endian).is_some());
+    }
+
+    #[test]
+    fn the_root_abbreviation_is_copied_out_as_a_table_of_its_own() {
+        // Code 1: DW_TAG_compile_unit, children, DW_AT_name strp, DW_AT_language implicit_const
+        // 28; code 2: DW_TAG_subprogram, no children, DW_AT_low_pc addr; end of table.
+        let one = vec![1, 0x11, 1, 0x03, 0x0e, 0x13, 0x21, 28, 0, 0];
+        let two = vec![2, 0x2e, 0, 0x11, 0x01, 0, 0];
+        let mut table = vec![0xaa, 0xbb]; // another unit's table ends before this one
+        table.extend(&one);
+        table.extend(&two);
+        table.push(0);
+        let with_end = |mut d: Vec<u8>| {
+            d.push(0);
+            d
+        };
+        assert_eq!(root_abbreviation(&table, 2, 1), Some(with_end(one.clone())));
+        assert_eq!(root_abbreviation(&table, 2, 2), Some(with_end(two.clone())));
+        let parsed = gimli::DebugAbbrev::new(&with_end(one)[..], gimli::LittleEndian)
+            .abbreviations(gimli::DebugAbbrevOffset(0))
+            .unwrap();
+        assert_eq!(parsed.get(1).unwrap().attributes().len(), 2);
+        // Not in the table, a cut table, an offset past the end.
+        assert_eq!(root_abbreviation(&table, 2, 3), None);
+        assert_eq!(root_abbreviation(&table[..8], 2, 2), None);
+        assert_eq!(root_abbreviation(&table, table.len() + 1, 1), None);
     }
 
     #[test]
