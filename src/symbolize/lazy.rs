@@ -209,8 +209,9 @@ impl LazyDwarf {
 
     /// The first answer `ask` gives about `probe` from the contexts that may know it, in
     /// order: the units `.debug_aranges` places it in, then the units the table does not cover
-    /// (or the whole-file context when they are too many). The whole-file context also stands
-    /// in, once, for a unit that cannot be used on its own, and for a sparse view that failed.
+    /// (or the whole-file context when they cannot be found). The whole-file context also
+    /// stands in, once, for a unit that cannot be used on its own, and for a sparse view that
+    /// failed.
     /// Each context is built only when reached.
     pub(super) fn answer<T>(
         &self,
@@ -388,10 +389,9 @@ impl LazyDwarf {
         }
         // The copy is a unit of its own length.
         let n = head.len();
-        if endian.read_u32(&head[..4]) == 0xffff_ffff {
-            endian.write_u64(&mut head[4..12], (n - 12) as u64);
-        } else {
-            endian.write_u32(&mut head[..4], u32::try_from(n - 4).ok()?);
+        match initial_length(&head, unit.offset, endian).ok()? {
+            (_, 12) => endian.write_u64(&mut head[4..12], (n - 12) as u64),
+            _ => endian.write_u32(&mut head[..4], u32::try_from(n - 4).ok()?),
         }
         let copy = |b: Vec<u8>| gimli::EndianReader::new(super::SectionBytes::from_vec(b), endian);
         let header = gimli::DebugInfo::from(copy(head.clone()))
@@ -718,24 +718,41 @@ fn sequences(program: gimli::IncompleteLineProgram<Reader>) -> Option<Vec<(u64, 
 /// A copy (through [`SectionBytes::reader`], not the mapping) of the length-prefixed unit at
 /// `offset` in `section`, such as one line program; `None` when it does not fit there.
 fn copy_unit(section: &SectionBytes, offset: usize, endian: RunTimeEndian) -> Option<Vec<u8>> {
-    use gimli::Endianity;
     let mut read = section.reader();
     let mut h = [0u8; 12];
-    if read(offset, &mut h) < 4 {
-        return None;
-    }
-    let total = match endian.read_u32(&h[..4]) {
-        0xffff_ffff => usize::try_from(endian.read_u64(&h[4..12]))
-            .ok()?
-            .checked_add(12)?,
-        l if l >= 0xffff_fff0 => return None,
-        l => usize::try_from(l).ok()? + 4,
-    };
+    let got = read(offset, &mut h);
+    let (length, field) = initial_length(&h[..got], offset, endian).ok()?;
+    let total = usize::try_from(length).ok()?.checked_add(field)?;
     if offset.checked_add(total)? > section.len() {
         return None;
     }
     let mut out = vec![0u8; total];
     (read(offset, &mut out) == total).then_some(out)
+}
+
+/// The initial length field at the start of `h` (a unit, line program or other table found
+/// at `offset`): the length that follows the field, and the field's size (4, or 12 for 64-bit
+/// DWARF). Errors where gimli's readers would fail.
+fn initial_length(
+    h: &[u8],
+    offset: usize,
+    endian: RunTimeEndian,
+) -> Result<(u64, usize), gimli::Error> {
+    use gimli::Endianity;
+    let length = h
+        .get(..4)
+        .map(|b| endian.read_u32(b))
+        .ok_or_else(|| eof(offset))?;
+    match length {
+        0xffff_ffff => Ok((
+            h.get(4..12)
+                .map(|b| endian.read_u64(b))
+                .ok_or_else(|| eof(offset))?,
+            12,
+        )),
+        l if l >= 0xffff_fff0 => Err(gimli::Error::UnknownReservedLength(l)),
+        l => Ok((u64::from(l), 4)),
+    }
 }
 
 /// A section of `bytes` (empty when absent), waiting for it if it is still inflating.
@@ -776,15 +793,7 @@ fn unit_span(
     let eof = || eof(offset);
     // unit_length (4, or 12 for 64-bit DWARF), version, and for DWARF 5 the unit type.
     let h = head;
-    let length = h.get(..4).map(|b| endian.read_u32(b)).ok_or_else(eof)?;
-    let (length, field) = match length {
-        0xffff_ffff => (
-            h.get(4..12).map(|b| endian.read_u64(b)).ok_or_else(eof)?,
-            12,
-        ),
-        l if l >= 0xffff_fff0 => return Err(gimli::Error::UnknownReservedLength(l)),
-        l => (u64::from(l), 4),
-    };
+    let (length, field) = initial_length(h, offset, endian)?;
     let version = h
         .get(field..field + 2)
         .map(|b| endian.read_u16(b))
@@ -1049,25 +1058,7 @@ mod tests {
         // Fat LTO: units that refer into each other (DW_FORM_ref_addr), answered over sparse
         // views holding each unit and the units it refers to, never the whole-file context.
         let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("lto.rs");
-        std::fs::write(
-            &src,
-            "#[inline(never)]\n\
-             fn work(n: u64) -> std::collections::BTreeMap<u64, String> {\n\
-                 (0..n).map(|i| (i, format!(\"{i}\"))).collect()\n\
-             }\n\
-             fn main() {\n\
-                 println!(\"{}\", work(std::env::args().count() as u64).len());\n\
-             }\n",
-        )
-        .unwrap();
-        let exe = dir.path().join("lto");
-        let status = std::process::Command::new("rustc")
-            .args(["-g", "-C", "opt-level=2", "-C", "lto=fat", "-o"])
-            .args([&exe, &src])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let exe = fat_lto_exe(dir.path());
         let obj = loader::load(&exe).unwrap();
         let file: SharedBytes = obj.data.clone();
         let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
@@ -1086,12 +1077,81 @@ mod tests {
         assert!(!full, "a sparse view fell back to the whole-file context");
     }
 
-    fn section(bytes: Vec<u8>) -> SectionBytes {
-        SectionBytes {
-            len: bytes.len(),
-            bytes: std::sync::Arc::new(bytes),
-            start: 0,
+    /// A fat-LTO Rust program built in `dir`: its units refer into each other.
+    fn fat_lto_exe(dir: &Path) -> std::path::PathBuf {
+        let src = dir.join("lto.rs");
+        std::fs::write(
+            &src,
+            "#[inline(never)]\n\
+             fn work(n: u64) -> std::collections::BTreeMap<u64, String> {\n\
+                 (0..n).map(|i| (i, format!(\"{i}\"))).collect()\n\
+             }\n\
+             fn main() {\n\
+                 println!(\"{}\", work(std::env::args().count() as u64).len());\n\
+             }\n",
+        )
+        .unwrap();
+        let exe = dir.join("lto");
+        let status = std::process::Command::new("rustc")
+            .args(["-g", "-C", "opt-level=2", "-C", "lto=fat", "-o"])
+            .args([&exe, &src])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        exe
+    }
+
+    #[test]
+    fn a_sparse_view_lacking_a_referred_unit_hands_the_lookup_to_the_whole_file_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = fat_lto_exe(dir.path());
+        let obj = loader::load(&exe).unwrap();
+        let file: SharedBytes = obj.data.clone();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        // Every referring unit gets a view of itself alone: its references find no unit.
+        let abbrev_len = super::section(&mut lazy.sections.borrow_mut(), ".debug_abbrev").len();
+        let mut cut = 0;
+        for u in &lazy.listed {
+            let len = lazy.unit_len(u).unwrap();
+            let dwarf = lazy.dwarf(View::Unit(u.offset, len)).unwrap();
+            let header = dwarf.units().next().unwrap().unwrap();
+            if self_contained(&dwarf, &header) {
+                continue;
+            }
+            let info = lazy.info.as_ref().unwrap();
+            let view = sparse_info(info, &[(u.offset, len)], abbrev_len, lazy.endian).unwrap();
+            let ctx = Context::from_dwarf(lazy.dwarf(View::Sparse(view)).unwrap()).unwrap();
+            let unit_ctx = UnitContext {
+                ctx,
+                base: 0,
+                sparse: true,
+            };
+            assert!(u.ctx.set(Some(unit_ctx)).is_ok());
+            cut += 1;
         }
+        assert!(
+            cut > 0,
+            "no unit with DW_FORM_ref_addr: the test lost its point"
+        );
+        let mut failed = 0;
+        for s in obj.info.symbols.iter().filter(|s| s.size > 1) {
+            let probe = s.addr + s.size / 2;
+            let alone = lazy
+                .candidates(probe)
+                .flatten()
+                .find(|c| c.sparse)
+                .map(|c| try_frames(&c.ctx, probe));
+            failed += usize::from(matches!(alone, Some(Err(_))));
+            let want = frames(whole.full().unwrap(), probe);
+            assert_eq!(lazy_frames(&lazy, probe), want, "{probe:#x} ({})", s.name);
+        }
+        assert!(failed > 0, "no lookup needed a unit the views left out");
+        assert!(lazy.full.get().is_some_and(Option::is_some));
+    }
+
+    fn section(bytes: Vec<u8>) -> SectionBytes {
+        SectionBytes::from_vec(bytes)
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
 /// of them (2.6 of ripgrep's debug build's 50 MiB peak RSS is its `.strtab` alone). Only
 /// pages wholly inside those sections are dropped; nothing breaks if a page is read again.
 fn release_symbol_tables(map: &memmap2::Mmap, info: &elf::ElfInfo) {
-    let page = 4096usize;
+    let page = crate::sys::page_size();
     for s in &info.sections {
         if !matches!(
             s.sh_type,
@@ -240,5 +240,59 @@ mod tests {
         let mut read = obj.data.reader();
         assert_eq!(read(4, &mut buf), 16);
         assert_eq!(buf, original[4..20]);
+    }
+
+    /// Resident KiB of this process's mapping that holds `addr`, from /proc/self/smaps.
+    fn mapping_rss_kib(addr: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or_default();
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
+                    inside = a <= addr && addr < b;
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(kib) = line.strip_prefix("Rss:") {
+                    return kib.trim().trim_end_matches(" kB").parse().unwrap();
+                }
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn symbol_tables_are_given_back_after_parsing_and_read_the_same_again() {
+        // This test binary: its .symtab and .strtab run to megabytes.
+        let path = std::env::current_exe().unwrap();
+        let original = std::fs::read(&path).unwrap();
+        let obj = load(&path).unwrap();
+        let tables: u64 = obj
+            .info
+            .sections
+            .iter()
+            .filter(|s| matches!(s.sh_type, elf::SHT_SYMTAB | elf::SHT_STRTAB))
+            .map(|s| s.size)
+            .sum();
+        assert!(
+            tables > 512 << 10,
+            "{tables} bytes of tables: the test lost its point"
+        );
+        assert!(obj.info.symbols.len() > 1000);
+        let rss = mapping_rss_kib(obj.data.as_ptr() as usize) * 1024;
+        assert!(
+            rss < tables / 2,
+            "{rss} bytes resident, {tables} in the tables"
+        );
+        // Read again, the pages come back from the file.
+        let strtab = obj.info.section(".strtab").unwrap();
+        let (start, end) = (
+            strtab.offset as usize,
+            (strtab.offset + strtab.size) as usize,
+        );
+        assert!(obj.data[start..end] == original[start..end]);
     }
 }

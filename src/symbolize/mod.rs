@@ -125,11 +125,7 @@ pub fn section_bytes(
     name: &'static str,
 ) -> Option<SectionBytes> {
     let (mut found, pending) = load_sections(info, file, &[name]);
-    for (n, h) in pending {
-        if let Ok(Some(i)) = h.join() {
-            found.insert(n, SectionBytes::inflated(i));
-        }
-    }
+    join_into(&mut found, pending);
     found.remove(name)
 }
 
@@ -286,10 +282,18 @@ struct DwarfBytes {
 impl DwarfBytes {
     /// Wait for the sections still inflating and add them (those that could be inflated).
     fn join(&mut self) {
-        for (name, h) in self.pending.drain(..) {
-            if let Ok(Some(i)) = h.join() {
-                self.sections.insert(name, SectionBytes::inflated(i));
-            }
+        join_into(&mut self.sections, self.pending.drain(..));
+    }
+}
+
+/// Wait for `pending` sections and add those that could be inflated to `sections`.
+fn join_into(
+    sections: &mut HashMap<&'static str, SectionBytes>,
+    pending: impl IntoIterator<Item = Pending>,
+) {
+    for (name, h) in pending {
+        if let Ok(Some(i)) = h.join() {
+            sections.insert(name, SectionBytes::inflated(i));
         }
     }
 }

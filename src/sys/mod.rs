@@ -7,3 +7,13 @@ pub mod ptrace;
 pub mod rlimit;
 pub mod sparse;
 pub mod spawn;
+
+/// The machine's page size (4096 where it cannot be asked).
+pub fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| usize::try_from(p).ok())
+        .filter(|&p| p > 0)
+        .unwrap_or(4096)
+}

@@ -726,10 +726,7 @@ fn write_core(
         .ok()
         .and_then(|b| u64::from_str_radix(String::from_utf8_lossy(&b).trim(), 16).ok())
         .unwrap_or(core_writer::filter::DEFAULT);
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |p| p as u64);
+    let page = super::page_size() as u64;
     let mem_path = PathBuf::from(format!("/proc/{tgid}/mem"));
     let mem = fs::File::open(&mem_path).map_err(|source| CaptureError::ReadProc {
         pid: tgid,
