@@ -3,11 +3,14 @@
 //!
 //! Order of work: modules from the core ([`crate::modules`]); per module, the file on disk and its
 //! debug file ([`crate::symbolize::loader`], the only I/O), checked against the build-id in the
-//! core; unwind every thread ([`crate::unwind`]); symbolize each physical frame into its inlined
-//! frames ([`crate::symbolize`]). DWARF is decoded lazily, only for modules that frames land in.
+//! core; unwind every thread ([`crate::unwind`], CFI only); then the modules that frames land in
+//! are symbolized side by side, one thread per module ([`symbolize_in_parallel`]); last, each
+//! physical frame becomes its inlined frames ([`crate::symbolize`]) in thread order. DWARF is
+//! decoded lazily, only for modules that frames land in.
 //! Nothing here fails: what could not be done becomes a warning or a [`StopReason`].
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,6 +125,8 @@ struct Prepared {
     object: Option<LoadedObject>,
     debug: Option<LoadedObject>,
     symbols: OnceCell<(ModuleSymbols, Vec<String>)>,
+    /// Answers to the lookups of this module's frames, by SVMA, filled by [`Prepared::warm`].
+    answers: HashMap<u64, Vec<SymFrame>>,
 }
 
 impl Prepared {
@@ -143,6 +148,112 @@ impl Prepared {
         });
         Some(s)
     }
+
+    /// The frames at `svma`: the answer [`Prepared::warm`] found, else looked up now.
+    fn lookup(&self, svma: u64) -> Option<Vec<SymFrame>> {
+        match self.answers.get(&svma) {
+            Some(a) => Some(a.clone()),
+            None => Some(self.symbols()?.lookup(svma)),
+        }
+    }
+
+    /// Decode this module's symbols, answer `lookups` (SVMAs) into [`Prepared::answers`] and
+    /// index the call sites of the calls returning to `returns`: the module's share of the
+    /// work, done on a thread of its own while other modules do theirs. Past `deadline` it
+    /// stops; what is left is looked up (or skipped) when the frames are put together.
+    fn warm(&mut self, work: ModuleWork, deadline: Option<Instant>) {
+        let past = || deadline.is_some_and(|d| Instant::now() >= d);
+        if past() {
+            return;
+        }
+        let Some(syms) = self.symbols() else {
+            return;
+        };
+        let mut answers = HashMap::with_capacity(work.lookups.len());
+        for svma in work.lookups {
+            if past() {
+                break;
+            }
+            answers.insert(svma, syms.lookup(svma));
+        }
+        for ret in work.returns {
+            if past() {
+                break;
+            }
+            let _ = syms.call_target(ret);
+        }
+        self.answers = answers;
+    }
+}
+
+/// What one module is asked about: the SVMAs its frames are looked up at and the return
+/// addresses (SVMAs) whose calls may hide a tail-call frame. Sorted, without repeats.
+#[derive(Default, Clone)]
+struct ModuleWork {
+    lookups: Vec<u64>,
+    returns: Vec<u64>,
+}
+
+impl ModuleWork {
+    fn is_empty(&self) -> bool {
+        self.lookups.is_empty() && self.returns.is_empty()
+    }
+}
+
+/// Symbolize every module that frames land in, each on a thread of its own (the one with the
+/// biggest file on this thread): a Rust executable's DWARF and libc's compressed debug file
+/// are decoded side by side instead of one after the other. Each thread owns its module
+/// (`&mut`), so no lock is taken and the lazily built contexts stay single-threaded. A thread
+/// that cannot be started leaves its module to be decoded when the frames are put together.
+fn symbolize_in_parallel<'w>(
+    prepared: &mut [Prepared],
+    walks: impl Iterator<Item = &'w [unwind::RawFrame]>,
+    deadline: Option<Instant>,
+) {
+    let mut work = vec![ModuleWork::default(); prepared.len()];
+    for frames in walks {
+        let mut after_callee = false;
+        for raw in frames {
+            let lookup = raw.address.lookup();
+            if let Some(i) = index_at(prepared, lookup) {
+                work[i].lookups.push(lookup.wrapping_sub(prepared[i].bias));
+            }
+            if let (true, unwind::CodeAddress::ReturnAddress(ret)) = (after_callee, raw.address) {
+                if let Some(i) = index_at(prepared, lookup) {
+                    work[i].returns.push(ret.wrapping_sub(prepared[i].bias));
+                }
+            }
+            after_callee = !raw.signal_trampoline;
+        }
+    }
+    let mut jobs: Vec<(&mut Prepared, ModuleWork)> = prepared
+        .iter_mut()
+        .zip(work)
+        .filter(|(p, w)| p.object.is_some() && !w.is_empty())
+        .map(|(p, mut w)| {
+            for v in [&mut w.lookups, &mut w.returns] {
+                v.sort_unstable();
+                v.dedup();
+            }
+            (p, w)
+        })
+        .collect();
+    let cost = |p: &Prepared| {
+        let size =
+            |o: &Option<LoadedObject>| o.as_ref().map_or(0, |o| o.data.as_ref().as_ref().len());
+        size(&p.object) + size(&p.debug)
+    };
+    jobs.sort_by_key(|(p, _)| std::cmp::Reverse(cost(p)));
+    let mut jobs = jobs.into_iter();
+    let Some((first, first_work)) = jobs.next() else {
+        return;
+    };
+    std::thread::scope(|s| {
+        for (p, w) in jobs {
+            let _ = std::thread::Builder::new().spawn_scoped(s, move || p.warm(w, deadline));
+        }
+        first.warm(first_work, deadline);
+    });
 }
 
 /// Unwind and symbolize every thread of `core`.
@@ -155,72 +266,86 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
     let (mods, w) = modules::modules_from_core(core);
     warnings.extend(w);
     let exe = core.executable();
-    let prepared: Vec<Prepared> = mods
+    let mut prepared: Vec<Prepared> = mods
         .into_iter()
         .filter_map(|m| prepare(core, m, exe.as_deref(), opts, &search, &mut warnings))
         .collect();
 
-    let unwind_modules: Vec<UnwindModule<'_>> = prepared
-        .iter()
-        .map(|p| UnwindModule {
-            start: p.module.start,
-            end: p.module.end,
-            bias: p.bias,
-            cfi: &p.cfi,
-        })
-        .collect();
-    let code = CodeReader {
-        core,
-        modules: &prepared,
-    };
     let crashed_tid = core.crashed_thread().map(|t| t.tid);
+    // Unwinding needs only CFI; every thread is walked before any symbol is decoded, so the
+    // modules' symbolization can then run side by side.
+    let mut timed_out = false;
+    let walks: Vec<(ThreadBacktrace, Vec<unwind::RawFrame>)> = {
+        let unwind_modules: Vec<UnwindModule<'_>> = prepared
+            .iter()
+            .map(|p| UnwindModule {
+                start: p.module.start,
+                end: p.module.end,
+                bias: p.bias,
+                cfi: &p.cfi,
+            })
+            .collect();
+        let code = CodeReader {
+            core,
+            modules: &prepared,
+        };
+        core.threads
+            .iter()
+            .map(|t| {
+                let mut tb = ThreadBacktrace {
+                    tid: t.tid,
+                    crashed: Some(t.tid) == crashed_tid,
+                    frames: Vec::new(),
+                    stop: StopReason::NoRegisters,
+                };
+                if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+                    tb.stop = StopReason::Timeout;
+                    return (tb, Vec::new());
+                }
+                let Some(regs) = &t.registers else {
+                    return (tb, Vec::new());
+                };
+                let u = unwind::unwind_thread(
+                    regs,
+                    &unwind_modules,
+                    &core.memory,
+                    &code,
+                    Limits {
+                        max_frames: opts.max_frames.max(1),
+                        deadline: opts.deadline,
+                    },
+                );
+                tb.stop = u.stop;
+                (tb, u.frames)
+            })
+            .collect()
+    };
+    symbolize_in_parallel(
+        &mut prepared,
+        walks.iter().map(|(_, f)| &f[..]),
+        opts.deadline,
+    );
     // Threads of one program share most return addresses; call-site DWARF is read once each.
     let mut tail_calls: std::collections::HashMap<(u64, u64), Option<Frame>> = Default::default();
     let mut threads = Vec::new();
-    let mut timed_out = false;
-    for t in &core.threads {
-        let mut tb = ThreadBacktrace {
-            tid: t.tid,
-            crashed: Some(t.tid) == crashed_tid,
-            frames: Vec::new(),
-            stop: StopReason::NoRegisters,
-        };
-        if opts.deadline.is_some_and(|d| Instant::now() >= d) {
-            tb.stop = StopReason::Timeout;
-            timed_out = true;
-            threads.push(tb);
-            continue;
-        }
-        if let Some(regs) = &t.registers {
-            let u = unwind::unwind_thread(
-                regs,
-                &unwind_modules,
-                &core.memory,
-                &code,
-                Limits {
-                    max_frames: opts.max_frames.max(1),
-                    deadline: opts.deadline,
-                },
-            );
-            tb.stop = u.stop;
-            timed_out |= u.stop == StopReason::Timeout;
-            let mut callee: Option<u64> = None;
-            for raw in u.frames {
-                // Past the deadline, only modules whose symbols are already decoded are used:
-                // decoding a large debug file is the slowest step.
-                let late = opts.deadline.is_some_and(|d| Instant::now() >= d);
-                timed_out |= late;
-                if let (Some(c), unwind::CodeAddress::ReturnAddress(ret), false) =
-                    (callee, raw.address, late)
-                {
-                    let f = tail_calls
-                        .entry((c, ret))
-                        .or_insert_with(|| tail_call_frame(&prepared, c, ret));
-                    tb.frames.extend(f.clone());
-                }
-                callee = (!raw.signal_trampoline).then(|| raw.address.lookup());
-                symbolize_frame(&prepared, raw, late, &mut tb.frames);
+    for (mut tb, raw_frames) in walks {
+        timed_out |= tb.stop == StopReason::Timeout;
+        let mut callee: Option<u64> = None;
+        for raw in raw_frames {
+            // Past the deadline, only modules whose symbols are already decoded are used:
+            // decoding a large debug file is the slowest step.
+            let late = opts.deadline.is_some_and(|d| Instant::now() >= d);
+            timed_out |= late;
+            if let (Some(c), unwind::CodeAddress::ReturnAddress(ret), false) =
+                (callee, raw.address, late)
+            {
+                let f = tail_calls
+                    .entry((c, ret))
+                    .or_insert_with(|| tail_call_frame(&prepared, c, ret));
+                tb.frames.extend(f.clone());
             }
+            callee = (!raw.signal_trampoline).then(|| raw.address.lookup());
+            symbolize_frame(&prepared, raw, late, &mut tb.frames);
         }
         threads.push(tb);
     }
@@ -332,6 +457,7 @@ fn prepare(
                 object: None,
                 debug: None,
                 symbols: OnceCell::new(),
+                answers: HashMap::new(),
             });
         }
     };
@@ -356,6 +482,7 @@ fn prepare(
                 object: None,
                 debug: None,
                 symbols: OnceCell::new(),
+                answers: HashMap::new(),
             });
         }
     }
@@ -390,13 +517,20 @@ fn prepare(
         object: Some(object),
         debug,
         symbols: OnceCell::new(),
+        answers: HashMap::new(),
     })
 }
 
 fn prepared_at(prepared: &[Prepared], avma: u64) -> Option<&Prepared> {
-    let i = prepared.partition_point(|p| p.module.start <= avma);
-    let p = prepared.get(i.checked_sub(1)?)?;
-    p.module.contains(avma).then_some(p)
+    index_at(prepared, avma).map(|i| &prepared[i])
+}
+
+/// The index of the module containing `avma` (`prepared` is sorted by start).
+fn index_at(prepared: &[Prepared], avma: u64) -> Option<usize> {
+    let i = prepared
+        .partition_point(|p| p.module.start <= avma)
+        .checked_sub(1)?;
+    prepared[i].module.contains(avma).then_some(i)
 }
 
 /// The entry AVMA of the function containing `avma`, from the module's symbol table.
@@ -476,7 +610,7 @@ fn symbolize_frame(
     let p = prepared_at(prepared, lookup);
     let sym: Vec<SymFrame> = p
         .filter(|p| !only_loaded || p.symbols.get().is_some())
-        .and_then(|p| Some(p.symbols()?.lookup(lookup.wrapping_sub(p.bias))))
+        .and_then(|p| p.lookup(lookup.wrapping_sub(p.bias)))
         .unwrap_or_default();
     let module = p.map(|p| p.module.path.clone());
     let base = Frame {
