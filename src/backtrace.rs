@@ -4,7 +4,7 @@
 //! Order of work: modules from the core ([`crate::modules`]); per module, the file on disk and its
 //! debug file ([`crate::symbolize::loader`], the only I/O), checked against the build-id in the
 //! core; unwind every thread ([`crate::unwind`], CFI only); then the modules that frames land in
-//! are symbolized side by side, one thread per module ([`symbolize_in_parallel`]); last, each
+//! are symbolized side by side, one thread per module (`symbolize_in_parallel`); last, each
 //! physical frame becomes its inlined frames ([`crate::symbolize`]) in thread order. DWARF is
 //! decoded lazily, only for modules that frames land in.
 //! Nothing here fails: what could not be done becomes a warning or a [`StopReason`].
