@@ -200,11 +200,10 @@ impl ModuleWork {
     }
 }
 
-/// Symbolize every module that frames land in, each on a thread of its own (the one with the
-/// biggest file on this thread): a Rust executable's DWARF and libc's compressed debug file
-/// are decoded side by side instead of one after the other. Each thread owns its module
-/// (`&mut`), so no lock is taken and the lazily built contexts stay single-threaded. A thread
-/// that cannot be started leaves its module to be decoded when the frames are put together.
+/// Symbolize every module that frames land in, the modules shared out among one thread per CPU:
+/// a Rust executable's DWARF and libc's compressed debug file are decoded side by side instead
+/// of one after the other. Each module is owned (`&mut`) by the one thread that took it, so the
+/// lazily built contexts stay single-threaded and only the list of modules is locked.
 fn symbolize_in_parallel<'w>(
     prepared: &mut [Prepared],
     walks: impl Iterator<Item = &'w [unwind::RawFrame]>,
@@ -244,15 +243,25 @@ fn symbolize_in_parallel<'w>(
         size(&p.object) + size(&p.debug)
     };
     jobs.sort_by_key(|(p, _)| std::cmp::Reverse(cost(p)));
-    let mut jobs = jobs.into_iter();
-    let Some((first, first_work)) = jobs.next() else {
-        return;
+    // As many threads as CPUs (this one included), each taking the next module off the list,
+    // biggest first: a program with twenty libraries on the stack does not get twenty threads
+    // (and twenty malloc arenas).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let helpers = cpus.min(jobs.len()).saturating_sub(1);
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let work = || loop {
+        let next = queue.lock().map(|mut q| q.next());
+        let Ok(Some((p, w))) = next else {
+            return;
+        };
+        p.warm(w, deadline);
     };
     std::thread::scope(|s| {
-        for (p, w) in jobs {
-            let _ = std::thread::Builder::new().spawn_scoped(s, move || p.warm(w, deadline));
+        for _ in 0..helpers {
+            // A thread that cannot be started leaves its share to the others.
+            let _ = std::thread::Builder::new().spawn_scoped(s, work);
         }
-        first.warm(first_work, deadline);
+        work();
     });
 }
 
