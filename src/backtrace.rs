@@ -131,6 +131,12 @@ struct Prepared {
 
 impl Prepared {
     fn symbols(&self) -> Option<&ModuleSymbols> {
+        self.symbols_for(&[])
+    }
+
+    /// The module's symbols, decoded on first use; `probes` (SVMAs about to be looked up) let a
+    /// compressed `.debug_info` start inflating as far as they need ([`ModuleSymbols::new`]).
+    fn symbols_for(&self, probes: &[u64]) -> Option<&ModuleSymbols> {
         let obj = self.object.as_ref()?;
         let (s, _) = self.symbols.get_or_init(|| {
             let file = if obj.info.has_debug_info() {
@@ -144,7 +150,7 @@ impl Prepared {
             if let Some(d) = &self.debug {
                 tabs.push(&d.info);
             }
-            ModuleSymbols::new(dwarf, &tabs)
+            ModuleSymbols::new(dwarf, &tabs, probes)
         });
         Some(s)
     }
@@ -166,7 +172,7 @@ impl Prepared {
         if past() {
             return;
         }
-        let Some(syms) = self.symbols() else {
+        let Some(syms) = self.symbols_for(&work.lookups) else {
             return;
         };
         let mut answers = HashMap::with_capacity(work.lookups.len());

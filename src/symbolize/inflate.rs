@@ -8,7 +8,7 @@
 //! Pure code over bytes already in memory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use super::{elf, Backing, SectionBytes, SharedBytes};
 
@@ -53,6 +53,10 @@ pub(super) fn inflate(stream: &[u8], size: usize, threaded: bool) -> Option<Infl
 /// zlib for units that lie close together).
 const STEP: usize = 64 << 10;
 
+/// At most this much is inflated per call into zlib, so threads waiting for an earlier part are
+/// woken soon after it is there.
+const MAX_STEP: usize = 256 << 10;
+
 /// A compressed section inflated as far as has been asked ([`Progressive::prefix`]). The
 /// inflated bytes never move and never change once written, so [`SectionBytes`] over the
 /// inflated part stay valid while the rest is written.
@@ -67,6 +71,8 @@ pub(super) struct Progressive {
     filled: AtomicUsize,
     /// The inflater; `None` once the stream ended or failed: nothing past `filled` then.
     z: Mutex<Option<flate2::Decompress>>,
+    /// Signalled after each step of inflating, for the threads waiting for bytes.
+    step: (Mutex<()>, Condvar),
 }
 
 impl Progressive {
@@ -87,6 +93,7 @@ impl Progressive {
             size,
             filled: AtomicUsize::new(0),
             z: Mutex::new(Some(flate2::Decompress::new(true))),
+            step: (Mutex::new(()), Condvar::new()),
         })
     }
 
@@ -105,15 +112,41 @@ impl Progressive {
         })
     }
 
-    /// Inflate until at least `end` bytes are there; whether they are.
-    fn ensure(&self, end: usize) -> bool {
-        if end <= self.filled.load(Ordering::Acquire) {
-            return true;
+    /// Inflate until at least `end` bytes are there; whether they are. One thread inflates at a
+    /// time, [`STEP`] to [`MAX_STEP`] bytes per call into zlib; a thread that needs bytes while
+    /// another is inflating waits until they are there (woken after each step) instead of
+    /// taking turns at the inflater, so a reader needing the first units is not held up by a
+    /// thread inflating far ahead ([`super::lazy`]'s prefetch) once they are inflated.
+    pub(super) fn ensure(&self, end: usize) -> bool {
+        loop {
+            if end <= self.filled.load(Ordering::Acquire) {
+                return true;
+            }
+            if end > self.size {
+                return false;
+            }
+            let mut guard = match self.z.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    // Another thread is inflating: wait for its next step. The timeout covers
+                    // one that stops short of `end` and lets go after its last signal.
+                    let g = self.step.0.lock().unwrap_or_else(|e| e.into_inner());
+                    if end > self.filled.load(Ordering::Acquire) {
+                        let _ = self
+                            .step
+                            .1
+                            .wait_timeout(g, std::time::Duration::from_millis(1));
+                    }
+                    continue;
+                }
+            };
+            return self.inflate_locked(&mut guard, end);
         }
-        if end > self.size {
-            return false;
-        }
-        let mut guard = self.z.lock().unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// [`Progressive::ensure`] with the inflater held.
+    fn inflate_locked(&self, guard: &mut Option<flate2::Decompress>, end: usize) -> bool {
         let stream = &(*self.file).as_ref()[self.stream.clone()];
         loop {
             let filled = self.filled.load(Ordering::Relaxed);
@@ -123,7 +156,7 @@ impl Progressive {
             let Some(z) = guard.as_mut() else {
                 return false;
             };
-            let want = (end - filled).max(STEP).min(self.size - filled);
+            let want = (end - filled).clamp(STEP, MAX_STEP).min(self.size - filled);
             // SAFETY: `filled + want <= size`, the mapping's length, and no slice handed out
             // (by `as_ref`, which stops at `filled`) reaches this range; the lock keeps any
             // other writer out.
@@ -138,6 +171,10 @@ impl Progressive {
             );
             let got = usize::try_from(z.total_out() - before).unwrap_or(0);
             self.filled.store(filled + got, Ordering::Release);
+            {
+                let _g = self.step.0.lock().unwrap_or_else(|e| e.into_inner());
+                self.step.1.notify_all();
+            }
             match status {
                 Ok(flate2::Status::Ok | flate2::Status::BufError) if got > 0 => {}
                 // The end of the stream, a damaged one, or one that stopped giving bytes.
@@ -224,5 +261,42 @@ mod tests {
         let p = progressive(stream, 0, 100);
         assert_eq!(&p.prefix(100).unwrap()[..], &plain[..100]);
         assert!(p.prefix(101).is_none());
+    }
+
+    #[test]
+    fn a_reader_gets_its_bytes_while_another_thread_inflates_ahead() {
+        let mut x = 7u64;
+        let plain: Vec<u8> = (0..40 * STEP)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 60) as u8
+            })
+            .collect();
+        let stream = zlib(&plain);
+        for round in 0..20 {
+            let p = progressive(stream.clone(), 0, plain.len());
+            let ahead = {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || p.ensure(p.len()))
+            };
+            // Readers at several depths, each served from what the other thread inflated or
+            // by inflating on after it: the bytes are the same either way.
+            for end in [100, STEP + 1, 7 * STEP, 20 * STEP + round] {
+                assert_eq!(&p.prefix(end).unwrap()[..], &plain[..end]);
+            }
+            assert!(ahead.join().unwrap());
+            assert_eq!(&p.prefix(plain.len()).unwrap()[..], &plain[..]);
+        }
+        // A stream cut short: a reader waiting past the cut is told so, it does not hang.
+        let p = progressive(stream[..stream.len() / 3].to_vec(), 0, plain.len());
+        let ahead = {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || p.ensure(p.len()))
+        };
+        assert!(p.prefix(plain.len() - 1).is_none());
+        assert!(!ahead.join().unwrap());
+        assert_eq!(&p.prefix(STEP).unwrap()[..], &plain[..STEP]);
     }
 }

@@ -105,8 +105,9 @@ pub(super) struct LazyDwarf {
 
 impl LazyDwarf {
     /// Index the sections. An error when `.debug_info`'s first unit header cannot be read, as
-    /// addr2line would fail on it too.
-    pub(super) fn new(bytes: DwarfBytes) -> Result<LazyDwarf, gimli::Error> {
+    /// addr2line would fail on it too. `probes`: SVMAs about to be looked up, if known; a
+    /// compressed `.debug_info` starts inflating as far as they need ([`LazyDwarf::prefetch`]).
+    pub(super) fn new(bytes: DwarfBytes, probes: &[u64]) -> Result<LazyDwarf, gimli::Error> {
         let mut sections = bytes;
         let (info, endian) = (sections.info.take(), sections.endian);
         if let Some(info) = info.as_ref().filter(|i| i.len() > 0) {
@@ -167,7 +168,7 @@ impl LazyDwarf {
             min = min.min(r.begin);
             r.min_begin = min;
         }
-        Ok(LazyDwarf {
+        let lazy = LazyDwarf {
             sections: RefCell::new(sections),
             info,
             endian,
@@ -177,7 +178,63 @@ impl LazyDwarf {
             uncovered: OnceCell::new(),
             spans: OnceCell::new(),
             full: OnceCell::new(),
-        })
+        };
+        drop(lazy.prefetch(probes));
+        lazy.sections.borrow_mut().load_the_rest();
+        Ok(lazy)
+    }
+
+    /// Start inflating a compressed `.debug_info`, on a thread of its own, as far as lookups at
+    /// `probes` will read: to the end of the last unit `.debug_aranges` puts one of them in, or
+    /// to the end of the section when one is in no set (the header scan then reads it all).
+    /// Inflating that stream is the longest single step of a backtrace through libc6-dbg; begun
+    /// here, it runs beside the other sections' inflating and the symbol tables' merge instead
+    /// of after them, and the lookups parse early units while later ones still inflate (a
+    /// reader is woken after each step of at most 256 KiB). Nothing to do for a section read in
+    /// place, or when no thread can be started (the lookups then inflate as they go).
+    fn prefetch(&self, probes: &[u64]) -> Option<std::thread::JoinHandle<()>> {
+        let Some(InfoBytes::Progressive(p)) = &self.info else {
+            return None;
+        };
+        let mut last: Option<usize> = None;
+        let mut whole = false;
+        for &probe in probes {
+            let start = self.ranges.partition_point(|r| r.end <= probe);
+            let mut covered = false;
+            for r in self.ranges[start..]
+                .iter()
+                .take_while(|r| r.min_begin <= probe)
+                .filter(|r| r.begin <= probe)
+            {
+                covered = true;
+                last = last.max(self.listed.get(r.unit).map(|u| u.offset));
+            }
+            whole |= !covered;
+        }
+        if !whole && last.is_none() {
+            return None;
+        }
+        let (p, endian) = (std::sync::Arc::clone(p), self.endian);
+        std::thread::Builder::new()
+            .spawn(move || {
+                let len = p.len();
+                let end = match last.filter(|_| !whole) {
+                    None => len,
+                    Some(offset) => {
+                        // The last unit's length is in its header, inflated first.
+                        let head_end = offset.saturating_add(HEADER_MAX).min(len);
+                        let Some(head) = p.prefix(head_end) else {
+                            return;
+                        };
+                        match unit_span(&head[offset.min(head.len())..], offset, len, endian) {
+                            Ok(span) => offset + span.len,
+                            Err(_) => return,
+                        }
+                    }
+                };
+                p.ensure(end);
+            })
+            .ok()
     }
 
     /// The sections as gimli wants them, with `.debug_info` as `view` says. In a one-unit view
@@ -757,8 +814,11 @@ fn initial_length(
 
 /// A section of `bytes` (empty when absent), waiting for it if it is still inflating.
 fn section(bytes: &mut DwarfBytes, name: &str) -> SectionBytes {
-    if !bytes.sections.contains_key(name) && !bytes.pending.is_empty() {
-        bytes.join();
+    if !bytes.sections.contains_key(name) {
+        bytes.load_the_rest();
+    }
+    if let Some(i) = bytes.pending.iter().position(|(n, _)| *n == name) {
+        bytes.join_one(i);
     }
     bytes
         .sections
@@ -922,8 +982,8 @@ mod tests {
     fn agrees_with_whole_file_context(path: &Path) -> (usize, bool) {
         let obj = loader::load(path).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
-        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
         let mut funcs: Vec<_> = obj.info.symbols.iter().filter(|s| s.size > 1).collect();
         funcs.sort_by_key(|s| s.addr);
         funcs.dedup_by_key(|s| s.addr);
@@ -989,7 +1049,7 @@ mod tests {
         };
         let obj = loader::load(&debug).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
         let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
             panic!("libc6-dbg's .debug_info is compressed: not inflated as asked");
         };
@@ -1009,6 +1069,63 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_inflates_through_the_last_unit_the_probes_are_in_and_no_further() {
+        let Some(debug) = libc_debug_file() else {
+            return;
+        };
+        let obj = loader::load(&debug).unwrap();
+        let file: SharedBytes = obj.data.clone();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
+            panic!("libc6-dbg's .debug_info is compressed");
+        };
+        let inflated = || AsRef::<[u8]>::as_ref(&*info).len();
+        // Two addresses in units about a quarter and a third of the way in, the later first.
+        let at = |frac: usize| {
+            let unit = lazy.listed.len() * frac / 12;
+            let r = lazy.ranges.iter().find(|r| r.unit == unit).unwrap();
+            (r.begin, lazy.listed[unit].offset)
+        };
+        let ((early, _), (late, late_offset)) = (at(3), at(4));
+        // Only the first unit's header (one 64 KiB step) is inflated before anything is asked.
+        assert!(
+            inflated() <= 64 << 10,
+            "{} bytes inflated unasked",
+            inflated()
+        );
+        lazy.prefetch(&[late, early]).unwrap().join().unwrap();
+        let late_end = late_offset
+            + lazy
+                .unit_len(&lazy.listed[lazy.listed.len() * 4 / 12])
+                .unwrap();
+        assert!(
+            (late_end..late_end + (64 << 10)).contains(&inflated()),
+            "inflated {} bytes; the last unit asked about ends at {late_end}",
+            inflated()
+        );
+        // The lookups find their bytes there and answer as the whole-file context does.
+        let before = inflated();
+        let got = [lazy_frames(&lazy, early), lazy_frames(&lazy, late)];
+        assert!(got.iter().all(|f| !f.is_empty()));
+        assert_eq!(
+            inflated(),
+            before,
+            "a lookup inflated past what was fetched ahead"
+        );
+        let full = lazy.full().unwrap();
+        assert_eq!(got, [frames(full, early), frames(full, late)]);
+        // An address no set covers sends the lookups to the header scan, which reads it all.
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
+            unreachable!()
+        };
+        lazy.prefetch(&[u64::MAX - 1]).unwrap().join().unwrap();
+        assert_eq!(AsRef::<[u8]>::as_ref(&*info).len(), info.len());
+        // Nothing asked, nothing fetched.
+        assert!(lazy.prefetch(&[]).is_none());
+    }
+
+    #[test]
     fn a_cut_aranges_table_still_answers_for_the_sets_before_the_cut() {
         // addr2line's whole-file context fails on such a table (no DWARF at all); the lazy
         // index answers, exactly as the intact file does, for every address the readable
@@ -1023,8 +1140,8 @@ mod tests {
         let a = super::section(&mut cut, ".debug_aranges");
         cut.sections
             .insert(".debug_aranges", a.sub(0, a.len() / 2 + 5));
-        let intact = LazyDwarf::new(whole).unwrap();
-        let cut = LazyDwarf::new(cut).unwrap();
+        let intact = LazyDwarf::new(whole, &[]).unwrap();
+        let cut = LazyDwarf::new(cut, &[]).unwrap();
         assert!(
             cut.full().is_none(),
             "addr2line now reads a cut table: update this test"
@@ -1061,7 +1178,7 @@ mod tests {
         let exe = fat_lto_exe(dir.path());
         let obj = loader::load(&exe).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
         let dwarf = lazy.dwarf(View::Whole).unwrap();
         let mut headers = dwarf.units();
         let mut referring = 0;
@@ -1107,8 +1224,8 @@ mod tests {
         let exe = fat_lto_exe(dir.path());
         let obj = loader::load(&exe).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
-        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
         // Every referring unit gets a view of itself alone: its references find no unit.
         let abbrev_len = super::section(&mut lazy.sections.borrow_mut(), ".debug_abbrev").len();
         let mut cut = 0;
@@ -1162,7 +1279,7 @@ mod tests {
         for path in files {
             let obj = loader::load(&path).unwrap();
             let file: SharedBytes = obj.data.clone();
-            let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+            let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
             let dwarf = lazy.dwarf(View::Whole).unwrap();
             let mut want = Vec::new();
             let mut headers = dwarf.units();
@@ -1189,7 +1306,7 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let obj = loader::load(&exe).unwrap();
         let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file)).unwrap();
+        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
         let spans = lazy.spans().unwrap();
         assert!(spans.len() > 100);
         // Every third unit, the first and the last among them, so the view starts and ends
@@ -1307,12 +1424,17 @@ mod tests {
         let check = |forms: &[u16]| -> bool {
             // A minimal DWARF 4 compile unit whose abbreviations start at offset 0.
             let info: Vec<u8> = vec![7, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8];
-            let lazy = LazyDwarf::new(DwarfBytes {
-                sections: HashMap::from([(".debug_abbrev", section(table(forms)))]),
-                pending: Vec::new(),
-                info: Some(InfoBytes::Whole(section(info))),
-                endian: RunTimeEndian::Little,
-            })
+            let lazy = LazyDwarf::new(
+                DwarfBytes {
+                    sections: HashMap::from([(".debug_abbrev", section(table(forms)))]),
+                    pending: Vec::new(),
+                    unloaded: Vec::new(),
+                    file: std::sync::Arc::new(Vec::new()),
+                    info: Some(InfoBytes::Whole(section(info))),
+                    endian: RunTimeEndian::Little,
+                },
+                &[],
+            )
             .unwrap();
             let dwarf = lazy.dwarf(View::Whole).unwrap();
             let header = dwarf.units().next().unwrap().unwrap();

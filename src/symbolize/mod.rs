@@ -152,35 +152,78 @@ type Pending = (
     std::thread::JoinHandle<Option<inflate::Inflated>>,
 );
 
+/// Where a section's bytes lie in the file: read in place, or a zlib stream and the size it
+/// inflates to.
+#[derive(Clone)]
+enum Place {
+    Plain(std::ops::Range<usize>),
+    Zlib {
+        stream: std::ops::Range<usize>,
+        size: usize,
+    },
+}
+
+/// Where the sections `names` lie in `file` (those present), without reading them.
+fn places(
+    info: &ElfInfo,
+    file: &SharedBytes,
+    names: &[&'static str],
+) -> Vec<(&'static str, Place)> {
+    let data: &[u8] = (**file).as_ref();
+    let range = |b: &[u8]| {
+        let start = b.as_ptr() as usize - data.as_ptr() as usize;
+        start..start + b.len()
+    };
+    names
+        .iter()
+        .filter_map(|&name| {
+            let place = match info.section_source(data, name)? {
+                SectionSource::Plain(b) => Place::Plain(range(b)),
+                SectionSource::Zlib { stream, size } => Place::Zlib {
+                    stream: range(stream),
+                    size,
+                },
+            };
+            Some((name, place))
+        })
+        .collect()
+}
+
 /// The sections gimli asks for (`names`), read in place or inflated; the big compressed ones are
-/// left inflating on threads of their own (joined by [`DwarfBytes::join`] when first needed, so
-/// the caller goes on meanwhile). A section that is absent or cannot be inflated is left out.
+/// left inflating on threads of their own (joined when first needed, so the caller goes on
+/// meanwhile). A section that is absent or cannot be inflated is left out.
 fn load_sections(
     info: &ElfInfo,
     file: &SharedBytes,
     names: &[&'static str],
 ) -> (HashMap<&'static str, SectionBytes>, Vec<Pending>) {
+    load_places(file, places(info, file, names))
+}
+
+/// [`load_sections`] for sections already found.
+fn load_places(
+    file: &SharedBytes,
+    places: Vec<(&'static str, Place)>,
+) -> (HashMap<&'static str, SectionBytes>, Vec<Pending>) {
     let data: &[u8] = (**file).as_ref();
     let mut out = HashMap::new();
     let mut pending = Vec::new();
-    for &name in names {
-        let inflated = match info.section_source(data, name) {
-            Some(SectionSource::Plain(b)) => {
-                let start = b.as_ptr() as usize - data.as_ptr() as usize;
+    for (name, place) in places {
+        let inflated = match place {
+            Place::Plain(range) => {
                 out.insert(
                     name,
                     SectionBytes {
                         bytes: Arc::clone(file),
-                        start,
-                        len: b.len(),
+                        start: range.start,
+                        len: range.len(),
                     },
                 );
                 continue;
             }
-            Some(SectionSource::Zlib { stream, size }) if stream.len() >= THREAD_INFLATE_FROM => {
+            Place::Zlib { stream, size } if stream.len() >= THREAD_INFLATE_FROM => {
                 let file = Arc::clone(file);
-                let start = stream.as_ptr() as usize - data.as_ptr() as usize;
-                let range = start..start + stream.len();
+                let range = stream.clone();
                 let spawned = std::thread::Builder::new()
                     .spawn(move || inflate::inflate(&(*file).as_ref()[range], size, true));
                 match spawned {
@@ -188,11 +231,10 @@ fn load_sections(
                         pending.push((name, h));
                         continue;
                     }
-                    Err(_) => inflate::inflate(stream, size, false),
+                    Err(_) => inflate::inflate(&data[stream], size, false),
                 }
             }
-            Some(SectionSource::Zlib { stream, size }) => inflate::inflate(stream, size, false),
-            None => continue,
+            Place::Zlib { stream, size } => inflate::inflate(&data[stream], size, false),
         };
         if let Some(i) = inflated {
             out.insert(name, SectionBytes::inflated(i));
@@ -270,19 +312,35 @@ impl InfoBytes {
     }
 }
 
-/// The DWARF sections symbolization reads, by ELF section name, with `.debug_info` apart and
-/// the big compressed ones possibly still inflating.
+/// The DWARF sections symbolization reads, by ELF section name, with `.debug_info` apart, the
+/// big compressed ones possibly still inflating and the others maybe not read yet.
 struct DwarfBytes {
     sections: HashMap<&'static str, SectionBytes>,
     pending: Vec<Pending>,
+    /// Sections found but not read yet ([`DwarfBytes::load_the_rest`]), in `file`.
+    unloaded: Vec<(&'static str, Place)>,
+    file: SharedBytes,
     info: Option<InfoBytes>,
     endian: RunTimeEndian,
 }
 
 impl DwarfBytes {
-    /// Wait for the sections still inflating and add them (those that could be inflated).
-    fn join(&mut self) {
-        join_into(&mut self.sections, self.pending.drain(..));
+    /// Wait for the `i`th section still inflating and add it (if it could be inflated); the
+    /// others go on inflating.
+    fn load_the_rest(&mut self) {
+        if self.unloaded.is_empty() {
+            return;
+        }
+        let (found, pending) = load_places(&self.file, std::mem::take(&mut self.unloaded));
+        self.sections.extend(found);
+        self.pending.extend(pending);
+    }
+
+    /// Wait for the `i`th section still inflating and add it (if it could be inflated); the
+    /// others go on inflating.
+    fn join_one(&mut self, i: usize) {
+        let p = self.pending.swap_remove(i);
+        join_into(&mut self.sections, [p]);
     }
 }
 
@@ -322,7 +380,13 @@ fn dwarf_sections(info: &ElfInfo, file: &SharedBytes) -> DwarfBytes {
         }
         Ok::<_, gimli::Error>(gimli::EndianSlice::new(&[][..], endian))
     });
-    let (mut sections, pending) = load_sections(info, file, &names);
+    // `.debug_info` (when read in place) and `.debug_aranges` now; the others when
+    // `LazyDwarf::new` has read the table, so that a compressed `.debug_info` starts inflating
+    // before they do (it is the longest inflating, and the one lookups wait for).
+    let (now, later): (Vec<_>, Vec<_>) = places(info, file, &names)
+        .into_iter()
+        .partition(|(n, _)| *n == ".debug_aranges" || *n == ".debug_info");
+    let (mut sections, pending) = load_places(file, now);
     let info = match progressive {
         Some(p) => Some(InfoBytes::Progressive(Arc::new(p))),
         None => sections.remove(".debug_info").map(InfoBytes::Whole),
@@ -330,6 +394,8 @@ fn dwarf_sections(info: &ElfInfo, file: &SharedBytes) -> DwarfBytes {
     DwarfBytes {
         sections,
         pending,
+        unloaded: later,
+        file: Arc::clone(file),
         info,
         endian,
     }
@@ -338,23 +404,25 @@ fn dwarf_sections(info: &ElfInfo, file: &SharedBytes) -> DwarfBytes {
 impl ModuleSymbols {
     /// Build from the file holding DWARF (`dwarf`: its parsed headers and its bytes, shared so
     /// sections are read in place) and the files whose symbol tables to use (typically the
-    /// object and its debug file).
+    /// object and its debug file). `probes`: SVMAs that will be looked up, if known; a
+    /// compressed `.debug_info` starts inflating as far as they need while the rest is built.
     pub fn new(
         dwarf: Option<(&ElfInfo, &SharedBytes)>,
         symtabs: &[&ElfInfo],
+        probes: &[u64],
     ) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let ctx = dwarf
             .filter(|(i, _)| i.has_debug_info())
-            .and_then(
-                |(info, file)| match lazy::LazyDwarf::new(dwarf_sections(info, file)) {
+            .and_then(|(info, file)| {
+                match lazy::LazyDwarf::new(dwarf_sections(info, file), probes) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         warnings.push(format!("unusable DWARF: {e}"));
                         None
                     }
-                },
-            );
+                }
+            });
         let mut symbols: Vec<Symbol> = symtabs.iter().flat_map(|i| i.symbols.clone()).collect();
         symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
         symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
@@ -758,7 +826,7 @@ mod tests {
                 name: "_Z3bazv".into(),
             }],
         };
-        let (s, _) = ModuleSymbols::new(None, &[&info]);
+        let (s, _) = ModuleSymbols::new(None, &[&info], &[]);
         let f = s.lookup(0x1008);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].function.as_deref(), Some("baz"));
