@@ -4,7 +4,8 @@
 //! Order of work: modules from the core ([`crate::modules`]); per module, the file on disk and its
 //! debug file ([`crate::symbolize::loader`], the only I/O), checked against the build-id in the
 //! core; unwind every thread ([`crate::unwind`], CFI only); then the modules that frames land in
-//! are symbolized side by side, one thread per module (`symbolize_in_parallel`); last, each
+//! are symbolized side by side, shared out among one thread per CPU (`symbolize_in_parallel`),
+//! a compressed `.debug_info` inflating ahead on a thread of its own; last, each
 //! physical frame becomes its inlined frames ([`crate::symbolize`]) in thread order. DWARF is
 //! decoded lazily, only for modules that frames land in.
 //! Nothing here fails: what could not be done becomes a warning or a [`StopReason`].
@@ -341,7 +342,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         opts.deadline,
     );
     // Threads of one program share most return addresses; call-site DWARF is read once each.
-    let mut tail_calls: std::collections::HashMap<(u64, u64), Option<Frame>> = Default::default();
+    let mut tail_calls: HashMap<(u64, u64), Option<Frame>> = HashMap::new();
     let mut threads = Vec::new();
     for (mut tb, raw_frames) in walks {
         timed_out |= tb.stop == StopReason::Timeout;

@@ -325,8 +325,7 @@ struct DwarfBytes {
 }
 
 impl DwarfBytes {
-    /// Wait for the `i`th section still inflating and add it (if it could be inflated); the
-    /// others go on inflating.
+    /// Read, or start inflating, the sections found but not read yet.
     fn load_the_rest(&mut self) {
         if self.unloaded.is_empty() {
             return;
