@@ -222,11 +222,12 @@ fn symbolize_in_parallel<'w>(
         for raw in frames {
             let lookup = raw.address.lookup();
             if let Some(i) = index_at(prepared, lookup) {
-                work[i].lookups.push(lookup.wrapping_sub(prepared[i].bias));
-            }
-            if let (true, unwind::CodeAddress::ReturnAddress(ret)) = (after_callee, raw.address) {
-                if let Some(i) = index_at(prepared, lookup) {
-                    work[i].returns.push(ret.wrapping_sub(prepared[i].bias));
+                let bias = prepared[i].bias;
+                work[i].lookups.push(lookup.wrapping_sub(bias));
+                // A return address is looked up at `ret - 1`: same module as the lookup.
+                if let (true, unwind::CodeAddress::ReturnAddress(ret)) = (after_callee, raw.address)
+                {
+                    work[i].returns.push(ret.wrapping_sub(bias));
                 }
             }
             after_callee = !raw.signal_trampoline;

@@ -206,6 +206,20 @@ mod tests {
         z.finish().unwrap()
     }
 
+    /// `len` pseudo-random nibbles: they compress little, so the stream's position tracks the
+    /// output's.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 60) as u8
+            })
+            .collect()
+    }
+
     fn progressive(file: Vec<u8>, skip: usize, size: usize) -> Arc<Progressive> {
         let file: SharedBytes = Arc::new(file);
         let stream = &(*file).as_ref()[skip..];
@@ -214,16 +228,7 @@ mod tests {
 
     #[test]
     fn inflates_only_as_far_as_asked_and_prefixes_stay_valid() {
-        // Pseudo-random bytes compress little, so the stream's position tracks the output's.
-        let mut x = 1u64;
-        let plain: Vec<u8> = (0..3 * STEP + 12_345)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 60) as u8
-            })
-            .collect();
+        let plain = noise(3 * STEP + 12_345, 1);
         let mut file = b"header".to_vec();
         file.extend(zlib(&plain));
         let p = progressive(file, 6, plain.len());
@@ -265,15 +270,7 @@ mod tests {
 
     #[test]
     fn a_reader_gets_its_bytes_while_another_thread_inflates_ahead() {
-        let mut x = 7u64;
-        let plain: Vec<u8> = (0..40 * STEP)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (x >> 60) as u8
-            })
-            .collect();
+        let plain = noise(40 * STEP, 7);
         let stream = zlib(&plain);
         for round in 0..20 {
             let p = progressive(stream.clone(), 0, plain.len());

@@ -199,13 +199,8 @@ impl LazyDwarf {
         let mut last: Option<usize> = None;
         let mut whole = false;
         for &probe in probes {
-            let start = self.ranges.partition_point(|r| r.end <= probe);
             let mut covered = false;
-            for r in self.ranges[start..]
-                .iter()
-                .take_while(|r| r.min_begin <= probe)
-                .filter(|r| r.begin <= probe)
-            {
+            for r in self.ranges_at(probe) {
                 covered = true;
                 last = last.max(self.listed.get(r.unit).map(|u| u.offset));
             }
@@ -318,12 +313,7 @@ impl LazyDwarf {
     /// The unit contexts that may know `probe`, in the order [`LazyDwarf::answer`] asks them;
     /// `None` where the whole-file context is to be asked.
     fn candidates(&self, probe: u64) -> impl Iterator<Item = Option<&UnitContext>> {
-        let start = self.ranges.partition_point(|r| r.end <= probe);
-        let listed = self.ranges[start..]
-            .iter()
-            .take_while(move |r| r.min_begin <= probe)
-            .filter(move |r| r.begin <= probe)
-            .map(|r| self.listed.get(r.unit));
+        let listed = self.ranges_at(probe).map(|r| self.listed.get(r.unit));
         // Reached only when no listed unit answered; `None`: the whole-file context.
         let rest = std::iter::once(()).flat_map(move |()| {
             let rest: Box<dyn Iterator<Item = Option<&Unit>>> = match self.uncovered() {
@@ -340,6 +330,15 @@ impl LazyDwarf {
         listed
             .chain(rest)
             .map(move |u| u.and_then(|u| self.unit_context(u)))
+    }
+
+    /// The `.debug_aranges` entries holding `probe`.
+    fn ranges_at(&self, probe: u64) -> impl Iterator<Item = &Range> {
+        let start = self.ranges.partition_point(|r| r.end <= probe);
+        self.ranges[start..]
+            .iter()
+            .take_while(move |r| r.min_begin <= probe)
+            .filter(move |r| r.begin <= probe)
     }
 
     /// Every unit header, scanned once (the whole section inflated for it).
@@ -968,6 +967,20 @@ mod tests {
         try_frames(ctx, probe).ok().flatten().unwrap_or_default()
     }
 
+    /// The lazy index over `obj`'s DWARF, with no addresses announced.
+    fn lazy_over(obj: &loader::LoadedObject) -> LazyDwarf {
+        let file: SharedBytes = obj.data.clone();
+        LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap()
+    }
+
+    /// The inflated-on-demand `.debug_info` of `lazy` (libc6-dbg's is compressed).
+    fn progressive_info(lazy: &LazyDwarf) -> std::sync::Arc<super::super::inflate::Progressive> {
+        match lazy.info.clone() {
+            Some(InfoBytes::Progressive(info)) => info,
+            _ => panic!("libc6-dbg's .debug_info is compressed: not inflated as asked"),
+        }
+    }
+
     /// What the lazy index answers, as [`ModuleSymbols::lookup`](super::super::ModuleSymbols)
     /// asks it.
     fn lazy_frames(lazy: &LazyDwarf, probe: u64) -> Frames {
@@ -981,9 +994,8 @@ mod tests {
     /// and whether the lazy index had to build its own whole-file context to answer.
     fn agrees_with_whole_file_context(path: &Path) -> (usize, bool) {
         let obj = loader::load(path).unwrap();
-        let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
-        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let lazy = lazy_over(&obj);
+        let whole = lazy_over(&obj);
         let mut funcs: Vec<_> = obj.info.symbols.iter().filter(|s| s.size > 1).collect();
         funcs.sort_by_key(|s| s.addr);
         funcs.dedup_by_key(|s| s.addr);
@@ -1048,11 +1060,8 @@ mod tests {
             return;
         };
         let obj = loader::load(&debug).unwrap();
-        let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
-        let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
-            panic!("libc6-dbg's .debug_info is compressed: not inflated as asked");
-        };
+        let lazy = lazy_over(&obj);
+        let info = progressive_info(&lazy);
         let inflated = || AsRef::<[u8]>::as_ref(&*info).len();
         // An address in the first unit `.debug_aranges` gives an address range.
         let probe = lazy.ranges.iter().min_by_key(|r| r.unit).unwrap().begin;
@@ -1074,11 +1083,8 @@ mod tests {
             return;
         };
         let obj = loader::load(&debug).unwrap();
-        let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
-        let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
-            panic!("libc6-dbg's .debug_info is compressed");
-        };
+        let lazy = lazy_over(&obj);
+        let info = progressive_info(&lazy);
         let inflated = || AsRef::<[u8]>::as_ref(&*info).len();
         // Two addresses in units about a quarter and a third of the way in, the later first.
         let at = |frac: usize| {
@@ -1115,10 +1121,8 @@ mod tests {
         let full = lazy.full().unwrap();
         assert_eq!(got, [frames(full, early), frames(full, late)]);
         // An address no set covers sends the lookups to the header scan, which reads it all.
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
-        let Some(InfoBytes::Progressive(info)) = lazy.info.clone() else {
-            unreachable!()
-        };
+        let lazy = lazy_over(&obj);
+        let info = progressive_info(&lazy);
         lazy.prefetch(&[u64::MAX - 1]).unwrap().join().unwrap();
         assert_eq!(AsRef::<[u8]>::as_ref(&*info).len(), info.len());
         // Nothing asked, nothing fetched.
@@ -1177,8 +1181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exe = fat_lto_exe(dir.path());
         let obj = loader::load(&exe).unwrap();
-        let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let lazy = lazy_over(&obj);
         let dwarf = lazy.dwarf(View::Whole).unwrap();
         let mut headers = dwarf.units();
         let mut referring = 0;
@@ -1223,9 +1226,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exe = fat_lto_exe(dir.path());
         let obj = loader::load(&exe).unwrap();
-        let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
-        let whole = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let lazy = lazy_over(&obj);
+        let whole = lazy_over(&obj);
         // Every referring unit gets a view of itself alone: its references find no unit.
         let abbrev_len = super::section(&mut lazy.sections.borrow_mut(), ".debug_abbrev").len();
         let mut cut = 0;
@@ -1278,8 +1280,7 @@ mod tests {
         files.extend(libc_debug_file());
         for path in files {
             let obj = loader::load(&path).unwrap();
-            let file: SharedBytes = obj.data.clone();
-            let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+            let lazy = lazy_over(&obj);
             let dwarf = lazy.dwarf(View::Whole).unwrap();
             let mut want = Vec::new();
             let mut headers = dwarf.units();
@@ -1305,8 +1306,7 @@ mod tests {
     fn a_sparse_view_holds_the_kept_units_at_their_offsets_and_no_other() {
         let exe = std::env::current_exe().unwrap();
         let obj = loader::load(&exe).unwrap();
-        let file: SharedBytes = obj.data.clone();
-        let lazy = LazyDwarf::new(dwarf_sections(&obj.info, &file), &[]).unwrap();
+        let lazy = lazy_over(&obj);
         let spans = lazy.spans().unwrap();
         assert!(spans.len() > 100);
         // Every third unit, the first and the last among them, so the view starts and ends
