@@ -76,13 +76,35 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-# Layering: clap only in cli.rs, nix/procfs only under sys/, tokio and the AWS SDK only in
-# sink/s3.rs, ureq only in fetch/circleci.rs (tests excepted).
+# Layering. Each top-level module has a rank; a file may name `crate::X` only for X of a lower
+# rank or its own module, so the layers point one way and no import cycle can form between them:
+#   0 error exit_code progress  1 sys  2 core_pattern elf_core  3 modules  4 unwind symbolize
+#   5 backtrace  6 report artifacts  7 source remote  8 config  9 cli app
+# The pure modules (parsers, the unwinder, renderers, the capture choice) touch neither the
+# file system nor processes nor sys. clap stays in cli.rs, nix and procfs in sys/, tokio and the
+# AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs.
+LAYERS := error:0 exit_code:0 progress:0 sys:1 core_pattern:2 elf_core:2 modules:3 unwind:4 \
+	symbolize:4 backtrace:5 report:6 artifacts:6 source:7 remote:7 config:8 cli:9 app:9
+PURE := src/core_pattern.rs src/elf_core src/modules.rs src/unwind src/report \
+	src/source/capture.rs src/source/apport/format.rs src/source/systemd/format.rs
 check-boundaries:
+	@grep -rnE 'crate::[a-z_0-9]+' src --include=*.rs | grep -vE '^src/(main|lib)\.rs:' | \
+		awk -v layers="$(LAYERS)" 'BEGIN { n = split(layers, a, " "); for (i = 1; i <= n; i++) { split(a[i], kv, ":"); rank[kv[1]] = kv[2] } } \
+		{ file = $$0; sub(/:.*/, "", file); line = $$0; sub(/^[^:]*:[^:]*:/, "", line); if (line ~ /^[ \t]*\/\//) next; \
+		  m = file; sub(/^src\//, "", m); sub(/[\/.].*/, "", m); \
+		  if (!(m in rank)) { print file ": module " m " has no rank in LAYERS"; bad = 1; next } \
+		  while (match(line, /crate::[a-z_0-9]+/)) { pre = RSTART > 1 ? substr(line, RSTART - 1, 1) : ""; \
+		    t = substr(line, RSTART + 7, RLENGTH - 7); line = substr(line, RSTART + RLENGTH); \
+		    if (pre ~ /[A-Za-z_0-9]/ || t == m || t == "self" || t == "super") continue; \
+		    if (!(t in rank)) { print file ": crate::" t " has no rank in LAYERS"; bad = 1 } \
+		    else if (rank[t] >= rank[m]) { print file ": " m " (layer " rank[m] ") must not use crate::" t " (layer " rank[t] ")"; bad = 1 } } } \
+		END { exit bad }'
+	@! grep -rnE '^[^"/]*\b(std::(fs|process)\b|crate::sys\b)|use std::\{[^}]*\b(fs|process)\b' $(PURE) --include=*.rs | grep -v '/tests\.rs:' \
+		|| { echo "a pure module above does I/O"; exit 1; }
 	@! grep -rnE '\bclap::' src --include=*.rs | grep -v '^src/cli.rs' || { echo "clap outside src/cli.rs"; exit 1; }
 	@! grep -rnE '\b(nix|procfs)::' src --include=*.rs | grep -v '^src/sys/' || { echo "nix/procfs outside src/sys/"; exit 1; }
-	@! grep -rnE '\b(tokio|aws_[a-z_]+)::' src --include=*.rs | grep -v '^src/sink/s3.rs' || { echo "tokio/aws outside src/sink/s3.rs"; exit 1; }
-	@! grep -rnE '\bureq::' src --include=*.rs | grep -v '^src/fetch/circleci.rs' || { echo "ureq outside src/fetch/circleci.rs"; exit 1; }
+	@! grep -rnE '\b(tokio|aws_[a-z_]+)::' src --include=*.rs | grep -v '^src/remote/s3.rs' || { echo "tokio/aws outside src/remote/s3.rs"; exit 1; }
+	@! grep -rnE '\bureq::' src --include=*.rs | grep -v '^src/remote/fetch/circleci.rs' || { echo "ureq outside src/remote/fetch/circleci.rs"; exit 1; }
 
 clean:
 	$(CARGO) clean

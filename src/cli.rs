@@ -5,7 +5,7 @@ use crate::config::{
     ArtifactConfig, BtConfig, Capture, CollectConfig, Command, FetchConfig, FetchSource,
     PatternConfig, RunConfig, SymbolConfig, UploadConfig, UploadDirConfig,
 };
-use crate::sink::remote::{Connection, S3Target, Sse, UploadOptions, MIN_PART_SIZE};
+use crate::remote::target::{Connection, S3Target, Sse, UploadOptions, MIN_PART_SIZE};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;

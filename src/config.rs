@@ -1,7 +1,7 @@
 //! Plain configuration for each subcommand, produced by `cli` and consumed by `app`. Nothing
 //! below `cli` sees clap.
 
-use crate::sink::remote::{Connection, S3Target, UploadOptions};
+use crate::remote::target::{Connection, S3Target, UploadOptions};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,58 +35,7 @@ pub struct UploadDirConfig {
     pub quiet: bool,
 }
 
-/// Where `fetch` takes artifacts from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchSource {
-    S3(S3Target),
-    /// `circleci://VCS/ORG/REPO/BUILD_NUM`.
-    CircleCi {
-        vcs: String,
-        org: String,
-        repo: String,
-        build: u64,
-    },
-}
-
-impl FetchSource {
-    /// `s3://bucket/prefix` or `circleci://gh/ORG/REPO/BUILD_NUM` (`gh`, `github`, `bb`,
-    /// `bitbucket`).
-    pub fn parse(s: &str) -> Result<FetchSource, String> {
-        if let Some(rest) = s.strip_prefix("circleci://") {
-            let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-            let [vcs, org, repo, build] = parts[..] else {
-                return Err(format!("{s:?} is not circleci://VCS/ORG/REPO/BUILD_NUM"));
-            };
-            let vcs = match vcs {
-                "gh" | "github" => "github",
-                "bb" | "bitbucket" => "bitbucket",
-                _ => return Err(format!("{vcs:?} is not gh, github, bb or bitbucket")),
-            };
-            let name_ok = |n: &str| {
-                !n.is_empty()
-                    && n != "."
-                    && n != ".."
-                    && n.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            };
-            if !name_ok(org) || !name_ok(repo) {
-                return Err(format!("{s:?}: bad organization or repository name"));
-            }
-            let build = build
-                .parse()
-                .map_err(|_| format!("{build:?} is not a build number"))?;
-            return Ok(FetchSource::CircleCi {
-                vcs: vcs.to_string(),
-                org: org.to_string(),
-                repo: repo.to_string(),
-                build,
-            });
-        }
-        S3Target::parse(s).map(FetchSource::S3).map_err(|e| {
-            format!("{e} (expected s3://BUCKET/PREFIX or circleci://VCS/ORG/REPO/BUILD_NUM)")
-        })
-    }
-}
+pub use crate::remote::target::FetchSource;
 
 /// `corecatch fetch SOURCE DEST`.
 #[derive(Debug, Clone)]
@@ -142,20 +91,7 @@ pub struct RunConfig {
     pub capture: Capture,
 }
 
-/// How `run` gets the cores of crashing processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Capture {
-    /// Kernel cores where core_pattern and RLIMIT_CORE let them reach us, else the handler's
-    /// store where it will be filled and is readable, else ptrace.
-    #[default]
-    Auto,
-    /// Only the cores the kernel writes.
-    Kernel,
-    /// The cores a pipe handler (systemd-coredump) stored, read back after the command ends.
-    Handler,
-    /// corecatch traces the command and writes the cores itself.
-    Ptrace,
-}
+pub use crate::source::capture::Capture;
 
 #[derive(Debug, Clone)]
 pub struct CollectConfig {

@@ -15,10 +15,6 @@
 use serde::Serialize;
 use std::path::{Component, Path, PathBuf};
 
-/// `TASK_COMM_LEN - 1`: the kernel keeps at most this many bytes of a task's comm (`%e`).
-pub const COMM_MAX_BYTES: usize = 15;
-/// The descriptor number a pipe handler receives the crashed process's pidfd on (`%F`).
-pub const PIDFD_FD: i32 = 3;
 /// `sizeof(sockaddr_un.sun_path)`; a socket path must be strictly shorter.
 const UNIX_PATH_MAX: usize = 108;
 
@@ -163,39 +159,6 @@ pub enum Token {
     Literal(String),
     /// A `%` specifier.
     Spec(Specifier),
-}
-
-/// Facts about a crashed process, as far as they are known; `None` means unknown.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ProcessFacts {
-    /// `%p`
-    pub pid: Option<i32>,
-    /// `%P`
-    pub global_pid: Option<i32>,
-    /// `%i`
-    pub tid: Option<i32>,
-    /// `%I`
-    pub global_tid: Option<i32>,
-    /// `%u`
-    pub uid: Option<u32>,
-    /// `%g`
-    pub gid: Option<u32>,
-    /// `%s`
-    pub signal: Option<i32>,
-    /// `%t`, seconds since the epoch.
-    pub time: Option<i64>,
-    /// `%h`
-    pub hostname: Option<String>,
-    /// `%e`; longer values are cut to [`COMM_MAX_BYTES`] as the kernel does.
-    pub comm: Option<String>,
-    /// Absolute executable path, for `%E` and `%f`.
-    pub exe: Option<String>,
-    /// `%d`
-    pub dump_mode: Option<u32>,
-    /// `%c`; RLIM_INFINITY is `u64::MAX`.
-    pub core_limit: Option<u64>,
-    /// `%C`
-    pub cpu: Option<u32>,
 }
 
 /// The kernel's file name for a core: relative to the crashing process's cwd, or absolute.
@@ -555,97 +518,7 @@ fn render_source(tokens: &[Token]) -> String {
         .collect()
 }
 
-/// `cn_esc_printf`: no `/`, no bare `.`/`..`, never empty, so a value is one path component.
-fn escape_component(value: &str) -> String {
-    let mut out = value.replace('/', "!");
-    if out == "." || out == ".." {
-        out.replace_range(..1, "!");
-    }
-    if out.is_empty() {
-        out.push('!');
-    }
-    out
-}
-
-/// The kernel's comm is a fixed 16-byte buffer; cut on a char boundary to stay valid UTF-8.
-fn truncate_comm(comm: &str) -> &str {
-    let mut end = comm.len().min(COMM_MAX_BYTES);
-    while !comm.is_char_boundary(end) {
-        end -= 1;
-    }
-    &comm[..end]
-}
-
-/// Expands one specifier. A fact that is `None` leaves the specifier text (e.g. `%p`) in place:
-/// the kernel always knows these values, so any stand-in would be a guess. The one exception is
-/// the kernel's own fallback for an unknown executable, `<comm> (path unknown)`.
-fn expand_spec(spec: Specifier, facts: &ProcessFacts, pipe: bool) -> String {
-    fn num<T: ToString>(v: Option<T>) -> Option<String> {
-        v.map(|v| v.to_string())
-    }
-    let exe = |name_only: bool| match facts.exe.as_deref() {
-        Some(path) => {
-            let path = if name_only {
-                path.rsplit('/').next().unwrap_or(path)
-            } else {
-                path
-            };
-            Some(escape_component(path))
-        }
-        None => facts
-            .comm
-            .as_deref()
-            .map(|c| escape_component(&format!("{} (path unknown)", truncate_comm(c)))),
-    };
-    let value = match spec {
-        Specifier::Pid => num(facts.pid),
-        Specifier::GlobalPid => num(facts.global_pid),
-        Specifier::Tid => num(facts.tid),
-        Specifier::GlobalTid => num(facts.global_tid),
-        Specifier::Uid => num(facts.uid),
-        Specifier::Gid => num(facts.gid),
-        Specifier::DumpMode => num(facts.dump_mode),
-        Specifier::Signal => num(facts.signal),
-        Specifier::Time => num(facts.time),
-        Specifier::CoreLimit => num(facts.core_limit),
-        Specifier::Cpu => num(facts.cpu),
-        Specifier::Hostname => facts.hostname.as_deref().map(escape_component),
-        Specifier::Comm => facts
-            .comm
-            .as_deref()
-            .map(|c| escape_component(truncate_comm(c))),
-        Specifier::ExePath => exe(false),
-        Specifier::ExeName => exe(true),
-        Specifier::Pidfd if pipe => Some(PIDFD_FD.to_string()),
-        Specifier::Pidfd | Specifier::Unknown(_) | Specifier::TrailingPercent => {
-            Some(String::new())
-        }
-    };
-    value.unwrap_or_else(|| spec.source())
-}
-
-fn expand_tokens(tokens: &[Token], facts: &ProcessFacts, pipe: bool) -> String {
-    tokens
-        .iter()
-        .map(|t| match t {
-            Token::Literal(text) => text.clone(),
-            Token::Spec(s) => expand_spec(*s, facts, pipe),
-        })
-        .collect()
-}
-
 impl FileTemplate {
-    /// The path the kernel would write for `facts` (relative to the process's cwd unless
-    /// absolute). Unknown facts stay as their specifier text; see [`ProcessFacts`].
-    pub fn expand(&self, facts: &ProcessFacts) -> String {
-        let mut out = expand_tokens(&self.tokens, facts, false);
-        if self.appends_pid {
-            out.push('.');
-            out.push_str(&expand_spec(Specifier::Pid, facts, false));
-        }
-        out
-    }
-
     /// The name with `<placeholders>` for specifiers, e.g. `core.<pid>`.
     pub fn human_name(&self) -> String {
         let mut out: String = self
@@ -731,13 +604,6 @@ impl FileTemplate {
         let plan = self.search_plan(Path::new("/"));
         (self.absolute && plan.components.len() == 1).then_some(plan.root)
     }
-
-    /// The pid a core file name carries, from `%p` or the `core_uses_pid` suffix.
-    pub fn pid_from_name(&self, file_name: &str) -> Option<i32> {
-        let comps = self.components();
-        let last = comps.last()?;
-        pid_of(&match_component(last, file_name)?)
-    }
 }
 
 fn push_item(comps: &mut [Vec<GlobItem>], item: GlobItem) {
@@ -747,13 +613,6 @@ fn push_item(comps: &mut [Vec<GlobItem>], item: GlobItem) {
             (_, item) => last.push(item),
         }
     }
-}
-
-fn pid_of(captures: &[(Specifier, String)]) -> Option<i32> {
-    captures
-        .iter()
-        .find(|(s, _)| *s == Specifier::Pid)
-        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// Matches one path component; returns the specifier captures. Backtracking with a memo of
@@ -872,21 +731,6 @@ impl SearchPlan {
         }
         Some(captures)
     }
-
-    /// The pid a matching `path` carries, if the template records one.
-    pub fn pid_from(&self, path: &Path) -> Option<i32> {
-        pid_of(&self.captures(path)?)
-    }
-}
-
-impl PipeCommand {
-    /// The argv the kernel would run for `facts` (`%F` becomes [`PIDFD_FD`]).
-    pub fn expand_argv(&self, facts: &ProcessFacts) -> Vec<String> {
-        self.argv
-            .iter()
-            .map(|a| expand_tokens(a, facts, true))
-            .collect()
-    }
 }
 
 impl KnownHandler {
@@ -957,25 +801,6 @@ impl KnownHandler {
 mod tests {
     use super::*;
 
-    fn facts() -> ProcessFacts {
-        ProcessFacts {
-            pid: Some(1234),
-            global_pid: Some(51234),
-            tid: Some(1235),
-            global_tid: Some(51235),
-            uid: Some(1000),
-            gid: Some(1001),
-            signal: Some(6),
-            time: Some(1_700_000_000),
-            hostname: Some("ci-host".into()),
-            comm: Some("dump".into()),
-            exe: Some("/tmp/x/dump".into()),
-            dump_mode: Some(1),
-            core_limit: Some(u64::MAX),
-            cpu: Some(3),
-        }
-    }
-
     fn kind_name(p: &CorePattern) -> &'static str {
         match &p.kind {
             PatternKind::File(t) if t.absolute => "absolute",
@@ -987,20 +812,10 @@ mod tests {
         }
     }
 
-    fn expansion(p: &CorePattern) -> String {
-        match &p.kind {
-            PatternKind::File(t) => t.expand(&facts()),
-            PatternKind::Pipe(c) => c.expand_argv(&facts()).join(" "),
-            PatternKind::Socket(s) => s.path.clone(),
-            PatternKind::Disabled { reason } => reason.clone(),
-        }
-    }
-
     struct Case {
         pattern: &'static str,
         uses_pid: bool,
         kind: &'static str,
-        expands_to: &'static str,
         root: &'static str,
         matches: &'static [&'static str],
         rejects: &'static [&'static str],
@@ -1011,7 +826,6 @@ mod tests {
             pattern: "core\n",
             uses_pid: false,
             kind: "relative",
-            expands_to: "core",
             root: "/work",
             matches: &["core", "sub/dir/core"],
             rejects: &["core.1234", "cores", "xcore"],
@@ -1020,7 +834,6 @@ mod tests {
             pattern: "core\n",
             uses_pid: true,
             kind: "relative",
-            expands_to: "core.1234",
             root: "/work",
             matches: &["core.1234", "a/core.99"],
             rejects: &["core", "core.x", "core.12a"],
@@ -1029,7 +842,6 @@ mod tests {
             pattern: "core.%p.%E",
             uses_pid: true,
             kind: "relative",
-            expands_to: "core.1234.!tmp!x!dump",
             root: "/work",
             matches: &["core.1234.!tmp!x!dump", "t/core.1.x"],
             rejects: &["core.txt", "core.1234", "core.1234.", "core..x"],
@@ -1038,7 +850,6 @@ mod tests {
             pattern: "cores/%e",
             uses_pid: false,
             kind: "relative",
-            expands_to: "cores/dump",
             root: "/work",
             matches: &["cores/x", "a/b/cores/dump"],
             rejects: &["x", "cores", "other/x"],
@@ -1047,8 +858,6 @@ mod tests {
             pattern: "|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u -g%g -- %E\n",
             uses_pid: false,
             kind: "pipe",
-            expands_to: "/usr/share/apport/apport -p1234 -s6 -c18446744073709551615 -d1 \
-                         -P51234 -u1000 -g1001 -- !tmp!x!dump",
             root: "",
             matches: &[],
             rejects: &[],
@@ -1057,8 +866,6 @@ mod tests {
             pattern: "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h",
             uses_pid: true,
             kind: "pipe",
-            expands_to: "/usr/lib/systemd/systemd-coredump 51234 1000 1001 6 1700000000 \
-                         18446744073709551615 ci-host",
             root: "",
             matches: &[],
             rejects: &[],
@@ -1068,9 +875,6 @@ mod tests {
                       -d=/var/mnt/core-dump-handler/cores -h=%h -E=%E",
             uses_pid: false,
             kind: "pipe",
-            expands_to: "/root/.core-dump-handler/cdc -c=18446744073709551615 -e=dump -p=1234 \
-                         -s=6 -t=1700000000 -d=/var/mnt/core-dump-handler/cores -h=ci-host \
-                         -E=!tmp!x!dump",
             root: "",
             matches: &[],
             rejects: &[],
@@ -1079,7 +883,6 @@ mod tests {
             pattern: "/cores/%e.%p.%t",
             uses_pid: true,
             kind: "absolute",
-            expands_to: "/cores/dump.1234.1700000000",
             root: "/cores",
             matches: &["dump.1234.1700000000", "a.b.1.2"],
             rejects: &["dump.1234", "sub/dump.1.2", "dump.x.1"],
@@ -1088,7 +891,6 @@ mod tests {
             pattern: "/var/crash/%u/core.%p",
             uses_pid: false,
             kind: "absolute",
-            expands_to: "/var/crash/1000/core.1234",
             root: "/var/crash",
             matches: &["1000/core.1234", "0/core.1"],
             rejects: &["core.1234", "x/core.1234", "1000/core.1234.gz"],
@@ -1097,7 +899,6 @@ mod tests {
             pattern: "/var/crash/core",
             uses_pid: true,
             kind: "absolute",
-            expands_to: "/var/crash/core.1234",
             root: "/var/crash",
             matches: &["core.1234"],
             rejects: &["core", "a/core.1234"],
@@ -1106,7 +907,6 @@ mod tests {
             pattern: "@/run/coredump.socket",
             uses_pid: false,
             kind: "socket",
-            expands_to: "/run/coredump.socket",
             root: "",
             matches: &[],
             rejects: &[],
@@ -1115,7 +915,6 @@ mod tests {
             pattern: "@@/run/coredump.socket\n",
             uses_pid: false,
             kind: "socket_request",
-            expands_to: "/run/coredump.socket",
             root: "",
             matches: &[],
             rejects: &[],
@@ -1124,7 +923,6 @@ mod tests {
             pattern: "core.%Z.%p",
             uses_pid: false,
             kind: "relative",
-            expands_to: "core..1234",
             root: "/work",
             matches: &["core..1234"],
             rejects: &["core.Z.1234"],
@@ -1133,7 +931,6 @@ mod tests {
             pattern: "core.%%.%p",
             uses_pid: false,
             kind: "relative",
-            expands_to: "core.%.1234",
             root: "/work",
             matches: &["core.%.77"],
             rejects: &["core.%%.77", "core.x.77"],
@@ -1145,7 +942,6 @@ mod tests {
         for case in CASES {
             let p = CorePattern::parse(case.pattern, case.uses_pid);
             assert_eq!(kind_name(&p), case.kind, "{}", case.pattern);
-            assert_eq!(expansion(&p), case.expands_to, "{}", case.pattern);
             assert!(!p.describe().is_empty());
             let Some(t) = p.file() else { continue };
             let plan = t.search_plan(Path::new("/work"));
@@ -1245,70 +1041,20 @@ mod tests {
     }
 
     #[test]
-    fn pipe_splits_before_expansion() {
+    fn pipe_handler_is_the_first_word() {
         let p = CorePattern::parse("|  /h  %e\t%% x%Y  % y %F", false);
         let PatternKind::Pipe(c) = &p.kind else {
             panic!("not a pipe")
         };
-        let f = ProcessFacts {
-            comm: Some("a b".into()),
-            ..facts()
-        };
-        // `% ` is an unknown specifier that swallows the space, as in the kernel.
-        assert_eq!(c.expand_argv(&f), ["/h", "a b", "%", "x", "y", "3"]);
         assert_eq!(c.handler_path, "/h");
     }
 
     #[test]
-    fn kernel_escaping_and_missing_facts() {
-        let t = |s: &str| {
-            CorePattern::parse(s, false)
-                .file()
-                .cloned()
-                .unwrap_or_else(|| panic!("{s} is not a file pattern"))
-        };
-        let f = ProcessFacts {
-            comm: Some("a-very-long-command-name".into()),
-            hostname: Some("..".into()),
-            ..facts()
-        };
-        assert_eq!(t("%e:%h:%f").expand(&f), "a-very-long-com:!.:dump");
-        let f = ProcessFacts {
-            comm: Some("ééééééééé".into()),
-            hostname: Some(String::new()),
-            exe: None,
-            ..facts()
-        };
-        assert_eq!(t("%e").expand(&f), "ééééééé");
-        assert_eq!(t("%h|%E").expand(&f), "!|ééééééé (path unknown)");
-        let none = ProcessFacts::default();
-        assert_eq!(t("/c/%e.%p.%t").expand(&none), "/c/%e.%p.%t");
-        assert_eq!(t("/c/x%F%C").expand(&facts()), "/c/x3");
-        let p = CorePattern::parse("core", true);
-        assert_eq!(p.file().map(|t| t.expand(&none)), Some("core.%p".into()));
-    }
-
-    #[test]
-    fn pids_and_static_dirs() {
+    fn nested_and_static_dirs() {
         let t = |s: &str, pid| CorePattern::parse(s, pid).file().cloned();
-        let seed = t("core.%p.%E", false);
-        assert_eq!(
-            seed.as_ref().and_then(|t| t.pid_from_name("core.77.!x")),
-            Some(77)
-        );
-        assert_eq!(
-            seed.as_ref().and_then(|t| t.pid_from_name("core.txt")),
-            None
-        );
-        let plain = t("core", true);
-        assert_eq!(
-            plain.as_ref().and_then(|t| t.pid_from_name("core.5")),
-            Some(5)
-        );
         let nested = t("/var/crash/%u/core.%p", false);
         let plan = nested.as_ref().map(|t| t.search_plan(Path::new("/")));
-        let pid = plan.and_then(|p| p.pid_from(Path::new("1000/core.42")));
-        assert_eq!(pid, Some(42));
+        assert!(plan.is_some_and(|p| p.matches(Path::new("1000/core.42"))));
         assert_eq!(nested.and_then(|t| t.static_dir()), None);
         let flat = t("/cores//./%e.%p", false).and_then(|t| t.static_dir());
         assert_eq!(flat, Some(PathBuf::from("/cores")));
@@ -1355,13 +1101,11 @@ mod tests {
                 let e = p.explain();
                 assert!(!e.description.is_empty());
                 assert!(serde_json::to_string(&e).is_ok());
-                let _ = expansion(&p);
                 if let Some(t) = p.file() {
                     let plan = t.search_plan(Path::new("/w"));
                     let _ = plan.matches(Path::new(&name));
                     let _ = plan.matches(Path::new("/abs/core"));
                     let _ = plan.matches(Path::new("../core"));
-                    let _ = t.pid_from_name(&name);
                     let _ = t.static_dir();
                 }
             }

@@ -1,21 +1,23 @@
 //! corecatch: wrap a command, catch the core dumps of everything it starts, print a backtrace of
 //! every thread, and store the compressed cores as CI artifacts.
 //!
-//! # Pipeline
+//! # Data flow
 //! ```text
-//! argv -> cli -> Config -> app::run
-//!   sys::rlimit          RLIMIT_CORE soft -> hard (-> infinity where permitted)
-//!   sys::kernel          core_pattern, core_uses_pid -> core_pattern::CorePattern (pure parse)
-//!   sys::spawn           stdio inherited, signals forwarded -> the child's wait status
-//!   locate               CorePattern + run start + run token -> this run's cores on disk
-//!   coredump_store       or, under a systemd-coredump pipe, its store's entries of the run,
-//!                        decoded by systemd_coredump (pure) into temporary cores
-//!   per core:  elf_core::parse -> report (registers, signal, process) -> text / json
-//!              pack (gzip, verified) -> sink (local dir) -> manifest
-//! exit with the command's status
+//! argv -> cli -> config::Command -> app::run           (main turns the result into the exit code)
+//!   app/run.rs       sys::rlimit, sys::kernel (core_pattern) -> source::capture::choose
+//!                    sys::spawn | sys::ptrace (+ source::ptrace snapshots) -> CMD's status
+//!   source/          this run's cores: kernel (core_pattern's files), ptrace, systemd, apport
+//!   app/process.rs   per core: source::core_file -> elf_core::parse -> backtrace
+//!                    (modules -> unwind -> symbolize) -> report -> artifacts (pack, reports,
+//!                    page, manifest) -> remote (S3) -> CI reports (JUnit, GitHub)
+//! exit with CMD's status
 //! ```
-//! Layers point one way: `main -> cli, app -> everything`; `sys`, `locate`, `pack`, `sink` do I/O;
-//! `core_pattern`, `elf_core` and `report` do none.
+//! Layers point one way: `app` -> `source`, `artifacts`, `remote`, `report` -> `backtrace` ->
+//! `symbolize`, `unwind`, `modules` -> `elf_core`, `core_pattern`. `sys` is the leaf that makes
+//! every syscall and /proc read; `error`, `exit_code` and `progress` are leaves used anywhere.
+//! `make check-boundaries` holds these rules, and keeps the pure modules (`core_pattern`,
+//! `elf_core`, `modules`, `unwind`, `report`, `source::capture` and the two `format` parsers)
+//! away from `std::fs`, `std::process` and `sys`.
 //!
 //! # Glossary
 //! - **AVMA**: an address in the crashed process (actual virtual memory address).
@@ -26,25 +28,19 @@
 //!   it is symbolized at `pc − 1`, inside the call instruction.
 
 pub mod app;
-pub mod apport;
+pub(crate) mod artifacts;
 pub mod backtrace;
 pub mod cli;
-pub mod config;
-pub mod core_file;
-pub mod core_pattern;
-pub mod core_writer;
-pub mod coredump_store;
+pub(crate) mod config;
+pub(crate) mod core_pattern;
 pub mod elf_core;
-pub mod exit_code;
-pub mod fetch;
-pub mod locate;
-pub mod manifest;
-pub mod modules;
-pub mod pack;
-pub mod progress;
-pub mod report;
-pub mod sink;
-pub mod symbolize;
-pub mod sys;
-pub mod systemd_coredump;
-pub mod unwind;
+pub(crate) mod error;
+pub(crate) mod exit_code;
+pub(crate) mod modules;
+pub(crate) mod progress;
+pub(crate) mod remote;
+pub(crate) mod report;
+pub(crate) mod source;
+pub(crate) mod symbolize;
+pub(crate) mod sys;
+pub(crate) mod unwind;

@@ -117,13 +117,6 @@ pub fn modules_from_core(core: &Core<'_>) -> (Vec<Module>, Vec<String>) {
     (modules, warnings)
 }
 
-/// The module containing `avma`, in a list sorted by start.
-pub fn module_at(modules: &[Module], avma: u64) -> Option<&Module> {
-    let i = modules.partition_point(|m| m.start <= avma);
-    let m = modules.get(i.checked_sub(1)?)?;
-    m.contains(avma).then_some(m)
-}
-
 /// Lowercase hex, as build-ids are spelled in paths and messages.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

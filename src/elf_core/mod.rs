@@ -11,6 +11,7 @@ mod memory;
 mod notes;
 pub mod regs;
 mod start_info;
+pub mod writer;
 
 pub use bytes::Endian;
 pub use memory::{Memory, Segment};

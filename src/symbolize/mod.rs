@@ -435,10 +435,6 @@ impl ModuleSymbols {
         )
     }
 
-    pub fn has_dwarf(&self) -> bool {
-        self.dwarf.is_some()
-    }
-
     /// The frames at `svma`, innermost inlined first and the physical function last. Empty when
     /// nothing is known.
     pub fn lookup(&self, svma: u64) -> Vec<SymFrame> {

@@ -17,3 +17,13 @@ pub fn page_size() -> usize {
         .filter(|&p| p > 0)
         .unwrap_or(4096)
 }
+
+/// Whether a process with this pid exists (kill(pid, 0); EPERM means it exists but is not ours).
+pub fn process_alive(pid: i32) -> bool {
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}

@@ -9,18 +9,15 @@
 //! descendant still running is detached, not killed.
 //!
 //! The capture itself: stop every other thread (PTRACE_INTERRUPT, each is traced through
-//! PTRACE_O_TRACECLONE), read each thread's registers with PTRACE_GETREGSET (NT_PRSTATUS,
-//! NT_PRFPREG), the fatal siginfo with PTRACE_GETSIGINFO, and /proc/PID/{stat,status,cmdline,
-//! auxv,smaps,coredump_filter,mem}; choose memory by `core_writer::dump_size` and write through
-//! `core_writer::write`. Then the process's soft RLIMIT_CORE is set to 0 (so a file pattern does
-//! not leave a second, kernel-written core of the same crash) and the signal is delivered.
+//! PTRACE_O_TRACECLONE) and hand the stopped process to the caller's snapshot callback
+//! (`source::ptrace::write_core`, which reads registers through [`getregset`] and
+//! [`getsiginfo`] and the process's /proc files). Then the process's soft RLIMIT_CORE is set to
+//! 0 (so a file pattern does not leave a second, kernel-written core of the same crash) and the
+//! signal is delivered.
 //!
 //! A process or thread that vanishes mid-capture costs a warning, never the run.
 
 use super::spawn::{self, Ended, Outcome, SpawnError};
-use crate::core_writer::{
-    self, CoreDesc, FileDesc, ProcessDesc, SegmentDesc, ThreadDesc, VmaFacts,
-};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
@@ -28,9 +25,8 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -46,48 +42,34 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub pid: i32,
-    pub signal: i32,
     pub path: PathBuf,
     /// Threads left out, memory that could not be read: lowercase fragments.
     pub warnings: Vec<String>,
 }
+
+/// A traced process stopped at the delivery of a core-dumping signal, every other thread of it
+/// stopped too: what the snapshot callback of [`run`] gets.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    /// The process (thread group) id.
+    pub tgid: i32,
+    /// The thread the signal is delivered to.
+    pub crashed: i32,
+    pub signal: i32,
+    /// Every stopped thread, the crashed one first.
+    pub tids: Vec<i32>,
+}
+
+/// Writes the core of a [`Stopped`] process, or says why it could not.
+pub type Snapshot<'a> = dyn FnMut(&Stopped) -> Result<Captured, String> + 'a;
 
 /// What a traced run produced besides the command's outcome.
 #[derive(Debug, Clone)]
 pub struct TracedRun {
     pub outcome: Outcome,
     pub captured: Vec<Captured>,
-    /// False when the command could not be traced (PTRACE_SEIZE failed) and ran untraced.
-    pub traced: bool,
     /// Everything worth a line on stderr: the fallback, captures that failed.
     pub notes: Vec<String>,
-}
-
-/// Why a core could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
-    #[error("cannot read {path} of pid {pid}")]
-    ReadProc {
-        pid: i32,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot read the registers of thread {tid}")]
-    Registers {
-        tid: i32,
-        #[source]
-        source: Errno,
-    },
-    #[error("cannot write the core of pid {pid} to {path}")]
-    WriteCore {
-        pid: i32,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("ptrace capture does not support this CPU architecture")]
-    Architecture,
 }
 
 /// One ptrace request with integer arguments (the raw call, because nix takes `Option<Signal>`,
@@ -158,12 +140,12 @@ fn wait_task(pid: i32, nohang: bool) -> Result<Option<(i32, Wait)>, Errno> {
     Ok(Some((p, w)))
 }
 
-/// Spawn `argv` traced, forward signals, capture the cores of crashing descendants into
-/// `core_dir`, and wait for the command to end.
+/// Spawn `argv` traced, forward signals, hand each crashing descendant to `snapshot` before its
+/// signal is delivered, and wait for the command to end.
 pub fn run(
     argv: &[OsString],
     extra_env: &[(String, String)],
-    core_dir: &Path,
+    snapshot: &mut Snapshot<'_>,
 ) -> Result<TracedRun, SpawnError> {
     let (program, args) = argv.split_first().ok_or(SpawnError::Empty)?;
     let name = program.to_string_lossy().into_owned();
@@ -254,7 +236,7 @@ pub fn run(
     let result = if traced {
         let mut t = Tracer {
             root: pid,
-            core_dir: core_dir.to_path_buf(),
+            snapshot,
             live: HashSet::from([pid]),
             threads: HashSet::new(),
             root_ended: None,
@@ -265,14 +247,12 @@ pub fn run(
         t.supervise(&waited, &name).map(|outcome| TracedRun {
             outcome,
             captured: t.captured,
-            traced: true,
             notes: t.notes,
         })
     } else {
         spawn::supervise(pid, &waited, &name).map(|outcome| TracedRun {
             outcome,
             captured: Vec::new(),
-            traced: false,
             notes,
         })
     };
@@ -299,9 +279,9 @@ enum Resume {
     Listen,
 }
 
-struct Tracer {
+struct Tracer<'a> {
     root: i32,
-    core_dir: PathBuf,
+    snapshot: &'a mut Snapshot<'a>,
     /// Tasks we trace that have not exited.
     live: HashSet<i32>,
     /// Tasks created by PTRACE_EVENT_CLONE (threads): their exits are not process exits.
@@ -313,7 +293,7 @@ struct Tracer {
     notes: Vec<String>,
 }
 
-impl Tracer {
+impl Tracer<'_> {
     fn supervise(&mut self, waited: &SigSet, name: &str) -> Result<Outcome, SpawnError> {
         loop {
             if let Some(ended) = self.drain().map_err(|source| SpawnError::Wait {
@@ -515,12 +495,17 @@ impl Tracer {
         }
         let mut tids = vec![tid];
         tids.extend(others.iter().map(|&(t, _)| t));
-        match write_core(tgid, tid, sig, &tids, &self.core_dir) {
+        let stopped = Stopped {
+            tgid,
+            crashed: tid,
+            signal: sig,
+            tids,
+        };
+        match (self.snapshot)(&stopped) {
             Ok(c) => self.captured.push(c),
-            Err(e) => self.notes.push(format!(
-                "no core of pid {tgid} (signal {sig}): {}",
-                crate::app::chain(&e)
-            )),
+            Err(why) => self
+                .notes
+                .push(format!("no core of pid {tgid} (signal {sig}): {why}")),
         }
         for (t, r) in others {
             Self::resume(t, r);
@@ -546,11 +531,11 @@ impl Tracer {
     }
 }
 
-fn proc_status(pid: i32) -> io::Result<String> {
+pub(crate) fn proc_status(pid: i32) -> io::Result<String> {
     fs::read_to_string(format!("/proc/{pid}/status"))
 }
 
-fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+pub(crate) fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|l| {
         l.strip_prefix(key)
             .and_then(|r| r.strip_prefix(':'))
@@ -558,7 +543,7 @@ fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-fn status_mask(status: &str, key: &str) -> u64 {
+pub(crate) fn status_mask(status: &str, key: &str) -> u64 {
     status_field(status, key)
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .unwrap_or(0)
@@ -593,21 +578,8 @@ fn disable_kernel_core(pid: i32) {
     unsafe { libc::prlimit(pid, libc::RLIMIT_CORE, &new, std::ptr::null_mut()) };
 }
 
-#[cfg(target_arch = "x86_64")]
-const E_MACHINE: Option<u16> = Some(62);
-#[cfg(target_arch = "aarch64")]
-const E_MACHINE: Option<u16> = Some(183);
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const E_MACHINE: Option<u16> = None;
-
-/// Register sets beyond NT_PRSTATUS/NT_PRFPREG that the kernel puts in its cores and gdb reads.
-#[cfg(target_arch = "x86_64")]
-const EXTRA_REGSETS: &[u32] = &[core_writer::NT_X86_XSTATE];
-#[cfg(not(target_arch = "x86_64"))]
-const EXTRA_REGSETS: &[u32] = &[];
-
-/// PTRACE_GETREGSET of one register set; `None` when the kernel has none for this thread.
-fn getregset(tid: i32, nt: u32) -> Result<Vec<u8>, Errno> {
+/// PTRACE_GETREGSET of one register set; an error when the kernel has none for this thread.
+pub fn getregset(tid: i32, nt: u32) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -626,317 +598,10 @@ fn getregset(tid: i32, nt: u32) -> Result<Vec<u8>, Errno> {
     Ok(buf)
 }
 
-fn getsiginfo(tid: i32) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; core_writer::SIGINFO_SIZE];
+/// PTRACE_GETSIGINFO: the thread's pending siginfo_t (128 bytes on every Linux architecture).
+pub fn getsiginfo(tid: i32) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 128];
     // GETSIGINFO copies one siginfo_t (128 bytes) into `data`, which is `buf`.
     ptrace_raw(libc::PTRACE_GETSIGINFO, tid, 0, buf.as_mut_ptr() as usize)?;
     Ok(buf)
-}
-
-fn read_proc(pid: i32, what: &str) -> Result<Vec<u8>, CaptureError> {
-    let path = PathBuf::from(format!("/proc/{pid}/{what}"));
-    fs::read(&path).map_err(|source| CaptureError::ReadProc { pid, path, source })
-}
-
-/// The fields of /proc/PID/stat after the command name.
-fn stat_fields(stat: &str) -> (String, Vec<&str>) {
-    let open = stat.find('(').unwrap_or(0);
-    let close = stat.rfind(')').unwrap_or(stat.len());
-    let comm = stat.get(open + 1..close).unwrap_or("").to_string();
-    let rest = stat.get(close + 1..).unwrap_or("");
-    (comm, rest.split_whitespace().collect())
-}
-
-fn write_core(
-    tgid: i32,
-    crashed: i32,
-    sig: i32,
-    tids: &[i32],
-    dir: &Path,
-) -> Result<Captured, CaptureError> {
-    let machine = E_MACHINE.ok_or(CaptureError::Architecture)?;
-    let mut warnings = Vec::new();
-    let stat_raw = String::from_utf8_lossy(&read_proc(tgid, "stat")?).into_owned();
-    let (comm, f) = stat_fields(&stat_raw);
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-    let status = String::from_utf8_lossy(&read_proc(tgid, "status")?).into_owned();
-    let first_id =
-        |k| status_field(&status, k).and_then(|v| v.split_whitespace().next()?.parse().ok());
-    let mut cmdline = read_proc(tgid, "cmdline").unwrap_or_default();
-    if cmdline.last() == Some(&0) {
-        cmdline.pop();
-    }
-    for b in &mut cmdline {
-        if *b == 0 {
-            *b = b' ';
-        }
-    }
-    let (ppid, pgrp, sid) = (num(1) as i32, num(2) as i32, num(3) as i32);
-    let process = ProcessDesc {
-        pid: tgid,
-        ppid,
-        pgrp,
-        sid,
-        uid: first_id("Uid").unwrap_or(0),
-        gid: first_id("Gid").unwrap_or(0),
-        state: f.first().and_then(|s| s.bytes().next()).unwrap_or(b'R'),
-        nice: num(16) as i8,
-        flags: num(6) as u64,
-        fname: comm,
-        psargs: String::from_utf8_lossy(&cmdline).into_owned(),
-    };
-
-    let mut threads = Vec::new();
-    for &t in tids {
-        let regs = match getregset(t, libc::NT_PRSTATUS as u32) {
-            Ok(r) => r,
-            Err(source) if t == crashed => return Err(CaptureError::Registers { tid: t, source }),
-            Err(e) => {
-                warnings.push(format!(
-                    "thread {t} left out: cannot read its registers: {e}"
-                ));
-                continue;
-            }
-        };
-        let tstatus =
-            fs::read_to_string(format!("/proc/{tgid}/task/{t}/status")).unwrap_or_default();
-        threads.push(ThreadDesc {
-            tid: t,
-            ppid,
-            pgrp,
-            sid,
-            cursig: if t == crashed { sig as u16 } else { 0 },
-            sigpend: status_mask(&tstatus, "SigPnd"),
-            sighold: status_mask(&tstatus, "SigBlk"),
-            regs,
-            fpregs: getregset(t, libc::NT_PRFPREG as u32).ok(),
-            extra: EXTRA_REGSETS
-                .iter()
-                .filter_map(|&nt| getregset(t, nt).ok().map(|b| (nt, b)))
-                .collect(),
-        });
-    }
-    let siginfo = getsiginfo(crashed).map_err(|source| CaptureError::Registers {
-        tid: crashed,
-        source,
-    })?;
-    let auxv = read_proc(tgid, "auxv")?;
-    let smaps = String::from_utf8_lossy(&read_proc(tgid, "smaps")?).into_owned();
-    let filter = read_proc(tgid, "coredump_filter")
-        .ok()
-        .and_then(|b| u64::from_str_radix(String::from_utf8_lossy(&b).trim(), 16).ok())
-        .unwrap_or(core_writer::filter::DEFAULT);
-    let page = super::page_size() as u64;
-    let mem_path = PathBuf::from(format!("/proc/{tgid}/mem"));
-    let mem = fs::File::open(&mem_path).map_err(|source| CaptureError::ReadProc {
-        pid: tgid,
-        path: mem_path,
-        source,
-    })?;
-    let read_mem = |addr: u64, buf: &mut [u8]| -> usize {
-        let mut n = 0;
-        while n < buf.len() {
-            match mem.read_at(&mut buf[n..], addr + n as u64) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => n += k,
-            }
-        }
-        n
-    };
-    let vmas = parse_smaps(&smaps);
-    // [vsyscall] is dumped whole but is execute-only on current kernels: its page reads as
-    // zeros in the kernel's core too, so it is not worth a warning.
-    let expected_unreadable: u64 = vmas
-        .iter()
-        .filter(|v| v.path == "[vsyscall]")
-        .map(|v| v.facts.end - v.facts.start)
-        .sum();
-    let mut segments = Vec::with_capacity(vmas.len());
-    let mut files = Vec::new();
-    for v in &vmas {
-        let mut facts = v.facts.clone();
-        if facts.file_backed && facts.maps_file_start && facts.readable {
-            let mut magic = [0u8; 4];
-            let executable = fs::metadata(&v.path)
-                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-                .unwrap_or(false);
-            facts.elf_or_executable =
-                executable || (read_mem(facts.start, &mut magic) == 4 && &magic == b"\x7fELF");
-        }
-        segments.push(SegmentDesc {
-            vaddr: facts.start,
-            memsz: facts.end - facts.start,
-            dump_size: core_writer::dump_size(&facts, filter, page),
-            flags: v.flags,
-        });
-        if facts.file_backed {
-            files.push(FileDesc {
-                start: facts.start,
-                end: facts.end,
-                offset: v.offset,
-                path: v.path.clone(),
-            });
-        }
-    }
-    let desc = CoreDesc {
-        machine,
-        page_size: page,
-        threads,
-        process,
-        siginfo,
-        auxv,
-        files,
-        segments,
-    };
-    let write_err = |path: &Path, source| CaptureError::WriteCore {
-        pid: tgid,
-        path: path.to_path_buf(),
-        source,
-    };
-    // The artifacts directory, else the temporary directory (the core is moved into the
-    // artifacts or reported where it is, as a kernel core would be).
-    let tmp = std::env::temp_dir();
-    let dir = match fs::create_dir_all(dir) {
-        Ok(()) => dir,
-        Err(_) => {
-            fs::create_dir_all(&tmp).map_err(|e| write_err(&tmp, e))?;
-            tmp.as_path()
-        }
-    };
-    let mut path = dir.join(format!("core.{tgid}.ptrace"));
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("core.{tgid}.ptrace.{n}"));
-        n += 1;
-    }
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| write_err(&path, e))?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let mut reader = read_mem;
-    let stats = core_writer::write(&desc, &mut reader, &mut out)
-        .and_then(|s| io::Write::flush(&mut out).map(|_| s))
-        .map_err(|e| write_err(&path, e))?;
-    if stats.unreadable > expected_unreadable {
-        warnings.push(format!(
-            "{} bytes of memory could not be read and are zeros in the core",
-            stats.unreadable
-        ));
-    }
-    Ok(Captured {
-        pid: tgid,
-        signal: sig,
-        path,
-        warnings,
-    })
-}
-
-struct Vma {
-    facts: VmaFacts,
-    flags: u32,
-    offset: u64,
-    path: String,
-}
-
-/// /proc/PID/smaps: a maps-style header line per region, then `Key: value` lines.
-fn parse_smaps(text: &str) -> Vec<Vma> {
-    let mut out: Vec<Vma> = Vec::new();
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let Some(first) = it.next() else { continue };
-        if let Some((a, b)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
-                let perms = it.next().unwrap_or("----").as_bytes().to_vec();
-                let offset = it
-                    .next()
-                    .and_then(|o| u64::from_str_radix(o, 16).ok())
-                    .unwrap_or(0);
-                let _dev = it.next();
-                let inode: u64 = it.next().and_then(|i| i.parse().ok()).unwrap_or(0);
-                // The path is the rest of the line after the inode, spaces included.
-                let path = line
-                    .splitn(6, char::is_whitespace)
-                    .nth(5)
-                    .unwrap_or("")
-                    .trim_start()
-                    .to_string();
-                let p = |i: usize, c: u8| perms.get(i) == Some(&c);
-                let file_backed = inode != 0 && path.starts_with('/');
-                out.push(Vma {
-                    facts: VmaFacts {
-                        start,
-                        end,
-                        readable: p(0, b'r'),
-                        shared: p(3, b's'),
-                        file_backed,
-                        file_unlinked: path.ends_with(" (deleted)"),
-                        maps_file_start: offset == 0,
-                        always: path == "[vdso]" || path == "[vsyscall]",
-                        ..VmaFacts::default()
-                    },
-                    flags: u32::from(p(0, b'r')) * 4
-                        + u32::from(p(1, b'w')) * 2
-                        + u32::from(p(2, b'x')),
-                    offset,
-                    path,
-                });
-                continue;
-            }
-        }
-        let Some(v) = out.last_mut() else { continue };
-        match first {
-            "Anonymous:" => v.facts.anon_pages = it.next().is_some_and(|n| n != "0"),
-            "VmFlags:" => {
-                for flag in it {
-                    match flag {
-                        "dd" => v.facts.dont_dump = true,
-                        "io" => v.facts.io = true,
-                        "ht" => v.facts.hugetlb = true,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smaps_regions_and_flags() {
-        let text = "\
-00400000-00401000 r--p 00000000 08:01 1234                               /usr/bin/a prog
-Size:                  4 kB
-Anonymous:             0 kB
-VmFlags: rd mr mw me dw sd
-7f0000000000-7f0000021000 rw-p 00000000 00:00 0 
-Anonymous:            12 kB
-VmFlags: rd wr mr mw me ac sd
-7f1000000000-7f1000001000 rw-s 00000000 00:01 99                         /dev/zero (deleted)
-Anonymous:             0 kB
-VmFlags: rd wr sh mr mw me ms sd dd
-";
-        let v = parse_smaps(text);
-        assert_eq!(v.len(), 3);
-        assert_eq!(v[0].path, "/usr/bin/a prog");
-        assert!(v[0].facts.file_backed && v[0].facts.maps_file_start && !v[0].facts.anon_pages);
-        assert_eq!(v[0].flags, 4);
-        assert!(!v[1].facts.file_backed && v[1].facts.anon_pages);
-        assert_eq!(v[1].flags, 6);
-        assert!(v[2].facts.shared && v[2].facts.file_unlinked && v[2].facts.dont_dump);
-    }
-
-    #[test]
-    fn stat_with_spaces_and_parens_in_comm() {
-        let (comm, f) = stat_fields("42 (a (b) c) t 1 42 42 0 -1 4194560 0");
-        assert_eq!(comm, "a (b) c");
-        assert_eq!(f[0], "t");
-        assert_eq!(f[1], "1");
-    }
 }

@@ -199,8 +199,9 @@ fn wait_for_entry(pid: i32) -> PathBuf {
         let hit = StoreEntries::now().into_iter().find(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .and_then(corecatch::systemd_coredump::parse_store_name)
-                .is_some_and(|n| n.pid == pid)
+                // core.COMM.UID.BOOT_ID.PID.TIME.zst (systemd escapes dots in every field)
+                .and_then(|n| n.split('.').nth(4))
+                .is_some_and(|p| p == pid.to_string())
         });
         if let Some(p) = hit {
             return p;

@@ -534,9 +534,19 @@ fn separate_debug_file_in_debug_dir_is_found_by_build_id() {
         stripped.as_os_str(),
     ]);
     let id = {
-        let bytes = std::fs::read(&stripped).unwrap();
-        let info = corecatch::symbolize::elf::parse(&bytes).unwrap();
-        corecatch::modules::hex(&info.build_id.unwrap())
+        // binutils' own reading of the build-id, not ours.
+        let o = Command::new("readelf")
+            .arg("-n")
+            .arg(&stripped)
+            .output()
+            .unwrap();
+        let notes = String::from_utf8_lossy(&o.stdout).into_owned();
+        notes
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Build ID: "))
+            .unwrap_or_else(|| panic!("no build-id in readelf -n: {notes}"))
+            .trim()
+            .to_string()
     };
     let dst = dbgdir.join(".build-id").join(&id[..2]);
     std::fs::create_dir_all(&dst).unwrap();

@@ -33,12 +33,11 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use sha2::{Digest, Sha256};
 
-use super::remote::{
+use super::target::{
     Connection, NotUploaded, S3Target, Sse, UploadOptions, UploadOutcome, Uploaded, MAX_PARTS,
     MIN_PART_SIZE,
 };
-use crate::manifest::{self, Manifest};
-use crate::pack;
+use crate::artifacts::manifest::{self, Manifest};
 use crate::progress::Progress;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -261,7 +260,7 @@ impl S3Store {
         let files = match list_local(dir) {
             Ok(f) => f,
             Err(e) => {
-                outcome.setup_error = Some(crate::app::chain(&e));
+                outcome.setup_error = Some(crate::error::chain(&e));
                 return outcome;
             }
         };
@@ -286,7 +285,7 @@ impl S3Store {
             outcome.failed.push(NotUploaded {
                 path: rel.to_string(),
                 key: target.key_for(rel),
-                why: crate::app::chain(e),
+                why: crate::error::chain(e),
             });
         };
         for (rel, path) in files.iter().filter(|(rel, _)| rel != manifest_rel) {
@@ -511,7 +510,7 @@ fn list_local(dir: &Path) -> Result<Vec<(String, PathBuf)>, S3Error> {
             if entry
                 .file_name()
                 .to_string_lossy()
-                .starts_with(pack::TEMP_PREFIX)
+                .starts_with(crate::artifacts::publish::PREFIX)
             {
                 continue;
             }

@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::pack::{self, Packed};
+use crate::artifacts::pack::{self, Packed};
+use crate::artifacts::publish;
 
 /// One stored file, as the manifest needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub struct Artifact {
 
 /// Why the artifacts directory could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum DirError {
     #[error("cannot create directory {path}")]
     CreateDir { path: PathBuf, source: io::Error },
     #[error("directory {path} is not writable")]
@@ -32,10 +33,8 @@ pub enum SinkError {
     CreateTemp { dir: PathBuf, source: io::Error },
     #[error("cannot write {path}")]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot rename into {path}")]
-    Persist { path: PathBuf, source: io::Error },
-    #[error("cannot sync directory {path}")]
-    SyncDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Publish(#[from] crate::artifacts::publish::PublishError),
     #[error("cannot stat {path}")]
     Stat { path: PathBuf, source: io::Error },
     #[error("{path} is not directly inside {dir}")]
@@ -57,20 +56,17 @@ pub struct LocalDir {
 impl LocalDir {
     /// Creates `dir` (and its parents) when missing and checks it is writable by creating and
     /// removing a probe file, so a bad `--artifacts` fails before the command runs.
-    pub fn open(dir: impl AsRef<Path>) -> Result<LocalDir, SinkError> {
+    pub fn open(dir: impl AsRef<Path>) -> Result<LocalDir, DirError> {
         let root = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&root).map_err(|source| SinkError::CreateDir {
+        std::fs::create_dir_all(&root).map_err(|source| DirError::CreateDir {
             path: root.clone(),
             source,
         })?;
-        let not_writable = |source| SinkError::NotWritable {
+        let not_writable = |source| DirError::NotWritable {
             path: root.clone(),
             source,
         };
-        tempfile::Builder::new()
-            .prefix(pack::TEMP_PREFIX)
-            .suffix(".probe")
-            .tempfile_in(&root)
+        publish::temp_in(&root, ".probe")
             .map_err(not_writable)?
             .close()
             .map_err(not_writable)?;
@@ -90,14 +86,14 @@ impl LocalDir {
     /// `stem`, or `stem-2`, `stem-3`, … : the first that no entry of the directory uses, either
     /// as its whole name or as the part before a `.` (`core.1.app.core.gz` uses `core.1.app`).
     /// A stem is not reserved until something is written under it.
-    pub fn unique_stem(&self, stem: &str) -> Result<String, SinkError> {
+    pub fn unique_stem(&self, stem: &str) -> Result<String, DirError> {
         let mut taken = Vec::new();
-        let entries = std::fs::read_dir(&self.root).map_err(|source| SinkError::ReadDir {
+        let entries = std::fs::read_dir(&self.root).map_err(|source| DirError::ReadDir {
             path: self.root.clone(),
             source,
         })?;
         for entry in entries {
-            let entry = entry.map_err(|source| SinkError::ReadDir {
+            let entry = entry.map_err(|source| DirError::ReadDir {
                 path: self.root.clone(),
                 source,
             })?;
@@ -119,15 +115,15 @@ impl LocalDir {
 
     /// Writes `bytes` to `name` atomically: temporary file in the directory, fsync, rename over
     /// any existing `name`, fsync of the directory. `name` must be a plain file name.
-    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<Artifact, SinkError> {
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<Artifact, DirError> {
         check_name(name)?;
         write_atomic_in(&self.root, name, bytes)
     }
 
     /// The [`Artifact`] for a `.gz` that [`pack::compress`] wrote into this directory, from the
     /// sizes and hashes computed while packing (the file is only stat'ed, not re-read).
-    pub fn register_packed(&self, packed: &Packed) -> Result<Artifact, SinkError> {
-        let outside = || SinkError::Outside {
+    pub fn register_packed(&self, packed: &Packed) -> Result<Artifact, DirError> {
+        let outside = || DirError::Outside {
             path: packed.path.clone(),
             dir: self.root.clone(),
         };
@@ -137,7 +133,7 @@ impl LocalDir {
             .and_then(|n| n.to_str())
             .ok_or_else(outside)?;
         let same_dir = match (
-            pack::parent_dir(&packed.path).canonicalize(),
+            publish::parent_dir(&packed.path).canonicalize(),
             self.root.canonicalize(),
         ) {
             (Ok(a), Ok(b)) => a == b,
@@ -146,12 +142,12 @@ impl LocalDir {
         if !same_dir || check_name(name).is_err() {
             return Err(outside());
         }
-        let meta = std::fs::metadata(&packed.path).map_err(|source| SinkError::Stat {
+        let meta = std::fs::metadata(&packed.path).map_err(|source| DirError::Stat {
             path: packed.path.clone(),
             source,
         })?;
         if meta.len() != packed.bytes {
-            return Err(SinkError::SizeMismatch {
+            return Err(DirError::SizeMismatch {
                 path: packed.path.clone(),
                 expected: packed.bytes,
                 actual: meta.len(),
@@ -165,9 +161,9 @@ impl LocalDir {
     }
 }
 
-fn check_name(name: &str) -> Result<(), SinkError> {
+fn check_name(name: &str) -> Result<(), DirError> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(SinkError::BadName {
+        return Err(DirError::BadName {
             name: name.to_string(),
         });
     }
@@ -175,30 +171,18 @@ fn check_name(name: &str) -> Result<(), SinkError> {
 }
 
 /// The atomic write behind [`LocalDir::write_atomic`], also used for `manifest.json`.
-pub(crate) fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<Artifact, SinkError> {
+pub(crate) fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<Artifact, DirError> {
     let path = dir.join(name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(pack::TEMP_PREFIX)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|source| SinkError::CreateTemp {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-    let write_err = |source| SinkError::Write {
+    let mut tmp = publish::temp_in(dir, ".tmp").map_err(|source| DirError::CreateTemp {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let write_err = |source| DirError::Write {
         path: path.clone(),
         source,
     };
     tmp.write_all(bytes).map_err(write_err)?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    tmp.persist(&path).map_err(|e| SinkError::Persist {
-        path: path.clone(),
-        source: e.error,
-    })?;
-    pack::sync_dir(dir).map_err(|source| SinkError::SyncDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    publish::publish(tmp, &path)?;
     Ok(Artifact {
         name: name.to_string(),
         bytes: bytes.len() as u64,
@@ -235,10 +219,10 @@ mod tests {
         let file = t.path().join("some_file");
         std::fs::write(&file, b"").unwrap();
         let e = LocalDir::open(file.join("artifacts")).unwrap_err();
-        assert!(matches!(e, SinkError::CreateDir { .. }), "{e:?}");
+        assert!(matches!(e, DirError::CreateDir { .. }), "{e:?}");
         assert!(e.to_string().starts_with("cannot create directory"));
         let e = LocalDir::open("/proc/corecatch-artifacts").unwrap_err();
-        assert!(matches!(e, SinkError::CreateDir { .. }), "{e:?}");
+        assert!(matches!(e, DirError::CreateDir { .. }), "{e:?}");
     }
 
     #[test]
@@ -263,7 +247,7 @@ mod tests {
         let sink = LocalDir::open(t.path()).unwrap();
         for bad in ["", ".", "..", "../x", "a/b", "/etc/x", "a\0b"] {
             let e = sink.write_atomic(bad, b"x").unwrap_err();
-            assert!(matches!(e, SinkError::BadName { .. }), "{bad:?}: {e:?}");
+            assert!(matches!(e, DirError::BadName { .. }), "{bad:?}: {e:?}");
         }
         assert!(names(t.path()).is_empty());
     }
@@ -301,10 +285,10 @@ mod tests {
         // Not in this directory.
         let elsewhere = pack::compress(&src, &t.path().join("core.gz")).unwrap();
         let e = sink.register_packed(&elsewhere).unwrap_err();
-        assert!(matches!(e, SinkError::Outside { .. }), "{e:?}");
+        assert!(matches!(e, DirError::Outside { .. }), "{e:?}");
         // Changed since packing.
         std::fs::write(&packed.path, b"truncated").unwrap();
         let e = sink.register_packed(&packed).unwrap_err();
-        assert!(matches!(e, SinkError::SizeMismatch { .. }), "{e:?}");
+        assert!(matches!(e, DirError::SizeMismatch { .. }), "{e:?}");
     }
 }

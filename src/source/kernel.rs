@@ -1,4 +1,4 @@
-//! Which files on disk are this run's cores.
+//! The kernel's cores: which files on disk are this run's cores.
 //!
 //! Two steps. `scan` walks a directory (recursively for relative core patterns, because a core
 //! lands in the crashing process's own working directory, which may be any sub-directory) and
@@ -12,9 +12,9 @@
 //!
 //! A core another process left in the same directory during the run fails (2) and is left alone.
 
-use crate::elf_core::{self, Core};
+use crate::elf_core::Core;
+use crate::source::{classify, Classified};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -26,32 +26,16 @@ const SKIP_DIRS: &[&str] = &[".git", ".hg", ".svn"];
 /// Deepest sub-directory level walked below a search root.
 const MAX_DEPTH: usize = 32;
 
-/// A file found by [`scan`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub path: PathBuf,
-    pub modified: Option<SystemTime>,
-    pub bytes: u64,
-}
-
-/// Why a file that looked like a core was passed over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    pub path: PathBuf,
-    pub why: String,
-}
-
 /// Walk `root` for files whose path relative to `root` satisfies `matches`. Directories in
-/// `exclude` (e.g. the artifacts directory) are not entered. Files that match by name but are
-/// not ELF cores are reported in the second list.
+/// `exclude` (e.g. the artifacts directory) are not entered. Every regular file that matches
+/// is [`classify`]d, sorted by path.
 pub fn scan(
     root: &Path,
     recursive: bool,
     matches: &dyn Fn(&Path) -> bool,
     exclude: &[PathBuf],
-) -> (Vec<Found>, Vec<Skipped>) {
+) -> Vec<Classified> {
     let mut found = Vec::new();
-    let mut skipped = Vec::new();
     let exclude: Vec<PathBuf> = exclude
         .iter()
         .filter_map(|p| p.canonicalize().ok())
@@ -84,35 +68,11 @@ pub fn scan(
             if !matches(rel) {
                 continue;
             }
-            match check_file(&path) {
-                Ok(f) => found.push(f),
-                Err(why) => skipped.push(Skipped { path, why }),
-            }
+            found.push(classify(&path));
         }
     }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    (found, skipped)
-}
-
-/// Stat a file and check that it starts like an ELF core.
-pub fn check_file(path: &Path) -> Result<Found, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut head = [0u8; 18];
-    let n = fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if !elf_core::looks_like_core(&head[..n]) {
-        return Err("not an ELF core file".into());
-    }
-    Ok(Found {
-        path: path.to_path_buf(),
-        modified: meta.modified().ok(),
-        bytes: meta.len(),
-    })
+    found.sort_by(|a, b| a.path().cmp(b.path()));
+    found
 }
 
 /// Whether a core found after the run was left by this run. Returns the reason it was not.
@@ -137,6 +97,6 @@ pub fn attribute(core: &Core<'_>, token: &str, known_pids: &[i32]) -> Result<(),
 }
 
 /// Whether a file was written at or after `start` (its modification time).
-pub fn written_since(f: &Found, start: SystemTime) -> bool {
+pub fn written_since(f: &crate::source::Found, start: SystemTime) -> bool {
     f.modified.is_some_and(|m| m >= start)
 }

@@ -1,9 +1,9 @@
-//! `corecatch fetch SOURCE DEST`: a build's artifacts back onto this machine. Owns the parts that
+//! A build's artifacts back onto this machine (the engine behind `corecatch fetch`). Owns the parts that
 //! do not depend on where they come from: refusing names that would land outside DEST, the
 //! worker pool of `-j N` transfers, resuming from `.part` files, skipping files already
 //! complete, and checking sizes and (when `manifest.json` is among the artifacts) SHA-256.
 //!
-//! Sources implement [`Remote`]: an S3 prefix (through `sink::s3`, feature `s3`) or a CircleCI
+//! Sources implement [`Remote`]: an S3 prefix (through `remote::s3`, feature `s3`) or a CircleCI
 //! build's artifact list ([`circleci`], feature `circleci`).
 
 #[cfg(feature = "circleci")]
@@ -16,11 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::config::{FetchConfig, FetchSource};
-use crate::exit_code;
-use crate::manifest::{self, Manifest};
-use crate::pack;
-use crate::sink::remote::{redact_url, safe_relative_path, UnsafeName};
+use crate::artifacts::manifest::{self, Manifest};
+use crate::artifacts::{pack, publish};
+use crate::remote::target::{redact_url, safe_relative_path, Connection, FetchSource, UnsafeName};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -90,17 +88,14 @@ pub enum FetchError {
         path: PathBuf,
         source: pack::PackError,
     },
-    #[error("cannot rename {from} to {to}")]
-    Rename {
-        from: PathBuf,
-        to: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
     #[error("cannot read the fetched manifest")]
     Manifest(#[source] manifest::ManifestError),
     #[error("{path} is listed in manifest.json but not among the artifacts")]
     Missing { path: String },
     #[error("this corecatch was built without {what} support (cargo feature `{feature}`)")]
+    #[cfg(any(not(feature = "s3"), not(feature = "circleci")))]
     NotBuilt {
         what: &'static str,
         feature: &'static str,
@@ -110,48 +105,23 @@ pub enum FetchError {
 /// Whole tries per file; each resumes from what the previous one wrote.
 const FILE_ATTEMPTS: u32 = 3;
 
-/// `corecatch fetch`: exit 0 when every file is in DEST complete and verified, 1 otherwise.
-pub fn run(cfg: FetchConfig) -> i32 {
-    let remote: Box<dyn Remote> = match open_remote(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("corecatch: {}", crate::app::chain(&e));
-            return exit_code::INCOMPLETE;
-        }
-    };
-    let summary = fetch_all(remote.as_ref(), &cfg.dest, cfg.jobs, cfg.verbose);
-    for e in &summary.errors {
-        eprintln!("corecatch: {e}");
-    }
-    eprintln!(
-        "corecatch: fetched {} files ({} bytes) into {}, {} already complete{}",
-        summary.fetched,
-        summary.bytes,
-        cfg.dest.display(),
-        summary.skipped,
-        match summary.errors.len() {
-            0 => String::new(),
-            n => format!(", {n} failed"),
-        }
-    );
-    if summary.errors.is_empty() {
-        exit_code::OK
-    } else {
-        exit_code::INCOMPLETE
-    }
-}
-
-fn open_remote(cfg: &FetchConfig) -> Result<Box<dyn Remote>, FetchError> {
-    match &cfg.source {
+/// The [`Remote`] for `source`: an S3 prefix reached through `connection`, or a CircleCI build
+/// through the API at `circleci_url` (with `CIRCLE_TOKEN` when set).
+pub fn open_remote(
+    source: &FetchSource,
+    connection: &Connection,
+    circleci_url: &str,
+) -> Result<Box<dyn Remote>, FetchError> {
+    match source {
         FetchSource::S3(target) => {
             #[cfg(feature = "s3")]
             {
-                s3_remote::S3Remote::connect(target, &cfg.connection)
+                s3_remote::S3Remote::connect(target, connection)
                     .map(|r| Box::new(r) as Box<dyn Remote>)
             }
             #[cfg(not(feature = "s3"))]
             {
-                let _ = target;
+                let _ = (target, connection);
                 Err(FetchError::NotBuilt {
                     what: "S3",
                     feature: "s3",
@@ -167,7 +137,7 @@ fn open_remote(cfg: &FetchConfig) -> Result<Box<dyn Remote>, FetchError> {
             #[cfg(feature = "circleci")]
             {
                 Ok(Box::new(circleci::CircleCi::new(
-                    &cfg.circleci_url,
+                    circleci_url,
                     vcs,
                     org,
                     repo,
@@ -177,7 +147,7 @@ fn open_remote(cfg: &FetchConfig) -> Result<Box<dyn Remote>, FetchError> {
             }
             #[cfg(not(feature = "circleci"))]
             {
-                let _ = (vcs, org, repo, build);
+                let _ = (vcs, org, repo, build, circleci_url);
                 Err(FetchError::NotBuilt {
                     what: "CircleCI",
                     feature: "circleci",
@@ -189,11 +159,11 @@ fn open_remote(cfg: &FetchConfig) -> Result<Box<dyn Remote>, FetchError> {
 
 #[cfg(feature = "s3")]
 mod s3_remote {
-    //! [`Remote`] over `sink::s3`: keys below the prefix become paths below DEST.
+    //! [`Remote`] over `remote::s3`: keys below the prefix become paths below DEST.
 
     use super::*;
-    use crate::sink::remote::{Connection, S3Target};
-    use crate::sink::s3::S3Store;
+    use crate::remote::s3::S3Store;
+    use crate::remote::target::{Connection, S3Target};
 
     pub struct S3Remote {
         store: S3Store,
@@ -284,7 +254,7 @@ enum Done {
 /// `jobs` workers.
 pub fn fetch_all(remote: &dyn Remote, dest: &Path, jobs: usize, verbose: bool) -> FetchSummary {
     let mut summary = FetchSummary::default();
-    let fail = |e: &dyn std::error::Error| crate::app::chain(e);
+    let fail = |e: &dyn std::error::Error| crate::error::chain(e);
     if let Err(source) = fs::create_dir_all(dest) {
         summary.errors.push(fail(&FetchError::CreateDir {
             path: dest.to_path_buf(),
@@ -392,7 +362,7 @@ fn fetch_one(
     verbose: bool,
 ) -> Result<Done, FetchError> {
     let final_path = dest.join(&job.rel);
-    let parent = pack::parent_dir(&final_path).to_path_buf();
+    let parent = publish::parent_dir(&final_path).to_path_buf();
     fs::create_dir_all(&parent).map_err(|source| FetchError::CreateDir {
         path: parent.clone(),
         source,
@@ -422,7 +392,7 @@ fn fetch_one(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let part = parent.join(format!("{}{file_name}.part", pack::TEMP_PREFIX));
+    let part = parent.join(format!("{}{file_name}.part", publish::PREFIX));
     let mut last = None;
     for _ in 0..FILE_ATTEMPTS {
         let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
@@ -488,11 +458,7 @@ fn fetch_one(
             });
             continue;
         }
-        fs::rename(&part, &final_path).map_err(|source| FetchError::Rename {
-            from: part.clone(),
-            to: final_path.clone(),
-            source,
-        })?;
+        publish::publish_path(&part, &final_path)?;
         if verbose {
             eprintln!(
                 "corecatch: fetched {} -> {} ({got} bytes)",

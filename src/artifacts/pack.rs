@@ -19,6 +19,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::artifacts::publish;
 use crate::sys::sparse::{next_data, next_hole, Seek};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -35,9 +36,6 @@ pub const BUF_SIZE: usize = 1 << 20;
 
 /// Fed to the encoder for the holes of sparse files.
 static ZEROS: [u8; BUF_SIZE] = [0; BUF_SIZE];
-
-/// Prefix of the temporary files this crate creates, so a leftover is recognisable.
-pub(crate) const TEMP_PREFIX: &str = ".corecatch-";
 
 /// A core stored as a verified gzip file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,10 +97,8 @@ pub enum PackError {
         actual_bytes: u64,
         actual_sha256: String,
     },
-    #[error("cannot rename into {path}")]
-    Persist { path: PathBuf, source: io::Error },
-    #[error("cannot sync directory {path}")]
-    SyncDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Publish(#[from] crate::artifacts::publish::PublishError),
     #[error(
         "{path} changed since it was packed ({expected} bytes then, {actual} now); not removed"
     )]
@@ -122,6 +118,7 @@ pub enum PackError {
 /// keeps the temporary file's mode, 0600: cores hold process memory, secrets included.
 ///
 /// On any error the temporary file is removed, `dest` is not created and `src` is untouched.
+#[cfg(test)]
 pub fn compress(src: &Path, dest: &Path) -> Result<Packed, PackError> {
     compress_with_progress(src, dest, &mut |_, _| {})
 }
@@ -149,15 +146,11 @@ pub fn compress_with_progress(
         }
     }
 
-    let dir = parent_dir(dest);
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(".gz.tmp")
-        .tempfile_in(dir)
-        .map_err(|source| PackError::CreateTemp {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+    let dir = publish::parent_dir(dest);
+    let tmp = publish::temp_in(dir, ".gz.tmp").map_err(|source| PackError::CreateTemp {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let write_err = |source: io::Error| PackError::Write {
         path: dest.to_path_buf(),
         source,
@@ -201,14 +194,7 @@ pub fn compress_with_progress(
     })?;
     verify(reread, &packed, false)?;
 
-    tmp.persist(dest).map_err(|e| PackError::Persist {
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
-    sync_dir(dir).map_err(|source| PackError::SyncDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    publish::publish(tmp, dest)?;
     Ok(packed)
 }
 
@@ -255,19 +241,6 @@ pub fn sha256_file(path: &Path) -> Result<(u64, String), PackError> {
 /// SHA-256 of bytes in memory, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-/// fsync of a directory, so a rename into it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// The directory `path` is in (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 fn hex(digest: &[u8]) -> String {

@@ -260,6 +260,59 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Where `fetch` takes artifacts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchSource {
+    S3(S3Target),
+    /// `circleci://VCS/ORG/REPO/BUILD_NUM`.
+    CircleCi {
+        vcs: String,
+        org: String,
+        repo: String,
+        build: u64,
+    },
+}
+
+impl FetchSource {
+    /// `s3://bucket/prefix` or `circleci://gh/ORG/REPO/BUILD_NUM` (`gh`, `github`, `bb`,
+    /// `bitbucket`).
+    pub fn parse(s: &str) -> Result<FetchSource, String> {
+        if let Some(rest) = s.strip_prefix("circleci://") {
+            let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+            let [vcs, org, repo, build] = parts[..] else {
+                return Err(format!("{s:?} is not circleci://VCS/ORG/REPO/BUILD_NUM"));
+            };
+            let vcs = match vcs {
+                "gh" | "github" => "github",
+                "bb" | "bitbucket" => "bitbucket",
+                _ => return Err(format!("{vcs:?} is not gh, github, bb or bitbucket")),
+            };
+            let name_ok = |n: &str| {
+                !n.is_empty()
+                    && n != "."
+                    && n != ".."
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            };
+            if !name_ok(org) || !name_ok(repo) {
+                return Err(format!("{s:?}: bad organization or repository name"));
+            }
+            let build = build
+                .parse()
+                .map_err(|_| format!("{build:?} is not a build number"))?;
+            return Ok(FetchSource::CircleCi {
+                vcs: vcs.to_string(),
+                org: org.to_string(),
+                repo: repo.to_string(),
+                build,
+            });
+        }
+        S3Target::parse(s).map(FetchSource::S3).map_err(|e| {
+            format!("{e} (expected s3://BUCKET/PREFIX or circleci://VCS/ORG/REPO/BUILD_NUM)")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

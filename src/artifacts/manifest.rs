@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sink::{local::write_atomic_in, Artifact, SinkError};
+use crate::artifacts::{local::write_atomic_in, Artifact, DirError};
 
 /// The `schema` of every manifest this version writes.
 pub const SCHEMA: &str = "corecatch.manifest.v1";
@@ -88,7 +88,7 @@ pub enum ManifestError {
         source: serde_json::Error,
     },
     #[error("cannot write the manifest")]
-    Write(#[source] SinkError),
+    Write(#[source] DirError),
 }
 
 /// `t` as RFC 3339 UTC with whole seconds, e.g. `2024-05-01T12:00:00Z`.
@@ -220,8 +220,8 @@ pub fn record_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack;
-    use crate::sink::LocalDir;
+    use crate::artifacts::pack;
+    use crate::artifacts::LocalDir;
     use std::process::Command;
     use std::time::Duration;
 
@@ -282,7 +282,7 @@ mod tests {
         let src = t.path().join("raw-core");
         std::fs::write(&src, b"core bytes ".repeat(500)).unwrap();
         let stem = sink
-            .unique_stem(&crate::sink::safe_stem(10, "/bin/app"))
+            .unique_stem(&crate::artifacts::safe_stem(10, "/bin/app"))
             .unwrap();
         let packed = pack::compress(&src, &sink.path_of(&format!("{stem}.core.gz"))).unwrap();
         let core = sink.register_packed(&packed).unwrap();

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use super::{FetchError, Remote, RemoteFile};
-use crate::sink::remote::redact_url;
+use crate::remote::target::redact_url;
 
 /// One build's artifacts on CircleCI.
 pub struct CircleCi {

@@ -1,13 +1,16 @@
-//! systemd-coredump as a source of cores: the I/O around the pure `systemd_coredump`. Owns
+//! systemd-coredump as a source of cores: the I/O around the pure [`format`]. Owns
 //! deciding whether systemd-coredump's results will be there to read (its socket, its store,
 //! `coredumpctl`), listing its store, waiting for a run's entries (it writes them after the
 //! crashed process is gone), and bringing one entry back as a plain ELF core in the artifacts
 //! directory: decoded from the store, or with `coredumpctl dump` when the store has no file.
 //! The store's own files are never changed or removed.
 
-use crate::locate::{self, Found};
+use crate::artifacts::publish;
+use crate::source::{self, Found};
 use crate::sys;
-use crate::systemd_coredump::{self as sc, Compression, DecodeError, StoreName};
+pub mod format;
+
+use format::{self as sc, Compression, DecodeError, StoreName};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -90,7 +93,7 @@ fn temp_core_path(entry: &Path, out: &Path) -> PathBuf {
         .iter()
         .find_map(|s| name.strip_suffix(s))
         .unwrap_or(&name);
-    out.join(format!("{}systemd-{stem}", crate::pack::TEMP_PREFIX))
+    publish::path_in(out, &format!("systemd-{stem}"))
 }
 
 /// Decodes (or, uncompressed, copies) a store entry into a temporary core file in `out`, holes
@@ -135,7 +138,7 @@ pub fn extract(
             })
         })
         .and_then(|_| {
-            locate::check_file(&dest).map_err(|why| RetrieveError::NotACore {
+            source::check_file(&dest).map_err(|why| RetrieveError::NotACore {
                 path: entry.to_path_buf(),
                 why,
             })
@@ -152,10 +155,7 @@ pub fn coredumpctl_dump(pid: i32, since: SystemTime, out: &Path) -> Result<Found
         path: out.to_path_buf(),
         source,
     })?;
-    let dest = out.join(format!(
-        "{}coredumpctl-{pid}.core",
-        crate::pack::TEMP_PREFIX
-    ));
+    let dest = publish::path_in(out, &format!("coredumpctl-{pid}.core"));
     let secs = since
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -179,7 +179,7 @@ pub fn coredumpctl_dump(pid: i32, since: SystemTime, out: &Path) -> Result<Found
                 .trim()
                 .replace('\n', "; "),
         }),
-        Ok(_) => locate::check_file(&dest).map_err(|why| RetrieveError::NotACore {
+        Ok(_) => source::check_file(&dest).map_err(|why| RetrieveError::NotACore {
             path: dest.clone(),
             why,
         }),
@@ -234,14 +234,7 @@ fn conf_texts() -> Vec<String> {
     texts
 }
 
-/// How systemd-coredump's cores will come back to corecatch, or why they will not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// Files in the store, which corecatch can read.
-    Store,
-    /// Only through `coredumpctl dump` (Storage=journal, or a store we cannot read).
-    Coredumpctl,
-}
+pub use crate::source::capture::Reach;
 
 /// Whether the cores systemd-coredump receives will be stored and readable from here: its
 /// socket must exist (the kernel-side instance hands every core to systemd-coredump.socket and

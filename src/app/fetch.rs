@@ -1,0 +1,39 @@
+//! `corecatch fetch SOURCE DEST`: a build's artifacts back onto this machine, through the
+//! engine in `remote::fetch`.
+
+use crate::config::FetchConfig;
+use crate::error::{chain, warn};
+use crate::exit_code;
+use crate::remote::fetch::{fetch_all, open_remote, Remote};
+
+/// `corecatch fetch`: exit 0 when every file is in DEST complete and verified, 1 otherwise.
+pub(super) fn fetch(cfg: FetchConfig) -> i32 {
+    let remote: Box<dyn Remote> = match open_remote(&cfg.source, &cfg.connection, &cfg.circleci_url)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            warn(chain(&e));
+            return exit_code::INCOMPLETE;
+        }
+    };
+    let summary = fetch_all(remote.as_ref(), &cfg.dest, cfg.jobs, cfg.verbose);
+    for e in &summary.errors {
+        warn(e);
+    }
+    warn(format!(
+        "fetched {} files ({} bytes) into {}, {} already complete{}",
+        summary.fetched,
+        summary.bytes,
+        cfg.dest.display(),
+        summary.skipped,
+        match summary.errors.len() {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        }
+    ));
+    if summary.errors.is_empty() {
+        exit_code::OK
+    } else {
+        exit_code::INCOMPLETE
+    }
+}

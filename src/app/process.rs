@@ -1,0 +1,311 @@
+//! The per-core pipeline `run` and `collect` share: map and parse each core, check it is this
+//! run's, build its report (registers, signal, process, every thread unwound and symbolized),
+//! write `<stem>.json` and `<stem>.txt`, compress the core into `<stem>.core.gz` (verified
+//! before the raw core goes), then the HTML page and the manifest of the artifacts directory,
+//! the summary on stderr, and the reports CI systems display (JUnit, GitHub).
+
+use crate::artifacts::manifest::{self, Manifest, ManifestEntry};
+use crate::artifacts::LocalDir;
+use crate::config::ArtifactConfig;
+use crate::error::{chain, warn};
+use crate::report::{text, Report};
+use crate::source::core_file::MappedCore;
+use crate::source::{kernel, Found};
+use crate::sys;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Facts about the run recorded in the manifest.
+pub(super) struct RunContext {
+    pub command: Vec<String>,
+    pub exit_status: Option<i32>,
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    pub core_pattern: String,
+}
+
+pub(super) struct Attribution<'a> {
+    pub token: &'a str,
+    pub known_pids: &'a [i32],
+}
+
+#[derive(Default)]
+pub(super) struct Done {
+    pub stored: usize,
+    pub failed: usize,
+    /// Every crash reported, stored or not.
+    pub reports: Vec<Report>,
+    /// A SIGTERM, SIGINT or SIGHUP stopped the work before every core was stored.
+    pub interrupted: bool,
+}
+
+/// The reports CI systems display, written after the cores are processed: JUnit XML (also with
+/// no crash: an empty suite keeps CI's test-results step from failing for want of a file) and
+/// GitHub Actions annotations and summary. A failure is reported and changes nothing else.
+pub(super) fn write_ci_reports(cfg: &ArtifactConfig, reports: &[Report]) {
+    if let Some(path) = &cfg.junit {
+        let mut xml = Vec::new();
+        let written =
+            crate::report::junit::write(reports, &mut xml).and_then(|_| std::fs::write(path, &xml));
+        if let Err(e) = written {
+            warn(format!("cannot write JUnit file {}: {e}", path.display()));
+        }
+    }
+    if let (Some(gh), false) = (&cfg.github, reports.is_empty()) {
+        let mut out = std::io::stdout().lock();
+        let _ = crate::report::github::write_annotations(reports, &gh.workspace, &mut out);
+        if let Some(path) = &gh.summary {
+            let mut md = Vec::new();
+            let written = crate::report::github::write_summary(reports, &mut md).and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?
+                    .write_all(&md)
+            });
+            if let Err(e) = written {
+                warn(format!("cannot append to {}: {e}", path.display()));
+            }
+        }
+    }
+}
+
+/// Largest source file read for the HTML report's context lines.
+const MAX_SOURCE_BYTES: u64 = 4 << 20;
+/// Most source files read for one HTML report.
+const MAX_SOURCE_FILES: usize = 64;
+
+/// `index.html` in the artifacts directory, with source lines around each frame whose file is
+/// on this machine.
+fn write_html(
+    dir: &LocalDir,
+    crashes: &[(Report, Option<String>)],
+) -> Result<ManifestEntry, String> {
+    use crate::report::html;
+    // Per file, the range of lines any frame needs.
+    let mut wanted: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+    for (r, _) in crashes {
+        for f in r.threads.iter().flat_map(|t| &t.frames) {
+            if let (Some(file), Some(line)) = (&f.file, f.line) {
+                let e = wanted.entry(file.clone()).or_insert((line, line));
+                e.0 = e.0.min(line);
+                e.1 = e.1.max(line);
+            }
+        }
+    }
+    let mut sources = html::Sources::new();
+    for (file, (lo, hi)) in wanted.into_iter().take(MAX_SOURCE_FILES) {
+        let fits =
+            std::fs::metadata(&file).is_ok_and(|m| m.is_file() && m.len() <= MAX_SOURCE_BYTES);
+        let Some(text) = fits.then(|| std::fs::read(&file).ok()).flatten() else {
+            continue;
+        };
+        let first = lo.saturating_sub(html::CONTEXT).max(1);
+        let lines: Vec<String> = String::from_utf8_lossy(&text)
+            .lines()
+            .skip(first as usize - 1)
+            .take((hi + html::CONTEXT + 1 - first) as usize)
+            .map(str::to_string)
+            .collect();
+        sources.insert(file, (first, lines));
+    }
+    let entries: Vec<html::Entry<'_>> = crashes
+        .iter()
+        .map(|(report, stem)| html::Entry {
+            report,
+            stem: stem.as_deref(),
+        })
+        .collect();
+    let mut page = Vec::new();
+    html::write(&entries, &sources, &mut page).map_err(|e| e.to_string())?;
+    let a = dir
+        .write_atomic("index.html", &page)
+        .map_err(|e| chain(&e))?;
+    Ok(ManifestEntry::new(&a, "report.html", None))
+}
+
+/// Report, compress and store each core; then write the manifest and the summary. `origins`
+/// names the handler file of cores that are temporary copies.
+pub(super) fn process_cores(
+    cores: &[Found],
+    cfg: &ArtifactConfig,
+    ctx: &RunContext,
+    attribution: Option<&Attribution<'_>>,
+    origins: &[(PathBuf, crate::report::CoreOrigin)],
+) -> Done {
+    let mut done = Done::default();
+    if cores.is_empty() {
+        return done;
+    }
+    let mut summaries = Vec::new();
+    let mut entries = Vec::new();
+    let mut dir: Option<LocalDir> = None;
+    for found in cores {
+        let path = &found.path;
+        let mapped = match MappedCore::open(path) {
+            Ok(m) => m,
+            Err(e) => {
+                warn(chain(&e));
+                done.failed += 1;
+                continue;
+            }
+        };
+        let core = match crate::elf_core::parse(mapped.bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                warn(format!("skipped {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let origin = origins.iter().find(|(p, _)| p == path).map(|(_, o)| o);
+        if let Some(a) = attribution {
+            if let Err(why) = kernel::attribute(&core, a.token, a.known_pids) {
+                match origin {
+                    Some(o) => warn(format!("left {}'s {} alone: {why}", o.handler, o.path)),
+                    None => warn(format!("left {} alone: {why}", path.display())),
+                }
+                continue;
+            }
+        }
+        let mut report = build_report(&core, path, &cfg.symbols);
+        report.core.from = origin.cloned();
+        drop(core);
+        drop(mapped);
+
+        let d = match &dir {
+            Some(d) => d,
+            None => match LocalDir::open(&cfg.out) {
+                Ok(d) => dir.insert(d),
+                Err(e) => {
+                    warn(format!(
+                        "{}; the core stays at {}",
+                        chain(&e),
+                        path.display()
+                    ));
+                    print_report_to_stderr(&report, cfg.quiet, None);
+                    done.failed += 1;
+                    continue;
+                }
+            },
+        };
+        match store_core(d, path, &report, cfg.keep_cores, cfg.quiet) {
+            Ok((stem, mut new_entries)) => {
+                done.stored += 1;
+                entries.append(&mut new_entries);
+                summaries.push((report, Some(stem)));
+            }
+            Err(e) => {
+                warn(format!("{e}; the core stays at {}", path.display()));
+                done.failed += 1;
+                summaries.push((report, None));
+            }
+        }
+    }
+    if let Some(d) = &dir {
+        if !summaries.is_empty() {
+            match write_html(d, &summaries) {
+                Ok(e) => entries.push(e),
+                Err(e) => warn(format!("cannot write the HTML report: {e}")),
+            }
+        }
+        if !entries.is_empty() {
+            let mut m = Manifest::new(
+                ctx.command.clone(),
+                ctx.started,
+                ctx.ended,
+                sys::kernel::hostname(),
+                ctx.core_pattern.clone(),
+            );
+            m.exit_status = ctx.exit_status;
+            m.artifacts = entries;
+            if let Err(e) = manifest::write(d.root(), &m) {
+                warn(chain(&e));
+            }
+        }
+    }
+    for (report, stem) in &summaries {
+        let gz = stem.as_ref().map(|s| cfg.out.join(format!("{s}.core.gz")));
+        print_report_to_stderr(report, cfg.quiet, gz.as_deref());
+    }
+    done.reports = summaries.into_iter().map(|(r, _)| r).collect();
+    done
+}
+
+fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
+    if quiet {
+        return;
+    }
+    let stored = gz.map(|p| {
+        let s = p.display().to_string();
+        format!("{}.{{core.gz,json,txt}}", s.trim_end_matches(".core.gz"))
+    });
+    let _ = text::write_summary(report, &mut std::io::stderr().lock(), stored.as_deref());
+}
+
+/// The report of one core: what its notes say, then every thread unwound and symbolized, within
+/// the configured time limit.
+pub(super) fn build_report(
+    core: &crate::elf_core::Core<'_>,
+    path: &Path,
+    symbols: &crate::config::SymbolConfig,
+) -> Report {
+    let mut report = Report::from_core(core, &path.display().to_string());
+    let opts = crate::backtrace::Options {
+        debug_dirs: symbols.debug_dirs.clone(),
+        sysroot: symbols.sysroot.clone(),
+        exe_override: symbols.exe.clone(),
+        max_frames: symbols.max_frames,
+        deadline: std::time::Instant::now().checked_add(symbols.timeout),
+    };
+    report.add_backtraces(crate::backtrace::backtrace(core, &opts));
+    report
+}
+
+/// Write `<stem>.json`, `<stem>.txt`, then `<stem>.core.gz` (verified), then remove the raw core
+/// unless asked to keep it.
+fn store_core(
+    dir: &LocalDir,
+    core_path: &Path,
+    report: &Report,
+    keep: bool,
+    quiet: bool,
+) -> Result<(String, Vec<ManifestEntry>), String> {
+    let stem = dir
+        .unique_stem(&crate::artifacts::safe_stem(
+            report.process.pid.unwrap_or(0),
+            report.process.executable.as_deref().unwrap_or("unknown"),
+        ))
+        .map_err(|e| chain(&e))?;
+    let pid = report.process.pid;
+    let mut json = Vec::new();
+    let mut txt = Vec::new();
+    report
+        .write_json(&mut json)
+        .and_then(|_| text::write(report, &mut txt, text::Threads::All))
+        .map_err(|e| format!("cannot render the report: {e}"))?;
+    let mut entries = Vec::new();
+    for (name, bytes, kind) in [
+        (format!("{stem}.json"), &json, manifest::kind::REPORT_JSON),
+        (format!("{stem}.txt"), &txt, manifest::kind::REPORT_TXT),
+    ] {
+        let a = dir.write_atomic(&name, bytes).map_err(|e| chain(&e))?;
+        entries.push(ManifestEntry::new(&a, kind, pid));
+    }
+    let mut progress = crate::progress::Progress::start(&format!("compressing {stem}"), quiet);
+    let packed = crate::artifacts::pack::compress_with_progress(
+        core_path,
+        &dir.path_of(&format!("{stem}.core.gz")),
+        &mut |done, total| progress.update(done, total),
+    );
+    progress.finish();
+    let packed = packed.map_err(|e| chain(&e))?;
+    let a = dir.register_packed(&packed).map_err(|e| chain(&e))?;
+    entries.push(ManifestEntry::new(&a, manifest::kind::CORE_GZ, pid));
+    if !keep {
+        if let Err(e) = crate::artifacts::pack::remove_original(core_path, &packed) {
+            warn(chain(&e));
+        }
+    }
+    Ok((stem, entries))
+}

@@ -1,0 +1,91 @@
+//! Remote stores of artifacts: uploading an artifacts directory to an S3 bucket
+//! ([`upload_artifacts`], the one entry point; `s3.rs`, cargo feature `s3`, is the only module
+//! that sees tokio and the AWS SDK) and bringing a build's artifacts back ([`fetch`]: from S3 or
+//! a CircleCI build). The plain types and name checks both directions share are in [`target`].
+
+pub mod fetch;
+#[cfg(feature = "s3")]
+pub mod s3;
+pub mod target;
+
+pub use target::{S3Target, UploadOptions, UploadOutcome};
+
+use std::io::Write;
+use std::path::Path;
+
+/// Uploads every artifact in `dir` to `target` (see `s3::S3Store::upload_dir`). Never fails as
+/// a whole and never touches the local files unless asked to and everything was confirmed:
+/// the outcome says what made it and what did not.
+pub fn upload_artifacts(dir: &Path, target: &S3Target, opts: &UploadOptions) -> UploadOutcome {
+    #[cfg(feature = "s3")]
+    {
+        match s3::S3Store::connect(&opts.connection) {
+            Ok(store) => store.upload_dir(dir, target, opts),
+            Err(e) => UploadOutcome {
+                setup_error: Some(crate::error::chain(&e)),
+                ..UploadOutcome::default()
+            },
+        }
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = (dir, target, opts);
+        UploadOutcome {
+            setup_error: Some(
+                "this corecatch was built without S3 support (cargo feature `s3`)".into(),
+            ),
+            ..UploadOutcome::default()
+        }
+    }
+}
+
+/// The lines an upload leaves on stderr: one per object that did not make it (always), a total
+/// (unless `quiet`), and whether the local copy was removed. URLs are `s3://` ones, never
+/// presigned.
+pub fn write_upload_summary(
+    outcome: &UploadOutcome,
+    target: &S3Target,
+    dir: &Path,
+    quiet: bool,
+    w: &mut dyn Write,
+) -> std::io::Result<()> {
+    if let Some(e) = &outcome.setup_error {
+        writeln!(
+            w,
+            "corecatch: upload to {target} failed: {e}; the artifacts stay in {}",
+            dir.display()
+        )?;
+        return Ok(());
+    }
+    for f in &outcome.failed {
+        writeln!(
+            w,
+            "corecatch: not uploaded: {} -> {}: {}",
+            f.path,
+            target.url_of(&f.key),
+            f.why
+        )?;
+    }
+    if !outcome.failed.is_empty() {
+        writeln!(
+            w,
+            "corecatch: {} of {} objects did not make it to {target}; the artifacts stay in {}",
+            outcome.failed.len(),
+            outcome.failed.len() + outcome.uploaded.len(),
+            dir.display()
+        )?;
+    } else if !quiet {
+        let bytes: u64 = outcome.uploaded.iter().map(|u| u.bytes).sum();
+        writeln!(
+            w,
+            "corecatch: uploaded {} objects ({bytes} bytes) to {target}",
+            outcome.uploaded.len()
+        )?;
+    }
+    if let Some(why) = &outcome.kept_because {
+        writeln!(w, "corecatch: kept {}: {why}", dir.display())?;
+    } else if outcome.local_removed && !quiet {
+        writeln!(w, "corecatch: removed the local copy in {}", dir.display())?;
+    }
+    Ok(())
+}
