@@ -5,8 +5,8 @@
 //! versions wrote, a zlib stream) by Python's own zlib, gzip and base64 modules, around the core
 //! of a real crash.
 
-use crate::skip_unless_kernel_cores;
 use crate::util::*;
+use crate::{skip_or_fail, skip_unless_kernel_cores};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -214,9 +214,8 @@ fn collect_reads_var_crash_when_core_pattern_pipes_to_apport() {
         return;
     };
     let made_dir = !Path::new(VAR_CRASH).exists();
-    if fs::create_dir_all(VAR_CRASH).is_err() {
-        eprintln!("SKIP: cannot create {VAR_CRASH}");
-        return;
+    if let Err(e) = fs::create_dir_all(VAR_CRASH) {
+        skip_or_fail!("cannot create {VAR_CRASH} ({e})");
     }
     let entry = VarCrashEntry {
         file: Path::new(VAR_CRASH).join(format!("_tmp_corecatch-test.{pid}.crash")),

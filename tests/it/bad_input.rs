@@ -23,7 +23,7 @@ struct Outcome {
 /// Run `corecatch bt CORE` under /usr/bin/time -v for its peak RSS.
 fn bt(core: &Path) -> Outcome {
     let report = core.with_extension("timev");
-    let o = Command::new("/usr/bin/time")
+    let o = Command::new(require("/usr/bin/time"))
         .arg("-v")
         .arg("-o")
         .arg(&report)
@@ -32,15 +32,15 @@ fn bt(core: &Path) -> Outcome {
         .arg(core)
         .output()
         .unwrap();
-    let timev = fs::read_to_string(&report).unwrap_or_default();
-    let max_rss_kb = timev
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let timev = fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("/usr/bin/time -v wrote no {} ({e})", report.display()));
+    // Unparseable output must fail: a peak of 0 would pass the bound without measuring anything.
+    let max_rss_kb = parse_max_rss_kb(&timev).unwrap_or_else(|| {
+        panic!(
+            "no peak RSS in /usr/bin/time -v's output (stderr {:?}):\n{timev}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
     // time(1) exits with the command's status, or 128+N when it was killed by signal N.
     Outcome {
         code: o.status.code(),
@@ -48,6 +48,34 @@ fn bt(core: &Path) -> Outcome {
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         max_rss_kb,
     }
+}
+
+/// The `Maximum resident set size (kbytes): N` line of `time -v`'s report, when it is there and
+/// N is a positive number.
+fn parse_max_rss_kb(timev: &str) -> Option<u64> {
+    timev
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&kb| kb > 0)
+}
+
+#[test]
+fn time_v_reports_parse_or_fail() {
+    let ok = "\tCommand being timed: \"x\"\n\tMaximum resident set size (kbytes): 41234\n";
+    assert_eq!(parse_max_rss_kb(ok), Some(41234));
+    assert_eq!(parse_max_rss_kb(""), None);
+    assert_eq!(
+        parse_max_rss_kb("\tMaximum resident set size (kbytes): lots\n"),
+        None
+    );
+    assert_eq!(
+        parse_max_rss_kb("\tMaximum resident set size (kbytes): 0\n"),
+        None
+    );
 }
 
 /// What the library can still read of `data`: `Some(threads)` when it parses.

@@ -2,8 +2,9 @@
 //! must read in gdb as the kernel's core of the same crash does, parse without warnings, hold
 //! every thread, and the command's exit status and signals must be as if untraced. The tests
 //! that rewrite core_pattern (a swallowing pipe, a missing directory) and lower the hard
-//! RLIMIT_CORE need root and skip with a printed reason elsewhere.
+//! RLIMIT_CORE need root and skip with a printed reason elsewhere (fail under CI).
 
+use crate::skip_or_fail;
 use crate::util::*;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -38,7 +39,7 @@ fn count_suffix(out: &Path, suffix: &str) -> usize {
 
 /// Function names of gdb's backtrace of the crashed thread, innermost first.
 pub(crate) fn gdb_frames(exe: &Path, core: &Path) -> Vec<String> {
-    let o = Command::new("gdb")
+    let o = Command::new(require("gdb"))
         .args([
             "-batch",
             "-nx",
@@ -65,7 +66,7 @@ pub(crate) fn gdb_frames(exe: &Path, core: &Path) -> Vec<String> {
 }
 
 fn gdb_thread_count(exe: &Path, core: &Path) -> usize {
-    let o = Command::new("gdb")
+    let o = Command::new(require("gdb"))
         .args([
             "-batch",
             "-nx",
@@ -139,8 +140,7 @@ fn compare_with_kernel_core(exe: &Path, mode: &[&str], status: i32, signal: i32)
     assert!(frames.iter().any(|f| f == "main"), "{frames:?}");
 
     if let Some(why) = kernel_cores_unavailable() {
-        eprintln!("SKIP (the kernel-core comparison): {why}");
-        return;
+        skip_or_fail!("the kernel-core comparison: {why}");
     }
     let kdir = tempdir();
     let kernel = crash_for_core(exe, mode, kdir.path());
@@ -287,15 +287,11 @@ fn a_command_that_traces_its_own_child_still_runs_under_ptrace() {
 
 #[test]
 fn when_corecatch_itself_is_traced_ptrace_falls_back_with_a_note() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("SKIP: strace is not installed");
-        return;
-    }
     let dir = tempdir();
     let crash = crash_prog();
     let _shared = CrashLock::shared();
     // strace -f attaches to corecatch's child first, so our PTRACE_SEIZE fails with EPERM.
-    let o = Command::new("strace")
+    let o = Command::new(require("strace"))
         .args(["-f", "-o", "/dev/null"])
         .arg(bin())
         .args(["run", "--capture", "ptrace", "--out", "out", "--"])

@@ -1,8 +1,8 @@
 //! Reports CI systems display: the crash signature and JUnit XML, on real crashes. The JUnit
 //! file is read by a real JUnit consumer (junitparser from PyPI, installed by `make test`).
 
-use crate::skip_unless_kernel_cores;
 use crate::util::*;
+use crate::{skip_or_fail, skip_unless_kernel_cores};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,21 +50,9 @@ fn same_bug_same_signature_across_runs_and_rebuilds() {
     assert_ne!(signature_of(&a, "abort"), first, "another bug");
 }
 
-/// The venv python with junitparser, or `None` (printing why) outside `make test`.
-fn junit_python() -> Option<PathBuf> {
-    let py = root().join("target/venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import junitparser"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "SKIP: {} with junitparser is missing; `make deps` installs it",
-            py.display()
-        );
-        return None;
-    }
-    Some(py)
+/// The venv python with junitparser (`make venv` installs it; required).
+fn junit_python() -> PathBuf {
+    venv_python("junitparser")
 }
 
 /// junitparser's reading of a file: (tests, failures, [(name, message, text)]).
@@ -97,7 +85,7 @@ print(json.dumps({"tests": tests, "failures": failures, "cases": cases}))
 #[test]
 fn junit_has_one_failed_case_per_crash_read_by_junitparser() {
     skip_unless_kernel_cores!();
-    let Some(py) = junit_python() else { return };
+    let py = junit_python();
     let exe = crash_variant("crash-junit", &["-g", "-O0"]);
     let dir = tempdir();
     for d in ["a", "b"] {
@@ -213,31 +201,24 @@ fn github_actions_annotation_points_at_the_workspace_frame() {
     assert!(md.contains("write_null"), "{md}");
 }
 
-/// An example file as JSON, read by PyYAML (`None`, printing why, outside `make test`).
-fn yaml_as_json(path: &Path) -> Option<serde_json::Value> {
-    let py = root().join("target/venv/bin/python");
+/// An example file as JSON, read by PyYAML (`make venv` installs it; required).
+fn yaml_as_json(path: &Path) -> serde_json::Value {
+    let py = venv_python("yaml");
     let o = Command::new(&py)
         .args([
             "-c",
             "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
         ])
         .arg(path)
-        .output();
-    match o {
-        Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).unwrap()),
-        Ok(o) => panic!(
-            "{} is not valid YAML: {}",
-            path.display(),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => {
-            eprintln!(
-                "SKIP: {} not runnable ({e}); `make deps` installs it",
-                py.display()
-            );
-            None
-        }
-    }
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{} is not valid YAML: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
@@ -259,9 +240,7 @@ fn ci_examples_are_valid_yaml_and_their_commands_parse() {
         ("examples/github/crash.yml", &["upload-artifact"][..]),
     ] {
         let path = root().join(file);
-        let Some(doc) = yaml_as_json(&path) else {
-            return;
-        };
+        let doc = yaml_as_json(&path);
         let text = doc.to_string();
         for n in needles {
             assert!(text.contains(n), "{file} lacks {n}");
@@ -290,10 +269,10 @@ fn ci_examples_are_valid_yaml_and_their_commands_parse() {
 }
 
 /// Run headless Chromium on `args` (the probe's flags: no sandbox as root, no background
-/// networking on this closed network); `None`, printing why, when it is not installed.
-fn chromium(args: &[&str]) -> Option<String> {
+/// networking on this closed network); its stdout. `make deps` installs it: required.
+fn chromium(args: &[&str]) -> String {
     let profile = tempdir();
-    let o = Command::new("chromium")
+    let o = Command::new(require("chromium"))
         .args([
             "--headless",
             "--no-sandbox",
@@ -306,14 +285,9 @@ fn chromium(args: &[&str]) -> Option<String> {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
-        .output();
-    match o {
-        Ok(o) => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
-        Err(e) => {
-            eprintln!("SKIP: chromium not runnable ({e}); `make deps` installs it");
-            None
-        }
-    }
+        .output()
+        .expect("chromium runs");
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
@@ -355,9 +329,7 @@ fn html_report_renders_in_chromium_with_every_crash_and_frame() {
         "the page is an artifact: {manifest}"
     );
     let url = format!("file://{}", page.display());
-    let Some(dom) = chromium(&["--dump-dom", &url]) else {
-        return;
-    };
+    let dom = chromium(&["--dump-dom", &url]);
     assert!(dom.contains("corecatch: 2 crash(es)"), "{dom}");
     assert!(
         dom.contains("SIGSEGV (SEGV_MAPERR at 0x0) in write_null"),
@@ -431,8 +403,7 @@ fn progress_lines_in_logs_a_bar_on_a_terminal_and_nothing_when_quiet() {
     assert!(!err.contains("compressing"), "{err}");
     // A terminal: script(1) gives corecatch a pty; indicatif draws its bar there.
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP (the terminal bar): script(1) is not installed");
-        return;
+        skip_or_fail!("the terminal bar: script(1) (util-linux) is not installed");
     }
     let cmd = format!(
         "{} collect --keep-cores --out out2 {}",

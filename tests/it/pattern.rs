@@ -1,7 +1,8 @@
 //! `corecatch pattern`, and `run` under core patterns other than the machine's: these rewrite the
 //! global kernel.core_pattern, so they run one at a time (CrashLock exclusive, which also keeps
 //! every crashing test out), restore the old settings on every exit path (a drop guard, which
-//! also runs when an assertion panics), and skip with a printed reason where they cannot write it.
+//! also runs when an assertion panics), and skip with a printed reason where they cannot write it
+//! (fail under CI: `util::skip_or_fail`).
 
 use crate::util::*;
 use std::fs;

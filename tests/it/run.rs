@@ -2,8 +2,8 @@
 //! forwarding, stdin, finding this run's cores (and only those), artifacts that gunzip back to the
 //! original core, and bad input that loses nothing.
 
-use crate::skip_unless_kernel_cores;
 use crate::util::*;
+use crate::{skip_or_fail, skip_unless_kernel_cores};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -248,8 +248,7 @@ fn forwarded_signals_reach_the_command() {
 fn a_hard_core_limit_of_zero_is_reported_and_the_run_goes_on() {
     // Root may raise any limit, so lower the hard limit and drop to an unprivileged user first.
     if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("SKIP: setpriv (util-linux) is not installed");
-        return;
+        skip_or_fail!("setpriv (util-linux) is not installed");
     }
     let script = format!(
         "ulimit -Hc 0 && exec setpriv --reuid=65534 --regid=65534 --clear-groups {} run -- sh -c 'exit 4'",
@@ -262,8 +261,7 @@ fn a_hard_core_limit_of_zero_is_reported_and_the_run_goes_on() {
         .unwrap();
     let err = stderr(&o);
     if err.contains("setpriv:") {
-        eprintln!("SKIP: cannot drop privileges here: {err}");
-        return;
+        skip_or_fail!("cannot drop privileges here: {err}");
     }
     assert_eq!(status(&o), 4, "{err}");
     assert!(err.contains("hard RLIMIT_CORE is 0"), "{err}");

@@ -1,7 +1,7 @@
 //! Artifacts that leave the machine: `--to s3://…`, `upload` and `fetch` against a real
 //! S3-compatible server (moto's server mode from the venv `make test` creates, one per test on a
 //! free loopback port), a loopback proxy that drops connections, and a loopback CircleCI API.
-//! Tests skip with a printed reason when `target/venv/bin/moto_server` is missing.
+//! A missing `target/venv/bin/moto_server` fails the tests (`make venv` installs it).
 
 use crate::skip_unless_kernel_cores;
 use crate::util::*;
@@ -30,22 +30,10 @@ struct Moto {
 }
 
 impl Moto {
-    fn start() -> Option<Moto> {
-        if !moto_bin().exists() {
-            // In CI the venv is part of `make test`: a missing server is a broken setup.
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{} is missing under CI",
-                moto_bin().display()
-            );
-            eprintln!(
-                "SKIP: {} is missing (`make test` installs it)",
-                moto_bin().display()
-            );
-            return None;
-        }
+    fn start() -> Moto {
+        // The venv is part of `make test`: a missing server is a broken setup, CI or not.
+        let mut cmd = Command::new(require(moto_bin().to_str().unwrap()));
         let port = free_port();
-        let mut cmd = Command::new(moto_bin());
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -62,7 +50,7 @@ impl Moto {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http(port, "GET", "/", b"").is_some() {
-                return Some(moto);
+                return moto;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -229,7 +217,7 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn run_uploads_a_crash_and_fetch_brings_it_back() {
     skip_unless_kernel_cores!();
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.bucket("ci-artifacts");
     let dir = tempdir();
     let crash = crash_prog();
@@ -291,7 +279,7 @@ fn run_uploads_a_crash_and_fetch_brings_it_back() {
 
 #[test]
 fn multipart_upload_of_a_file_bigger_than_two_parts() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.bucket("big-bkt");
     let dir = tempdir();
     let art = dir.path().join("art");
@@ -370,7 +358,7 @@ fn multipart_upload_of_a_file_bigger_than_two_parts() {
 
 #[test]
 fn no_keep_local_removes_only_after_everything_is_confirmed() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.bucket("keep-bkt");
     let dir = tempdir();
     let art = dir.path().join("art");
@@ -413,7 +401,7 @@ fn no_keep_local_removes_only_after_everything_is_confirmed() {
 
 #[test]
 fn fetch_50_objects_with_4_transfers() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.bucket("many-bkt");
     let dir = tempdir();
     let art = dir.path().join("art");
@@ -450,7 +438,7 @@ fn fetch_50_objects_with_4_transfers() {
 #[test]
 fn unreachable_endpoint_and_missing_bucket_keep_artifacts_and_status() {
     skip_unless_kernel_cores!();
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let crash = crash_prog();
     let dead = format!("http://127.0.0.1:{}", free_port());
     for (endpoint, to, why) in [
@@ -622,7 +610,7 @@ fn pipe_pair(client: TcpStream, server: TcpStream, limit: usize, cut: &AtomicUsi
 /// must have met faults and still succeeded (retried), the fetched tree be byte-identical, and
 /// no multipart upload be left open.
 fn upload_is_retried_through(fault: Fault, nth: usize, bucket: &str, seed: u64) {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.bucket(bucket);
     let proxy = FaultyProxy::start(moto.port, nth, fault);
     let dir = tempdir();
@@ -675,7 +663,7 @@ fn throttling_is_retried_with_backoff_to_a_complete_upload() {
 
 #[test]
 fn fetch_refuses_keys_that_leave_dest() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     moto.bucket("evil-bkt");
     moto.put_raw("evil-bkt", "p/ok.txt", b"ok");
     moto.put_raw("evil-bkt", "p/../escaped.txt", b"evil");

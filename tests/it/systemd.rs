@@ -5,9 +5,10 @@
 //! not PID 1 on this machine or in CI), and that instance writing the zstd-compressed core into
 //! /var/lib/systemd/coredump. There is no journald, so `coredumpctl` finds nothing and corecatch
 //! reads the store. Root only (core_pattern, the socket, the store); the tests skip with a printed
-//! reason elsewhere, and fail under CI (`CI` set) when systemd-coredump is not installed.
+//! reason elsewhere (fail under CI, `CI` set), and fail when systemd-coredump is not installed.
 
 use crate::capture::gdb_frames;
+use crate::skip_or_fail;
 use crate::util::*;
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -24,24 +25,14 @@ const DEBIAN_PATTERN: &str =
     "|/lib/systemd/systemd-coredump %P %u %g %s %t 9223372036854775808 %h %d";
 const CORE_PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
 
-/// Why these tests cannot run here; panics under CI when the package is missing.
+/// Why these tests cannot run here. systemd-coredump (and with it systemd's
+/// systemd-socket-activate) is installed by `make deps`, so its absence fails the test.
 fn unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root (core_pattern, /run/systemd, the store)".into());
     }
-    let missing: Vec<&str> = [HELPER, "/usr/bin/systemd-socket-activate"]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{missing:?} missing under CI: `make deps` installs systemd-coredump"
-        );
-        return Some(format!(
-            "{missing:?} missing (apt-get install systemd-coredump; `make deps` does)"
-        ));
-    }
+    require(HELPER);
+    require("/usr/bin/systemd-socket-activate");
     None
 }
 
@@ -178,8 +169,7 @@ struct Setup {
 
 fn setup() -> Option<Setup> {
     if let Some(why) = unavailable() {
-        eprintln!("SKIP: {why}");
-        return None;
+        skip_or_fail!("{why}");
     }
     let pattern = PatternGuard::set(DEBIAN_PATTERN, false)?;
     let limit = PipeLimit::set("16");
@@ -386,11 +376,19 @@ fn collect_reads_systemd_coredumps_store() {
     assert_eq!(v["core"]["from"]["path"], entry.to_str().unwrap());
     let core = gunzip(&ours[0]);
     assert!(is_elf_core(&core));
-    // Byte for byte what zstd itself restores, when the tool is here.
-    match Command::new("zstd").arg("-dc").arg(&entry).output() {
-        Ok(z) if z.status.success() => assert!(z.stdout == core, "zstd -dc differs"),
-        _ => eprintln!("note: zstd not installed; the byte-for-byte comparison is skipped"),
-    }
+    // Byte for byte what zstd itself restores.
+    let z = Command::new(require("zstd"))
+        .arg("-dc")
+        .arg(&entry)
+        .output()
+        .unwrap();
+    assert!(
+        z.status.success(),
+        "zstd -dc {}: {}",
+        entry.display(),
+        String::from_utf8_lossy(&z.stderr)
+    );
+    assert!(z.stdout == core, "zstd -dc differs");
     assert!(
         fs::read(&entry).unwrap() == before,
         "the store entry is left as it was"
@@ -476,8 +474,7 @@ fn doctor_reports_the_handler_canary() {
         return;
     };
     if Path::new(SOCKET).exists() {
-        eprintln!("SKIP (the no-socket half): {SOCKET} is systemd's own");
-        return;
+        skip_or_fail!("the no-socket half: {SOCKET} is systemd's own");
     }
     let o = corecatch_locked(dir.path(), &["doctor"]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -555,10 +552,8 @@ impl Drop for DropIn {
 #[test]
 fn with_storage_journal_run_gets_the_core_from_coredumpctl() {
     let Some(_s) = setup() else { return };
-    if !Path::new("/lib/systemd/systemd-journald").exists() {
-        eprintln!("SKIP: systemd-journald is not installed");
-        return;
-    }
+    // systemd-coredump's dependency `systemd` brings it.
+    require("/lib/systemd/systemd-journald");
     let _journald = Journald::start();
     let _conf = DropIn::write("[Coredump]\nStorage=journal\n");
     let dir = tempdir();

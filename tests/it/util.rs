@@ -115,7 +115,7 @@ pub fn core_pattern() -> String {
 }
 
 /// `Some(reason)` when kernel cores cannot land in a process's working directory here, so a test
-/// that needs one must skip (printing the reason).
+/// that needs one must skip (or fail, under CI: [`skip_or_fail`]).
 pub fn kernel_cores_unavailable() -> Option<String> {
     // Under the shared lock: a test that rewrites core_pattern must not make us skip.
     let p = {
@@ -136,13 +136,72 @@ pub fn kernel_cores_unavailable() -> Option<String> {
     None
 }
 
-/// Print why a test skips and return; use as `skip_unless_kernel_cores!();`.
+/// Whether this is a CI run (`CI` set to any non-empty value): there every test must run, so a
+/// missing precondition is a failure, not a skip.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// A precondition of the calling test does not hold here (not root, no kernel cores, a tool
+/// `make test` does not install). Under CI this panics with `why`; elsewhere it prints
+/// `SKIP: why` and the caller returns. [`skip_or_fail!`] does both.
+pub fn skip_or_fail(why: &str) {
+    if under_ci() {
+        panic!("precondition missing under CI (CI is set, so this test may not skip): {why}");
+    }
+    eprintln!("SKIP: {why}");
+}
+
+/// `skip_or_fail!("format", args...)`: [`skip_or_fail`] with the formatted reason, then return
+/// from the calling function (with `Default::default()`, so `()` or `None`).
+#[macro_export]
+macro_rules! skip_or_fail {
+    ($($why:tt)+) => {{
+        $crate::util::skip_or_fail(&format!($($why)+));
+        return Default::default();
+    }};
+}
+
+/// A tool `make test` installs (`make deps`, `make venv`): its path, found on PATH unless `tool`
+/// is a path. Missing, it fails the test, CI or not: such a tool is never a reason to skip.
+pub fn require(tool: &str) -> PathBuf {
+    let found = if tool.contains('/') {
+        Some(PathBuf::from(tool)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(tool))
+                .find(|p| p.is_file())
+        })
+    };
+    found.unwrap_or_else(|| {
+        panic!("{tool} is missing: this test requires it (`make deps` / `make venv` install it)")
+    })
+}
+
+/// The venv's python (`make venv`) after checking it imports `modules`; panics when it does not.
+pub fn venv_python(modules: &str) -> PathBuf {
+    let py = require(root().join("target/venv/bin/python").to_str().unwrap());
+    let o = Command::new(&py)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{} cannot import {modules} (`make venv` installs them): {}",
+        py.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    py
+}
+
+/// Skip (or fail, under CI) when kernel cores cannot land in the working directory here; use
+/// as `skip_unless_kernel_cores!();`.
 #[macro_export]
 macro_rules! skip_unless_kernel_cores {
     () => {
         if let Some(why) = $crate::util::kernel_cores_unavailable() {
-            eprintln!("SKIP: {why}");
-            return;
+            $crate::skip_or_fail!("{why}");
         }
     };
 }
@@ -252,7 +311,11 @@ pub fn artifacts(out: &Path, suffix: &str) -> Vec<PathBuf> {
 
 /// `gunzip -c FILE`: what the real gzip restores from an artifact.
 pub fn gunzip(p: &Path) -> Vec<u8> {
-    let o = Command::new("gunzip").arg("-c").arg(p).output().unwrap();
+    let o = Command::new(require("gunzip"))
+        .arg("-c")
+        .arg(p)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "gunzip failed on {}", p.display());
     o.stdout
 }
@@ -272,23 +335,28 @@ pub struct PatternGuard {
 }
 
 impl PatternGuard {
-    /// `None` (after printing why) when the settings cannot be changed here.
+    /// `None` when the settings cannot be changed here, after [`skip_or_fail`] (which panics
+    /// under CI).
     pub fn set(pattern: &str, uses_pid: bool) -> Option<PatternGuard> {
         let lock = CrashLock::exclusive();
-        let old_pattern = fs::read_to_string(CORE_PATTERN).ok()?;
+        let old_pattern = match fs::read_to_string(CORE_PATTERN) {
+            Ok(p) => p,
+            Err(e) => crate::skip_or_fail!("cannot read {CORE_PATTERN} ({e})"),
+        };
         let old_uses_pid = fs::read_to_string(CORE_USES_PID).unwrap_or_else(|_| "0\n".into());
         if let Err(e) = fs::write(CORE_PATTERN, pattern) {
-            eprintln!("SKIP: cannot write {CORE_PATTERN} ({e}); needs root outside a container");
-            return None;
+            crate::skip_or_fail!(
+                "cannot write {CORE_PATTERN} ({e}); needs root outside a container"
+            );
         }
         let guard = PatternGuard {
             old_pattern,
             old_uses_pid,
             _lock: lock,
         };
-        if fs::write(CORE_USES_PID, if uses_pid { "1" } else { "0" }).is_err() {
-            eprintln!("SKIP: cannot write {CORE_USES_PID}");
-            return None;
+        if let Err(e) = fs::write(CORE_USES_PID, if uses_pid { "1" } else { "0" }) {
+            drop(guard); // puts core_pattern back
+            crate::skip_or_fail!("cannot write {CORE_USES_PID} ({e})");
         }
         Some(guard)
     }

@@ -88,7 +88,7 @@ fn parse_gdb(out: &str) -> Vec<GdbThread> {
 }
 
 fn gdb_bt(exe: &Path, core: &Path) -> Vec<GdbThread> {
-    let out = Command::new("gdb")
+    let out = Command::new(util::require("gdb"))
         .args([
             "-batch",
             "-nx",
@@ -420,7 +420,7 @@ fn stack_overflow_stops_at_frame_limit() {
         .iter()
         .all(|f| f.function.as_deref() == Some("recurse")));
     // gdb agrees on the innermost frames (its full bt would be ~30000 frames long, so ask for 5).
-    let out = Command::new("gdb")
+    let out = Command::new(util::require("gdb"))
         .args([
             "-batch",
             "-nx",
@@ -692,7 +692,7 @@ fn failed_assert_message_is_read_from_the_core_as_gdb_reads_it() {
     assert!(msg.ends_with("check: Assertion `x == 2' failed."), "{msg}");
     assert!(msg.contains("assert.c:7:"), "{msg}");
     // gdb, reading the same core with libc6-dbg, prints the same string.
-    let o = Command::new("gdb")
+    let o = Command::new(util::require("gdb"))
         .args(["-batch", "-nx", "-ex", "set debuginfod enabled off"])
         .args(["-ex", "print __abort_msg->msg"])
         .arg(&c.exe)
