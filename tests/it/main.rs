@@ -5,6 +5,7 @@ mod apport;
 mod bad_input;
 mod capture;
 mod ci_reports;
+mod hostile;
 mod pattern;
 mod run;
 mod s3;
