@@ -6,6 +6,7 @@ mod bad_input;
 mod capture;
 mod ci_reports;
 mod golden;
+mod hostile;
 mod pattern;
 mod run;
 mod s3;
