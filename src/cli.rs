@@ -34,12 +34,7 @@ enum Sub {
         #[arg(long, value_enum, default_value_t = CaptureArg::Auto, value_name = "HOW")]
         capture: CaptureArg,
         /// The command and its arguments (after `--`).
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CMD"
-        )]
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         argv: Vec<OsString>,
     },
     /// Collect cores already on disk (e.g. in a CI `when: on_fail` step).
@@ -117,6 +112,16 @@ enum Sub {
 
 fn parse_target(s: &str) -> Result<S3Target, String> {
     S3Target::parse(s).map_err(|e| e.to_string())
+}
+
+/// `60`, `0.5`: a number of seconds, finite and not negative.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a finite, non-negative number of seconds"))
 }
 
 /// `16MiB`, `5M`, `8388608`: a byte count with an optional binary suffix.
@@ -268,8 +273,8 @@ struct SymbolArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_frames: usize,
     /// Seconds to spend symbolizing one core before printing what was found.
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    timeout: f64,
+    #[arg(long, default_value = "60", value_parser = parse_secs, value_name = "SECS")]
+    timeout: Duration,
 }
 
 impl SymbolArgs {
@@ -279,8 +284,7 @@ impl SymbolArgs {
             sysroot: self.sysroot,
             exe: self.exe,
             max_frames: self.max_frames.max(1),
-            timeout: Duration::try_from_secs_f64(self.timeout.max(0.0))
-                .unwrap_or(Duration::from_secs(60)),
+            timeout: self.timeout,
         }
     }
 }
@@ -307,8 +311,29 @@ impl ArtifactArgs {
 
 impl Cli {
     /// Parse the process's arguments; on a usage error clap prints it and exits 2.
+    /// Parse the process's arguments; on a usage error print it with the usage line and exit
+    /// with `exit_code::USAGE` (2), as clap does, but naming the usage also where clap's
+    /// message leaves it out (a bad value).
     pub fn parse_args() -> Command {
-        Cli::parse().into_config()
+        match Cli::try_parse() {
+            Ok(cli) => cli.into_config(),
+            Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+            Err(e) => {
+                let rendered = e.render().to_string();
+                eprint!("{rendered}");
+                if !rendered.contains("Usage:") {
+                    let mut cmd = <Cli as clap::CommandFactory>::command();
+                    cmd.build();
+                    let sub = std::env::args().nth(1).unwrap_or_default();
+                    let usage = match cmd.find_subcommand_mut(&sub) {
+                        Some(s) => s.render_usage(),
+                        None => cmd.render_usage(),
+                    };
+                    eprintln!("\n{usage}");
+                }
+                std::process::exit(crate::exit_code::USAGE)
+            }
+        }
     }
 
     /// Parse explicit arguments (for tests).
@@ -388,6 +413,47 @@ mod tests {
         assert_eq!(r.argv, ["make", "-k", "test"]);
         assert_eq!(r.artifacts.out, PathBuf::from("x"));
         assert_eq!(r.capture, Capture::Auto);
+    }
+
+    #[test]
+    fn a_mistyped_flag_before_dashdash_is_a_usage_error() {
+        for args in [
+            &["corecatch", "run", "--keep-core", "--", "true"][..],
+            &["corecatch", "run", "--keep-core", "true"],
+        ] {
+            let e = Cli::try_parse_args(args).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
+        }
+        // After the first word of CMD, everything is CMD's, dashes or not.
+        let c = Cli::try_parse_args(["corecatch", "run", "make", "-k", "--keep"]).unwrap();
+        let Command::Run(r) = c else { panic!() };
+        assert_eq!(r.argv, ["make", "-k", "--keep"]);
+    }
+
+    #[test]
+    fn timeouts_must_be_finite_and_not_negative() {
+        for sub in [&["run"][..], &["collect"], &["bt", "core"]] {
+            for bad in [
+                "--timeout=-5",
+                "--timeout=NaN",
+                "--timeout=inf",
+                "--timeout=x",
+            ] {
+                let mut args = vec!["corecatch"];
+                args.extend_from_slice(sub);
+                args.push(bad);
+                if sub[0] == "run" {
+                    args.extend(["--", "true"]);
+                }
+                assert!(Cli::try_parse_args(&args).is_err(), "{args:?}");
+            }
+        }
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
     }
 
     #[test]

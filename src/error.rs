@@ -15,9 +15,10 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Print `corecatch: MSG` on stderr: every warning and error message goes through here.
+/// Print `corecatch: MSG` on stderr: every warning and error message goes through here. The
+/// message is one line, its control characters escaped: it may name the crashed process's files.
 pub fn warn(msg: impl Display) {
-    eprintln!("corecatch: {msg}");
+    eprintln!("corecatch: {}", crate::escape::controls(&msg.to_string()));
 }
 
 #[cfg(test)]

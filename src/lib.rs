@@ -35,6 +35,7 @@ pub(crate) mod config;
 pub(crate) mod core_pattern;
 pub mod elf_core;
 pub(crate) mod error;
+pub(crate) mod escape;
 pub(crate) mod exit_code;
 pub(crate) mod modules;
 pub(crate) mod progress;

@@ -42,7 +42,7 @@ impl Gathered {
 
 pub(super) fn collect(cfg: CollectConfig) -> i32 {
     let started = SystemTime::now();
-    swept(&cfg.artifacts.out);
+    super::sweep_leftovers(&cfg.artifacts.out);
     let settings = sys::kernel::read_settings();
     let pattern_text = settings
         .as_ref()
@@ -202,15 +202,5 @@ pub(super) fn collect(cfg: CollectConfig) -> i32 {
         exit_code::INCOMPLETE
     } else {
         exit_code::OK
-    }
-}
-
-/// Removes what a corecatch that was killed left in the artifacts directory, with a note.
-pub(super) fn swept(out: &Path) {
-    for p in crate::artifacts::publish::sweep(out, sys::process_alive) {
-        warn(format!(
-            "removed {}, left by a corecatch that did not finish",
-            p.display()
-        ));
     }
 }

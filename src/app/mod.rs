@@ -62,10 +62,35 @@ fn capture_facts(
     }
 }
 
+/// A random token (16 hex digits): this run's `CORECATCH_RUN`, GitHub's stop-commands token.
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::time::SystemTime;
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("{:016x}", h.finish())
+}
+
 /// Where a core handed over by a pipe handler came from, for the report.
 fn origin(handler: &str, path: &std::path::Path) -> crate::report::CoreOrigin {
     crate::report::CoreOrigin {
         handler: handler.into(),
         path: path.display().to_string(),
+    }
+}
+
+/// Removes what a corecatch that was killed left in the artifacts directory, with a note.
+fn sweep_leftovers(out: &std::path::Path) {
+    for p in crate::artifacts::publish::sweep(out, sys::process_alive) {
+        crate::error::warn(format!(
+            "removed {}, left by a corecatch that did not finish",
+            p.display()
+        ));
     }
 }

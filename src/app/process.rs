@@ -54,7 +54,9 @@ pub(super) fn write_ci_reports(cfg: &ArtifactConfig, reports: &[Report]) {
     }
     if let (Some(gh), false) = (&cfg.github, reports.is_empty()) {
         let mut out = std::io::stdout().lock();
-        let _ = crate::report::github::write_annotations(reports, &gh.workspace, &mut out);
+        let stop_token = format!("{}{}", super::random_token(), super::random_token());
+        let _ =
+            crate::report::github::write_annotations(reports, &gh.workspace, &stop_token, &mut out);
         if let Some(path) = &gh.summary {
             let mut md = Vec::new();
             let written = crate::report::github::write_summary(reports, &mut md).and_then(|_| {

@@ -21,12 +21,13 @@ const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 pub(super) fn run(cfg: RunConfig) -> i32 {
     let started = SystemTime::now();
+    super::sweep_leftovers(&cfg.artifacts.out);
     let raised = sys::rlimit::raise();
     if let Some(p) = &raised.problem {
         warn(p);
     }
     let settings = sys::kernel::read_settings();
-    let token = run_token();
+    let token = super::random_token();
     let env = [(kernel::TOKEN_VAR.to_string(), token.clone())];
     let choice = capture::choose(
         cfg.capture,
@@ -95,18 +96,21 @@ pub(super) fn run(cfg: RunConfig) -> i32 {
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     // Processes that died of a core-dumping signal: if no core of theirs turns up, say why.
-    let dumped: Vec<i32> = std::iter::once((outcome.pid, outcome.ended))
+    // (pid, signal, whether the kernel says it wrote a core)
+    let deaths: Vec<(i32, i32, bool)> = std::iter::once((outcome.pid, outcome.ended))
         .chain(outcome.reaped.iter().copied())
-        .filter(|(_, e)| match *e {
+        .filter_map(|(p, e)| match e {
             // The core bit is not set when a pipe handler fails, so judge by the signal too.
             sys::spawn::Ended::Signaled {
                 signal,
                 core_dumped,
-            } => core_dumped || sys::ptrace::CORE_SIGNALS.contains(&signal),
-            sys::spawn::Ended::Exited(_) => false,
+            } if core_dumped || sys::ptrace::CORE_SIGNALS.contains(&signal) => {
+                Some((p, signal, core_dumped))
+            }
+            _ => None,
         })
-        .map(|(p, _)| p)
         .collect();
+    let dumped: Vec<i32> = deaths.iter().map(|d| d.0).collect();
 
     let mut known_pids = vec![outcome.pid];
     known_pids.extend(outcome.reaped.iter().map(|(p, _)| *p));
@@ -193,17 +197,33 @@ pub(super) fn run(cfg: RunConfig) -> i32 {
             cfg.artifacts.out.display()
         ));
     }
-    if done.stored == 0 && !dumped.is_empty() && done.failed == 0 {
-        warn(format!(
-            "pid {} dumped core but no core file of this run was found ({}); RLIMIT_CORE soft {}",
-            dumped
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            describe(),
-            sys::rlimit::CoreLimit::show(raised.after.soft),
-        ));
+    if done.stored == 0 && done.failed == 0 {
+        let limit = sys::rlimit::CoreLimit::show(raised.after.soft);
+        for &(pid, signal, core_dumped) in &deaths {
+            let sig = crate::report::signals::name(signal)
+                .map_or(format!("signal {signal}"), |n| format!("{n} ({signal})"));
+            if core_dumped {
+                warn(format!(
+                    "pid {pid} was killed by {sig} and dumped core, but no core file of this \
+                     run was found ({})",
+                    describe()
+                ));
+            } else if choice.method == Method::Kernel {
+                // The kernel says it wrote nothing although the command started with the
+                // raised limit: something about the process itself stopped the dump.
+                warn(format!(
+                    "pid {pid} was killed by {sig}, and no core was written: the command started \
+                     with a core size limit of {limit}, so the process may have lowered its own \
+                     (setrlimit, `ulimit -c 0`), be setuid or changed credentials \
+                     (fs.suid_dumpable), or have had no writable directory for {}",
+                    describe()
+                ));
+            } else {
+                warn(format!(
+                    "pid {pid} was killed by {sig}, and no core of it reached corecatch"
+                ));
+            }
+        }
     }
     status
 }
@@ -307,18 +327,4 @@ fn captured_cores(traced: &sys::ptrace::TracedRun, known_pids: &mut Vec<i32>) ->
         }
     }
     found
-}
-
-/// A random token naming this run, put in CMD's environment.
-fn run_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    format!("{:016x}", h.finish())
 }

@@ -1,9 +1,14 @@
 //! GitHub Actions output: an `::error` annotation at the innermost frame whose source lies in the
 //! workspace (so the crash shows on the diff line), every backtrace folded in `::group::`, and a
 //! Markdown summary for `$GITHUB_STEP_SUMMARY`. Workflow-command escaping follows GitHub's rules:
-//! `%`, CR and LF in messages; also `:` and `,` in properties.
+//! `%`, CR and LF in messages; also `:` and `,` in properties. Everything else from the crashed
+//! process reaches stdout inside the folded backtrace, which sits between `::stop-commands::TOKEN`
+//! and `::TOKEN::` (GitHub's way to print untrusted text: no workflow command is read there), the
+//! token chosen by the caller, random per run; and every line of it has its control characters
+//! escaped, so no name can start a line of its own.
 
 use super::{junit, text, Report};
+use crate::escape::controls;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -38,9 +43,12 @@ fn title(r: &Report) -> String {
 }
 
 /// Annotations and folded backtraces, for stdout.
+/// `stop_token` must not be guessable from the reports (a random string of at least 16 of
+/// `[A-Za-z0-9]`).
 pub fn write_annotations(
     reports: &[Report],
     workspace: &Path,
+    stop_token: &str,
     w: &mut dyn Write,
 ) -> io::Result<()> {
     for r in reports {
@@ -54,7 +62,9 @@ pub fn write_annotations(
         }
         writeln!(w, "::error {}::{}", props.join(","), escape_data(&msg))?;
         writeln!(w, "::group::{}", escape_data(&r.headline()))?;
+        writeln!(w, "::stop-commands::{stop_token}")?;
         text::write(r, w, text::Threads::All)?;
+        writeln!(w, "::{stop_token}::")?;
         writeln!(w, "::endgroup::")?;
     }
     Ok(())
@@ -64,11 +74,15 @@ pub fn write_annotations(
 pub fn write_summary(reports: &[Report], w: &mut dyn Write) -> io::Result<()> {
     writeln!(w, "## corecatch: {} crash(es)\n", reports.len())?;
     for r in reports {
-        write!(w, "### {}", title(r))?;
+        write!(w, "### {}", controls(&title(r)))?;
         if let Some(s) = &r.signature {
             write!(w, " (signature `{s}`)")?;
         }
-        writeln!(w, "\n\n{}\n", junit::message(r).replace('`', "'"))?;
+        writeln!(
+            w,
+            "\n\n{}\n",
+            controls(&junit::message(r)).replace('`', "'")
+        )?;
         writeln!(w, "```")?;
         for t in r.threads.iter().filter(|t| t.crashed) {
             // Fences cannot be closed from inside: the frames hold no backtick runs of three.
@@ -93,5 +107,67 @@ mod tests {
     fn escaping_follows_the_workflow_command_rules() {
         assert_eq!(escape_data("50%\r\nx"), "50%25%0D%0Ax");
         assert_eq!(escape_property("a:b,c%"), "a%3Ab%2Cc%25");
+    }
+
+    #[test]
+    fn a_name_cannot_start_a_workflow_command() {
+        use crate::report::{CoreFile, Process, Thread};
+        let r = Report {
+            schema: "test",
+            core: CoreFile {
+                path: "/t/core".into(),
+                bytes: 1,
+                machine: "x86_64".into(),
+                from: None,
+            },
+            process: Process {
+                pid: Some(1),
+                executable: Some("/t/x\n::warning title=INJ::injected".into()),
+                cmdline: vec!["x\n::warning::argv".into()],
+                ppid: None,
+                uid: None,
+            },
+            signal: None,
+            abort_message: Some("boom\n::warning::abort".into()),
+            signature: None,
+            crashed_tid: Some(1),
+            threads: vec![Thread {
+                tid: 1,
+                crashed: true,
+                frames: Vec::new(),
+                stop_reason: None,
+                registers: Vec::new(),
+            }],
+            modules: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_annotations(
+            std::slice::from_ref(&r),
+            Path::new("/w"),
+            "t0ken0123456789abcdef",
+            &mut out,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        let stop = lines
+            .iter()
+            .position(|l| *l == "::stop-commands::t0ken0123456789abcdef");
+        let resume = lines.iter().position(|l| *l == "::t0ken0123456789abcdef::");
+        let (stop, resume) = (stop.unwrap(), resume.unwrap());
+        for (i, l) in lines.iter().enumerate() {
+            if l.starts_with("::") && !(stop..=resume).contains(&i) {
+                assert!(
+                    l.starts_with("::error ") || l.starts_with("::group::") || *l == "::endgroup::",
+                    "{out}"
+                );
+            }
+        }
+        assert!(!lines.iter().any(|l| l.starts_with("::warning")), "{out}");
+        let mut md = Vec::new();
+        write_summary(&[r], &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(!md.lines().any(|l| l.starts_with("::")), "{md}");
     }
 }

@@ -1,8 +1,28 @@
 //! The human-readable report: a header naming the crash, then each thread's frames numbered as
-//! gdb numbers them (`#0` innermost), the crashed thread first.
+//! gdb numbers them (`#0` innermost), the crashed thread first. Every line goes out with its
+//! control characters escaped (`crate::escape`): names and paths come from the crashed process.
 
 use super::{Frame, Report, Thread};
 use std::io::{self, Write};
+
+/// One line of output: its text with control characters escaped (names and paths come from the
+/// crashed process), then the newline.
+macro_rules! line {
+    ($w:expr) => {
+        $w.write_all(b"\n")
+    };
+    ($w:expr, $($arg:tt)*) => {
+        $w.write_all(crate::escape::controls(&format!($($arg)*)).as_bytes())
+            .and_then(|_| $w.write_all(b"\n"))
+    };
+}
+
+/// Part of a line, escaped as [`line!`] escapes.
+macro_rules! part {
+    ($w:expr, $($arg:tt)*) => {
+        $w.write_all(crate::escape::controls(&format!($($arg)*)).as_bytes())
+    };
+}
 
 /// Which threads to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,20 +38,20 @@ pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
         if which == Threads::CrashedOnly && !t.crashed {
             continue;
         }
-        writeln!(w)?;
+        line!(w)?;
         write_thread(t, w)?;
     }
     if which == Threads::CrashedOnly && r.threads.len() > 1 {
-        writeln!(
+        line!(
             w,
             "({} other threads in the full report)",
             r.threads.len() - 1
         )?;
     }
     if !r.warnings.is_empty() {
-        writeln!(w)?;
+        line!(w)?;
         for warn in &r.warnings {
-            writeln!(w, "warning: {warn}")?;
+            line!(w, "warning: {warn}")?;
         }
     }
     Ok(())
@@ -40,69 +60,74 @@ pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
 /// The stderr summary after `run`/`collect`: one line naming the crash and where its artifacts
 /// went, then the crashed thread.
 pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io::Result<()> {
-    write!(w, "corecatch: ")?;
+    part!(w, "corecatch: ")?;
     write_crash_line(r, w)?;
     if let Some(sig) = &r.signature {
-        write!(w, " [signature {sig}]")?;
+        part!(w, " [signature {sig}]")?;
     }
     match stored {
-        Some(s) => writeln!(w, " -> {s}")?,
-        None => writeln!(w, " (artifacts not stored)")?,
+        Some(s) => line!(w, " -> {s}")?,
+        None => line!(w, " (artifacts not stored)")?,
     }
     if let Some(from) = &r.core.from {
-        writeln!(w, "core from {}: {}", from.handler, from.path)?;
+        line!(w, "core from {}: {}", from.handler, from.path)?;
     }
     if let Some(m) = &r.abort_message {
-        writeln!(w, "abort message: {m}")?;
+        line!(w, "abort message: {m}")?;
     }
     for t in r.threads.iter().filter(|t| t.crashed) {
         write_thread(t, w)?;
     }
     for warn in &r.warnings {
-        writeln!(w, "warning: {warn}")?;
+        line!(w, "warning: {warn}")?;
     }
     Ok(())
 }
 
 fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     write_crash_line(r, w)?;
-    writeln!(w)?;
+    line!(w)?;
     if let Some(m) = &r.abort_message {
-        writeln!(w, "abort message: {m}")?;
+        line!(w, "abort message: {m}")?;
     }
     if let Some(sig) = &r.signature {
-        writeln!(w, "signature: {sig}")?;
+        line!(w, "signature: {sig}")?;
     }
     if !r.process.cmdline.is_empty() {
-        writeln!(w, "command: {}", shell_words(&r.process.cmdline))?;
+        line!(w, "command: {}", shell_words(&r.process.cmdline))?;
     }
     match &r.core.from {
-        Some(from) => writeln!(
+        Some(from) => line!(
             w,
             "core: {} from {} ({} bytes, {})",
-            from.path, from.handler, r.core.bytes, r.core.machine
+            from.path,
+            from.handler,
+            r.core.bytes,
+            r.core.machine
         ),
-        None => writeln!(
+        None => line!(
             w,
             "core: {} ({} bytes, {})",
-            r.core.path, r.core.bytes, r.core.machine
+            r.core.path,
+            r.core.bytes,
+            r.core.machine
         ),
     }
 }
 
 /// `pid 1907 (/tmp/dump) killed by SIGSEGV (11), SEGV_MAPERR at 0x0`, without a newline.
 fn write_crash_line(r: &Report, w: &mut dyn Write) -> io::Result<()> {
-    write!(w, "{}", r.headline())?;
+    part!(w, "{}", r.headline())?;
     if let Some(s) = &r.signal {
         if let Some(c) = s.code_name {
-            write!(w, ", {c}")?;
+            part!(w, ", {c}")?;
         }
         if let Some(a) = s.address {
-            write!(w, " at {a:#x}")?;
+            part!(w, " at {a:#x}")?;
         }
         if let Some(p) = s.sender_pid {
             if Some(p) != r.process.pid {
-                write!(w, ", sent by pid {p}")?;
+                part!(w, ", sent by pid {p}")?;
             }
         }
     }
@@ -112,10 +137,10 @@ fn write_crash_line(r: &Report, w: &mut dyn Write) -> io::Result<()> {
 /// One thread: its frames, or its registers when no frames could be produced.
 pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
     let what = if t.crashed { " (crashed)" } else { "" };
-    writeln!(w, "Thread {}{what}:", t.tid)?;
+    line!(w, "Thread {}{what}:", t.tid)?;
     for (i, f) in t.frames.iter().enumerate() {
         // As gdb: `#0  0x…`, `#10 0x…`, `#100 0x…` (always a space after the number).
-        writeln!(w, "#{i:<2} {}", frame_line(f))?;
+        line!(w, "#{i:<2} {}", frame_line(f))?;
     }
     if t.frames.is_empty() {
         let regs: Vec<String> = t
@@ -124,10 +149,10 @@ pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
             .filter(|(n, _)| matches!(n.as_str(), "rip" | "rsp" | "rbp" | "pc" | "sp" | "x29"))
             .map(|(n, v)| format!("{n} {v:#018x}"))
             .collect();
-        writeln!(w, "    no frames; registers: {}", regs.join("  "))?;
+        line!(w, "    no frames; registers: {}", regs.join("  "))?;
     }
     if let Some(s) = &t.stop_reason {
-        writeln!(w, "    (walk stopped: {s})")?;
+        line!(w, "    (walk stopped: {s})")?;
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! space, not RAM, and the parser sees plain `&[u8]`.
 
 use memmap2::Mmap;
-use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why a core could not be opened.
@@ -15,6 +15,8 @@ pub enum OpenCoreError {
         #[source]
         source: io::Error,
     },
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
     #[error("cannot map core {path}")]
     Map {
         path: PathBuf,
@@ -29,18 +31,22 @@ pub struct MappedCore {
 }
 
 impl MappedCore {
+    /// Opens without blocking (a FIFO must not hang us) and refuses anything but a regular file.
     pub fn open(path: &Path) -> Result<MappedCore, OpenCoreError> {
-        let file = File::open(path).map_err(|source| OpenCoreError::Open {
+        let open_err = |source| OpenCoreError::Open {
             path: path.into(),
             source,
-        })?;
-        let len = file
-            .metadata()
-            .map_err(|source| OpenCoreError::Open {
-                path: path.into(),
-                source,
-            })?
-            .len();
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(open_err)?;
+        let meta = file.metadata().map_err(open_err)?;
+        if !meta.is_file() {
+            return Err(OpenCoreError::NotRegular { path: path.into() });
+        }
+        let len = meta.len();
         if len == 0 {
             return Ok(MappedCore { map: None });
         }
