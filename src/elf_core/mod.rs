@@ -7,6 +7,7 @@
 //! an unknown note layout or a bad count never panics and never fails the parts that are intact.
 
 pub(crate) mod bytes;
+pub(crate) mod constants;
 mod memory;
 mod notes;
 pub mod regs;
@@ -21,10 +22,7 @@ pub use start_info::StartInfo;
 
 use bytes::Reader;
 
-/// `ET_CORE` in `e_type`.
-const ET_CORE: u16 = 4;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
+use constants::{ET_CORE, PT_LOAD, PT_NOTE};
 
 /// Why a file is not a core we can read at all. Anything less severe is a warning in
 /// [`Core::warnings`].

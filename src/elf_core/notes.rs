@@ -5,13 +5,9 @@
 use super::bytes::{fixed_str, Reader};
 use super::regs::{Machine, Registers};
 
-const NT_PRSTATUS: u32 = 1;
-const NT_PRFPREG: u32 = 2;
-const NT_PRPSINFO: u32 = 3;
-const NT_AUXV: u32 = 6;
-const NT_X86_XSTATE: u32 = 0x202;
-const NT_SIGINFO: u32 = 0x5349_4749;
-const NT_FILE: u32 = 0x4649_4c45;
+use super::constants::{
+    NT_AUXV, NT_FILE, NT_PRFPREG, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, NT_X86_XSTATE,
+};
 
 pub(crate) const AT_PHDR: u64 = 3;
 pub(crate) const AT_EXECFN: u64 = 31;

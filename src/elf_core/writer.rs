@@ -14,16 +14,10 @@
 
 use std::io::{self, Seek, SeekFrom, Write};
 
-const NT_PRSTATUS: u32 = 1;
-const NT_PRFPREG: u32 = 2;
-const NT_PRPSINFO: u32 = 3;
-const NT_AUXV: u32 = 6;
-const NT_SIGINFO: u32 = 0x5349_4749;
-/// x86 XSAVE area (AVX and later registers), in a note named "LINUX".
-pub const NT_X86_XSTATE: u32 = 0x202;
-const NT_FILE: u32 = 0x4649_4c45;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
+pub use super::constants::NT_X86_XSTATE;
+use super::constants::{
+    ET_CORE, NT_AUXV, NT_FILE, NT_PRFPREG, NT_PRPSINFO, NT_PRSTATUS, NT_SIGINFO, PT_LOAD, PT_NOTE,
+};
 const PN_XNUM: usize = 0xffff;
 const EHDR_SIZE: u64 = 64;
 const PHDR_SIZE: u64 = 56;
@@ -379,7 +373,7 @@ pub fn write<W: Write + Seek>(
     head.extend_from_slice(b"\x7fELF");
     head.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT, ELFOSABI_NONE
     head.extend_from_slice(&[0u8; 8]);
-    head.extend_from_slice(&4u16.to_le_bytes()); // ET_CORE
+    head.extend_from_slice(&ET_CORE.to_le_bytes());
     head.extend_from_slice(&desc.machine.to_le_bytes());
     head.extend_from_slice(&1u32.to_le_bytes()); // e_version
     head.extend_from_slice(&0u64.to_le_bytes()); // e_entry

@@ -119,6 +119,7 @@ pub struct Connection {
 /// Smallest multipart part S3 accepts (except the last part).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// S3's limit on parts per upload; the part size grows for files that would need more.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub const MAX_PARTS: u64 = 10_000;
 
 /// What `--to` asks of an upload.

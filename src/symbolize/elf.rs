@@ -17,7 +17,7 @@ const SHT_NOBITS: u32 = 8;
 pub const SHT_DYNSYM: u32 = 11;
 const SHF_COMPRESSED: u64 = 0x800;
 const ELFCOMPRESS_ZLIB: u32 = 1;
-const PT_LOAD: u32 = 1;
+use crate::elf_core::constants::PT_LOAD;
 const STT_OBJECT: u8 = 1;
 const STT_FUNC: u8 = 2;
 const STT_GNU_IFUNC: u8 = 10;

@@ -1,6 +1,6 @@
-//! Every syscall and /proc read corecatch makes (through nix and procfs live here and nowhere
-//! else): the core-size rlimit, the kernel's core-dump settings, and spawning and supervising the
-//! wrapped command, and the ptrace capture.
+//! The syscalls corecatch makes (nix is used here and nowhere else): the core-size rlimit, the
+//! kernel's core-dump settings, spawning and supervising the wrapped command, the ptrace tracer,
+//! sparse-file seeks, and whether a process exists.
 
 pub mod kernel;
 pub mod ptrace;

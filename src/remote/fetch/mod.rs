@@ -64,8 +64,10 @@ pub enum FetchError {
         dest: PathBuf,
     },
     #[error("cannot list {url}")]
+    #[cfg_attr(not(any(feature = "s3", feature = "circleci")), allow(dead_code))]
     List { url: String, source: BoxError },
     #[error("cannot download {url}")]
+    #[cfg_attr(not(any(feature = "s3", feature = "circleci")), allow(dead_code))]
     Download { url: String, source: BoxError },
     #[error("cannot open {path}")]
     Open { path: PathBuf, source: io::Error },

@@ -3,7 +3,7 @@
 //! systemd's `make_filename` writes them), the choice of this run's entries among them,
 //! `coredump.conf`'s `Storage=`, and decoding a zstd-compressed entry into any `Write + Seek`
 //! with bounded memory, zero runs left as holes. No file system access here; the store is
-//! listed and opened by `coredump_store`.
+//! listed and opened by `source::systemd`.
 
 use ruzstd::decoding::errors::FrameDecoderError;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
