@@ -101,11 +101,13 @@ fn write_html(
         let Some(text) = fits.then(|| std::fs::read(&file).ok()).flatten() else {
             continue;
         };
+        // Lines `first..=hi + CONTEXT`, counted in u64: DWARF line numbers go up to u32::MAX.
         let first = lo.saturating_sub(html::CONTEXT).max(1);
+        let count = u64::from(hi) + u64::from(html::CONTEXT) + 1 - u64::from(first);
         let lines: Vec<String> = String::from_utf8_lossy(&text)
             .lines()
             .skip(first as usize - 1)
-            .take((hi + html::CONTEXT + 1 - first) as usize)
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
             .map(str::to_string)
             .collect();
         sources.insert(file, (first, lines));
