@@ -3,6 +3,7 @@
 //! wrapped command, and the ptrace capture.
 
 pub mod kernel;
+pub mod lock;
 pub mod ptrace;
 pub mod rlimit;
 pub mod sparse;
