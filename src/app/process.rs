@@ -78,16 +78,67 @@ const MAX_SOURCE_BYTES: u64 = 4 << 20;
 /// Most source files read for one HTML report.
 const MAX_SOURCE_FILES: usize = 64;
 
-/// `index.html` in the artifacts directory, with source lines around each frame whose file is
-/// on this machine.
+/// Largest `<stem>.json` read back for the page.
+const MAX_REPORT_BYTES: u64 = 64 << 20;
+
+/// A report this or an earlier run stored as `path` (`<stem>.json`), read back without following
+/// a symlink.
+fn read_report(path: &Path) -> Result<Report, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() || meta.len() > MAX_REPORT_BYTES {
+        return Err("not a regular file of at most 64 MiB".into());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("cannot parse: {e}"))
+}
+
+/// `index.html` in the artifacts directory: every crash `manifest` lists (each `<stem>.json` it
+/// names: this run's from memory, earlier or concurrent runs' read back from the directory),
+/// then this run's crashes that could not be stored, with source lines around each frame whose
+/// file is on this machine. Called under the directory's lock with the merged manifest.
 fn write_html(
     dir: &LocalDir,
-    crashes: &[(Report, Option<String>)],
+    manifest: &Manifest,
+    this_run: &[(Report, Option<String>)],
 ) -> Result<ManifestEntry, String> {
     use crate::report::html;
+    let mut read_back = Vec::new();
+    let mut listed: Vec<(Option<&Report>, &str)> = Vec::new();
+    for e in &manifest.artifacts {
+        if e.kind != manifest::kind::REPORT_JSON {
+            continue;
+        }
+        let Some(stem) = e.path.strip_suffix(".json") else {
+            continue;
+        };
+        match this_run.iter().find(|(_, s)| s.as_deref() == Some(stem)) {
+            Some((r, _)) => listed.push((Some(r), stem)),
+            None => {
+                let path = dir.path_of(&e.path);
+                match read_report(&path) {
+                    Ok(r) => {
+                        read_back.push(r);
+                        listed.push((None, stem));
+                    }
+                    Err(why) => warn(format!("index.html leaves out {}: {why}", path.display())),
+                }
+            }
+        }
+    }
+    let mut read_back = read_back.iter();
+    let mut crashes: Vec<(&Report, Option<&str>)> = listed
+        .into_iter()
+        .filter_map(|(r, stem)| Some((r.or_else(|| read_back.next())?, Some(stem))))
+        .collect();
+    crashes.extend(
+        this_run
+            .iter()
+            .filter(|(_, s)| s.is_none())
+            .map(|(r, _)| (r, None)),
+    );
     // Per file, the range of lines any frame needs.
     let mut wanted: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
-    for (r, _) in crashes {
+    for (r, _) in &crashes {
         for f in r.threads.iter().flat_map(|t| &t.frames) {
             if let (Some(file), Some(line)) = (&f.file, f.line) {
                 let e = wanted.entry(file.clone()).or_insert((line, line));
@@ -103,21 +154,20 @@ fn write_html(
         let Some(text) = fits.then(|| std::fs::read(&file).ok()).flatten() else {
             continue;
         };
+        // Lines `first..=hi + CONTEXT`, counted in u64: DWARF line numbers go up to u32::MAX.
         let first = lo.saturating_sub(html::CONTEXT).max(1);
+        let count = u64::from(hi) + u64::from(html::CONTEXT) + 1 - u64::from(first);
         let lines: Vec<String> = String::from_utf8_lossy(&text)
             .lines()
             .skip(first as usize - 1)
-            .take((hi + html::CONTEXT + 1 - first) as usize)
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
             .map(str::to_string)
             .collect();
         sources.insert(file, (first, lines));
     }
     let entries: Vec<html::Entry<'_>> = crashes
         .iter()
-        .map(|(report, stem)| html::Entry {
-            report,
-            stem: stem.as_deref(),
-        })
+        .map(|&(report, stem)| html::Entry { report, stem })
         .collect();
     let mut page = Vec::new();
     html::write(&entries, &sources, &mut page).map_err(|e| e.to_string())?;
@@ -205,13 +255,7 @@ pub(super) fn process_cores(
         }
     }
     if let Some(d) = &dir {
-        if !summaries.is_empty() {
-            match write_html(d, &summaries) {
-                Ok(e) => entries.push(e),
-                Err(e) => warn(format!("cannot write the HTML report: {e}")),
-            }
-        }
-        if !entries.is_empty() {
+        if !summaries.is_empty() || !entries.is_empty() {
             let mut m = Manifest::new(
                 ctx.command.clone(),
                 ctx.started,
@@ -221,7 +265,15 @@ pub(super) fn process_cores(
             );
             m.exit_status = ctx.exit_status;
             m.artifacts = entries;
-            if let Err(e) = manifest::write(d.root(), &m) {
+            // The page is rebuilt from the merged manifest, under the same lock.
+            let page = |merged: &Manifest| match write_html(d, merged, &summaries) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    warn(format!("cannot write the HTML report: {e}"));
+                    None
+                }
+            };
+            if let Err(e) = manifest::write_with(d.root(), &m, page) {
                 warn(chain(&e));
             }
         }

@@ -170,6 +170,28 @@ fn check_name(name: &str) -> Result<(), DirError> {
     Ok(())
 }
 
+/// Name of the lock file in the artifacts directory (present only while a writer holds it).
+pub const LOCK_NAME: &str = ".corecatch.lock";
+
+/// Waits for the artifacts directory's lock (flock(2) on [`LOCK_NAME`]), held until the guard is
+/// dropped: every read-merge-write of `manifest.json` and the page happens under it. When the
+/// lock cannot be taken (a file system without flock, a symlink planted as the lock file) it
+/// says so and returns `None`: the caller goes on unlocked, each file is still written
+/// atomically.
+pub fn lock_dir(dir: &Path) -> Option<crate::sys::lock::Guard> {
+    let path = dir.join(LOCK_NAME);
+    match crate::sys::lock::exclusive(&path) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            crate::error::warn(format!(
+                "cannot lock {}: {e}; updating the manifest without the lock",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
 /// The atomic write behind [`LocalDir::write_atomic`], also used for `manifest.json`.
 pub(crate) fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<Artifact, DirError> {
     let path = dir.join(name);

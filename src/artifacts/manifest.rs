@@ -1,14 +1,25 @@
 //! `manifest.json` in the artifacts directory: what ran, when, where, and every artifact with
 //! its size and SHA-256. Written atomically; a second writer in the same directory (a `collect`
-//! after a `run`) merges into what is there instead of replacing it, see [`merge`].
+//! after a `run`, or runs at the same time) merges into what is there instead of replacing it,
+//! see [`merge`], under the directory's lock (`.corecatch.lock`, see
+//! [`crate::artifacts::local::lock_dir`]) so no writer's entries are lost.
+//!
+//! The manifest is never read or written through a symlink. One that cannot be parsed, or that
+//! is not a regular file, is renamed to `manifest.json.damaged-<UTC time>` (the entry itself,
+//! never a symlink's target) with a warning, and a new one is started.
 
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifacts::{local::write_atomic_in, Artifact, DirError};
+use crate::artifacts::{
+    local::{lock_dir, write_atomic_in},
+    Artifact, DirError,
+};
+use crate::error::{chain, warn};
 
 /// The `schema` of every manifest this version writes.
 pub const SCHEMA: &str = "corecatch.manifest.v1";
@@ -89,7 +100,18 @@ pub enum ManifestError {
     },
     #[error("cannot write the manifest")]
     Write(#[source] DirError),
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
+    #[error("cannot move {path} aside to {to}")]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
 }
+
+/// The longest manifest read back (a manifest lists a few entries per crash).
+const MAX_BYTES: u64 = 64 << 20;
 
 /// `t` as RFC 3339 UTC with whole seconds, e.g. `2024-05-01T12:00:00Z`.
 pub fn timestamp(t: SystemTime) -> String {
@@ -117,15 +139,35 @@ impl Manifest {
         }
     }
 
-    /// The manifest in `dir`, or `None` when there is none. An unreadable or unparseable file
-    /// or another schema is an error (the caller decides; [`write`] will not overwrite it).
+    /// The manifest in `dir`, or `None` when there is none. An unreadable or unparseable file,
+    /// anything but a regular file (a symlink is not followed) or another schema is an error (the
+    /// caller decides; [`write`] moves a damaged or irregular one aside, keeps another schema).
     pub fn load(dir: &Path) -> Result<Option<Manifest>, ManifestError> {
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ManifestError::Read { path, source }),
+        let read_err = |source| ManifestError::Read {
+            path: path.clone(),
+            source,
         };
+        // O_NONBLOCK: a FIFO planted here must not hang the open; it is refused below.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(ManifestError::NotRegular { path })
+            }
+            Err(source) => return Err(read_err(source)),
+        };
+        if !file.metadata().map_err(read_err)?.is_file() {
+            return Err(ManifestError::NotRegular { path });
+        }
+        let mut text = Vec::new();
+        file.take(MAX_BYTES)
+            .read_to_end(&mut text)
+            .map_err(read_err)?;
         let m: Manifest = serde_json::from_slice(&text).map_err(|source| ManifestError::Parse {
             path: path.clone(),
             source,
@@ -171,10 +213,40 @@ pub fn merge(earlier: Manifest, incoming: Manifest, exists: impl Fn(&str) -> boo
 }
 
 /// Writes `manifest` to `dir/manifest.json` atomically, merged (see [`merge`]) with the manifest
-/// already there, and returns what was written. Refuses to replace an existing manifest it
-/// cannot read or parse.
+/// already there, and returns what was written. See [`write_with`].
+#[cfg(test)]
 pub fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError> {
-    let merged = match Manifest::load(dir)? {
+    write_with(dir, manifest, |_| None)
+}
+
+/// [`write`], calling `also(merged)` before the manifest is written: an artifact made from the
+/// merged manifest (the page of every crash it lists) whose entry `also` returns is listed too,
+/// replacing an entry of the same path. All of it happens under the directory's lock, so runs
+/// sharing the directory take turns and none loses another's entries.
+///
+/// A manifest that cannot be parsed or is not a regular file is moved aside (see
+/// [`move_aside`]) with a warning and replaced by one for `manifest`; one that cannot be read,
+/// or has another schema, is left alone and is an error.
+pub fn write_with(
+    dir: &Path,
+    manifest: &Manifest,
+    also: impl FnOnce(&Manifest) -> Option<ManifestEntry>,
+) -> Result<Manifest, ManifestError> {
+    let _lock = lock_dir(dir);
+    let earlier = match Manifest::load(dir) {
+        Ok(m) => m,
+        Err(e @ (ManifestError::Parse { .. } | ManifestError::NotRegular { .. })) => {
+            let to = move_aside(dir)?;
+            warn(format!(
+                "{}; moved it aside to {} and started a new manifest",
+                chain(&e),
+                to.display()
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let mut merged = match earlier {
         Some(earlier) => merge(earlier, manifest.clone(), |p| {
             dir.join(p).symlink_metadata().is_ok()
         }),
@@ -183,6 +255,10 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError>
             ..manifest.clone()
         },
     };
+    if let Some(entry) = also(&merged) {
+        merged.artifacts.retain(|e| e.path != entry.path);
+        merged.artifacts.push(entry);
+    }
     let mut json =
         serde_json::to_vec_pretty(&merged).map_err(|source| ManifestError::Serialize {
             path: dir.join(FILE_NAME),
@@ -193,6 +269,30 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError>
     Ok(merged)
 }
 
+/// `20261202T041500Z`: `t` in UTC, for names.
+fn compact_utc(t: SystemTime) -> String {
+    timestamp(t).replace(['-', ':'], "")
+}
+
+/// Renames `dir/manifest.json` (whatever it is: the entry itself, never a symlink's target) to
+/// `manifest.json.damaged-<UTC time>`, or that with `-2`, `-3`, … when the name is taken, and
+/// returns the new path. Call it under the directory's lock.
+pub fn move_aside(dir: &Path) -> Result<PathBuf, ManifestError> {
+    let from = dir.join(FILE_NAME);
+    let base = format!("{FILE_NAME}.damaged-{}", compact_utc(SystemTime::now()));
+    let to = std::iter::once(base.clone())
+        .chain((2u64..).map(|n| format!("{base}-{n}")))
+        .map(|n| dir.join(n))
+        .find(|p| p.symlink_metadata().is_err())
+        .expect("an unused suffix exists");
+    std::fs::rename(&from, &to).map_err(|source| ManifestError::MoveAside {
+        path: from,
+        to: to.clone(),
+        source,
+    })?;
+    Ok(to)
+}
+
 /// Records the object key of each uploaded artifact (`(path, key)` pairs) in the manifest in
 /// `dir` and rewrites it atomically; entries not named keep what they had. `None` when `dir`
 /// has no manifest.
@@ -200,6 +300,7 @@ pub fn record_keys(
     dir: &Path,
     keys: &[(String, String)],
 ) -> Result<Option<Manifest>, ManifestError> {
+    let _lock = lock_dir(dir);
     let Some(mut m) = Manifest::load(dir)? else {
         return Ok(None);
     };
@@ -357,22 +458,153 @@ mod tests {
         assert_eq!(write(sink.root(), &old).unwrap().command, ["./app2"]);
     }
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn entry(path: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: path.into(),
+            kind: kind::REPORT_TXT.into(),
+            bytes: 1,
+            sha256: "0".repeat(64),
+            pid: None,
+            key: None,
+        }
+    }
+
+    /// The one `manifest.json.damaged-*` in `dir`, after checking its name's time format.
+    fn aside(dir: &Path) -> PathBuf {
+        let aside: Vec<String> = names(dir)
+            .into_iter()
+            .filter(|n| n.starts_with("manifest.json.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{:?}", names(dir));
+        let stamp = &aside[0]["manifest.json.damaged-".len()..];
+        assert_eq!(stamp.len(), "20261202T041500Z".len(), "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T',
+            "{stamp}"
+        );
+        dir.join(&aside[0])
+    }
+
     #[test]
-    fn refuses_to_replace_an_unreadable_manifest() {
+    fn compact_utc_names() {
+        assert_eq!(compact_utc(at(1_796_184_900)), "20261202T041500Z");
+    }
+
+    #[test]
+    fn a_damaged_manifest_is_moved_aside_and_replaced() {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join(FILE_NAME);
-        let m = Manifest::new(vec![], at(0), at(0), "h".into(), "p".into());
+        std::fs::write(t.path().join("a.txt"), b"x").unwrap();
+        let mut m = Manifest::new(vec![], at(0), at(0), "h".into(), "p".into());
+        m.artifacts = vec![entry("a.txt")];
 
         std::fs::write(&path, b"{ not json").unwrap();
-        let e = write(t.path(), &m).unwrap_err();
+        let e = Manifest::load(t.path()).unwrap_err();
         assert!(matches!(e, ManifestError::Parse { .. }), "{e:?}");
-        assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
+        assert_eq!(write(t.path(), &m).unwrap(), m);
+        assert_eq!(std::fs::read(aside(t.path())).unwrap(), b"{ not json");
+        assert_eq!(Manifest::load(t.path()).unwrap().unwrap(), m);
 
+        // A second damaged one gets a name of its own, even within the same second.
+        std::fs::write(&path, b"[").unwrap();
+        write(t.path(), &m).unwrap();
+        let damaged = names(t.path())
+            .into_iter()
+            .filter(|n| n.starts_with("manifest.json.damaged-"))
+            .count();
+        assert_eq!(damaged, 2, "{:?}", names(t.path()));
+
+        // Another schema is a valid file of another version: kept, and an error.
         let mut other = m.clone();
         other.schema = "corecatch.manifest.v9".into();
         std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
         let e = write(t.path(), &m).unwrap_err();
         assert!(matches!(e, ManifestError::Schema { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_manifest_symlink_is_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        let target = t.path().join("theirs.json");
+        let m = Manifest::new(vec!["x".into()], at(0), at(0), "h".into(), "p".into());
+        // Even a valid manifest is not read through a link.
+        let theirs = serde_json::to_vec(&m).unwrap();
+        std::fs::write(&target, &theirs).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join(FILE_NAME)).unwrap();
+        let e = Manifest::load(&dir).unwrap_err();
+        assert!(matches!(e, ManifestError::NotRegular { .. }), "{e:?}");
+
+        write(&dir, &m).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), theirs, "target untouched");
+        let moved = aside(&dir);
+        assert!(moved.symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(dir.join(FILE_NAME))
+            .unwrap()
+            .file_type()
+            .is_file());
+
+        // A directory in its place is moved aside too.
+        let d2 = t.path().join("out2");
+        std::fs::create_dir_all(d2.join(FILE_NAME)).unwrap();
+        write(&d2, &m).unwrap();
+        assert!(aside(&d2).is_dir());
+        assert!(d2.join(FILE_NAME).is_file());
+    }
+
+    /// Writers in several threads, each merging its own entries (and a page made from the
+    /// merged manifest) into one directory: under the lock, none is lost.
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let threads: Vec<_> = (0..4)
+            .map(|w| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10 {
+                        let name = format!("w{w}-{i}.txt");
+                        std::fs::write(dir.join(&name), b"x").unwrap();
+                        let mut m = Manifest::new(vec![], at(i), at(i), "h".into(), "p".into());
+                        m.artifacts = vec![entry(&name)];
+                        write_with(&dir, &m, |merged| {
+                            // The page lists what the merged manifest holds, this entry too.
+                            assert!(merged.artifacts.iter().any(|e| e.path == name));
+                            let n = merged.artifacts.iter().filter(|e| e.path != "page").count();
+                            Some(entry("page")).map(|mut e| {
+                                e.bytes = n as u64;
+                                e
+                            })
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        for w in 0..4 {
+            for i in 0..10 {
+                let p = format!("w{w}-{i}.txt");
+                assert!(m.artifacts.iter().any(|e| e.path == p), "{p} lost");
+            }
+        }
+        let page: Vec<_> = m.artifacts.iter().filter(|e| e.path == "page").collect();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].bytes, 40, "the last page saw every entry");
+        assert!(!dir.join(crate::artifacts::local::LOCK_NAME).exists());
     }
 
     #[test]

@@ -120,7 +120,8 @@ fn write_frame(i: usize, f: &Frame, sources: &Sources, w: &mut dyn Write) -> io:
         return Ok(());
     };
     let from = line.saturating_sub(CONTEXT).max(*first);
-    let to = line + CONTEXT;
+    // Saturating: a line number near u32::MAX is valid DWARF.
+    let to = line.saturating_add(CONTEXT);
     let mut shown = String::new();
     for n in from..=to {
         let Some(text) = n.checked_sub(*first).and_then(|k| lines.get(k as usize)) else {
@@ -137,4 +138,92 @@ fn write_frame(i: usize, f: &Frame, sources: &Sources, w: &mut dyn Write) -> io:
         writeln!(w, "<pre class=\"src\">{shown}</pre>")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{CoreFile, Process, SCHEMA};
+
+    fn frame(file: &str, line: u32) -> Frame {
+        Frame {
+            pc: 0x1000,
+            module: None,
+            function: Some("f".into()),
+            file: Some(file.into()),
+            line: Some(line),
+            column: None,
+            inlined: false,
+            trust: None,
+        }
+    }
+
+    fn page(frames: Vec<Frame>, sources: &Sources) -> String {
+        let report = Report {
+            schema: SCHEMA,
+            core: CoreFile {
+                path: "core".into(),
+                bytes: 0,
+                machine: "x86_64".into(),
+                from: None,
+            },
+            process: Process {
+                pid: Some(1),
+                executable: Some("/x".into()),
+                cmdline: vec![],
+                ppid: None,
+                uid: None,
+            },
+            signal: None,
+            abort_message: None,
+            signature: None,
+            crashed_tid: Some(1),
+            threads: vec![Thread {
+                tid: 1,
+                crashed: true,
+                frames,
+                stop_reason: None,
+                registers: vec![],
+            }],
+            modules: vec![],
+            warnings: vec![],
+        };
+        let mut out = Vec::new();
+        let entries = [Entry {
+            report: &report,
+            stem: Some("core.1.x"),
+        }];
+        write(&entries, sources, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn context_rows_at_the_top_of_u32() {
+        let top = u32::MAX;
+        let mut sources = Sources::new();
+        // The last lines of a (pretend) file that long, and a short file's lines 1 to 5.
+        let tail: Vec<String> = (top - 4..=top).map(|n| format!("line {n}")).collect();
+        sources.insert("big.c".into(), (top - 4, tail));
+        let short: Vec<String> = (1..=5).map(|n| format!("line {n}")).collect();
+        sources.insert("a.c".into(), (1, short));
+
+        let html = page(vec![frame("big.c", top), frame("a.c", 2)], &sources);
+        for n in top - 3..top {
+            assert!(html.contains(&format!("{n:>5}  line {n}\n")), "{n}: {html}");
+        }
+        assert!(html.contains(&format!("<span class=\"hit\">{top:>5}  line {top}</span>")));
+        assert!(!html.contains(&format!("line {}", top - 4)), "{html}");
+        assert!(
+            html.contains("<span class=\"hit\">    2  line 2</span>"),
+            "{html}"
+        );
+        for n in [1, 3, 4, 5] {
+            assert!(html.contains(&format!("{n:>5}  line {n}\n")), "{n}: {html}");
+        }
+
+        // A frame one below the top: the rows after it stop at u32::MAX, without wrapping.
+        let html = page(vec![frame("big.c", top - 1)], &sources);
+        assert!(html.contains(&format!("{top:>5}  line {top}\n")), "{html}");
+        assert!(!html.contains("    0  "), "{html}");
+    }
 }

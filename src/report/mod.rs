@@ -12,14 +12,20 @@ pub mod signature;
 pub mod text;
 
 use crate::elf_core::Core;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub const SCHEMA: &str = "corecatch.report.v1";
 
-/// Everything corecatch knows about one crash.
-#[derive(Debug, Clone, Serialize)]
+/// `&'static str`, spelled so that serde's derive does not borrow it from the input (it would
+/// then deserialize only from `'static` data); [`de_schema`] returns [`SCHEMA`].
+type StaticStr = &'static str;
+
+/// Everything corecatch knows about one crash. Deserializing reads back a `<stem>.json` this
+/// version wrote (the artifacts page is rebuilt from the reports its directory holds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    pub schema: &'static str,
+    #[serde(deserialize_with = "de_schema")]
+    pub schema: StaticStr,
     pub core: CoreFile,
     pub process: Process,
     pub signal: Option<SignalInfo>,
@@ -35,7 +41,7 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CoreFile {
     pub path: String,
     pub bytes: u64,
@@ -46,7 +52,7 @@ pub struct CoreFile {
 }
 
 /// Where a core handed over by a pipe handler was taken from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoreOrigin {
     /// `systemd-coredump` or `apport`.
     pub handler: String,
@@ -55,7 +61,7 @@ pub struct CoreOrigin {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Process {
     pub pid: Option<i32>,
     pub executable: Option<String>,
@@ -76,7 +82,7 @@ pub struct SignalInfo {
     pub sender_pid: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Thread {
     pub tid: i32,
     pub crashed: bool,
@@ -84,14 +90,17 @@ pub struct Thread {
     /// Why the stack walk ended; `null` when no walk was made.
     pub stop_reason: Option<String>,
     /// General-purpose registers in the kernel's order, as hex strings.
-    #[serde(serialize_with = "ordered_hex_map")]
+    #[serde(
+        serialize_with = "ordered_hex_map",
+        deserialize_with = "de_ordered_hex_map"
+    )]
     pub registers: Vec<(String, u64)>,
 }
 
 /// One frame, innermost first as gdb numbers them. Each inlined call is its own frame.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Frame {
-    #[serde(serialize_with = "hex")]
+    #[serde(serialize_with = "hex", deserialize_with = "de_hex")]
     pub pc: u64,
     pub module: Option<String>,
     pub function: Option<String>,
@@ -101,18 +110,49 @@ pub struct Frame {
     pub inlined: bool,
     /// How the frame was found: `context` (the thread's registers), `cfi`, `frame_pointer`,
     /// `signal_context`; `null` for inlined frames, which share their physical frame's.
+    #[serde(deserialize_with = "de_trust")]
     pub trust: Option<crate::backtrace::FrameTrust>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Module {
     pub path: String,
-    #[serde(serialize_with = "hex")]
+    #[serde(serialize_with = "hex", deserialize_with = "de_hex")]
     pub start: u64,
-    #[serde(serialize_with = "hex")]
+    #[serde(serialize_with = "hex", deserialize_with = "de_hex")]
     pub end: u64,
     pub build_id: Option<String>,
     pub debug_file: Option<String>,
+}
+
+/// [`SignalInfo`] as its JSON holds it; the names are looked up again from the numbers (they
+/// are `&'static str` in the model).
+#[derive(Deserialize)]
+struct SignalWire {
+    number: i32,
+    code: Option<i32>,
+    #[serde(deserialize_with = "de_hex_opt")]
+    address: Option<u64>,
+    sender_pid: Option<i32>,
+}
+
+impl<'de> Deserialize<'de> for SignalInfo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SignalInfo, D::Error> {
+        SignalWire::deserialize(d).map(SignalInfo::from)
+    }
+}
+
+impl From<SignalWire> for SignalInfo {
+    fn from(w: SignalWire) -> SignalInfo {
+        SignalInfo {
+            number: w.number,
+            name: signals::name(w.number),
+            code: w.code,
+            code_name: w.code.and_then(|c| signals::code_name(w.number, c)),
+            address: w.address,
+            sender_pid: w.sender_pid,
+        }
+    }
 }
 
 /// Why a stack walk ended, in words.
@@ -139,6 +179,69 @@ fn hex_opt<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         Some(v) => hex(v, s),
         None => s.serialize_none(),
     }
+}
+
+fn parse_hex<E: serde::de::Error>(s: &str) -> Result<u64, E> {
+    let digits = s
+        .strip_prefix("0x")
+        .ok_or_else(|| E::custom(format!("{s:?} is not 0x hex")))?;
+    u64::from_str_radix(digits, 16).map_err(|_| E::custom(format!("{s:?} is not 0x hex")))
+}
+
+fn de_hex<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    parse_hex(&String::deserialize(d)?)
+}
+
+fn de_hex_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_hex(&s))
+        .transpose()
+}
+
+fn de_schema<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    if s != SCHEMA {
+        return Err(serde::de::Error::custom(format!(
+            "schema {s:?}, expected {SCHEMA:?}"
+        )));
+    }
+    Ok(SCHEMA)
+}
+
+fn de_trust<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::backtrace::FrameTrust>, D::Error> {
+    use crate::backtrace::FrameTrust::*;
+    Ok(match Option::<String>::deserialize(d)?.as_deref() {
+        Some("context") => Some(Context),
+        Some("cfi") => Some(Cfi),
+        Some("frame_pointer") => Some(FramePointer),
+        Some("signal_context") => Some(SignalContext),
+        Some("tail_call") => Some(TailCall),
+        _ => None,
+    })
+}
+
+/// The registers map in its JSON order.
+fn de_ordered_hex_map<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
+    struct Ordered;
+    impl<'de> serde::de::Visitor<'de> for Ordered {
+        type Value = Vec<(String, u64)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of register names to 0x hex strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::new();
+            while let Some((k, val)) = m.next_entry::<String, String>()? {
+                v.push((k, parse_hex(&val)?));
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_map(Ordered)
 }
 
 fn ordered_hex_map<S: Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
@@ -297,5 +400,91 @@ impl Report {
             ),
             None => format!("pid {pid} ({exe}), no fatal signal recorded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report read back from its JSON (the page of a shared artifacts directory does that)
+    /// renders the same JSON again.
+    #[test]
+    fn json_round_trip() {
+        let r = Report {
+            schema: SCHEMA,
+            core: CoreFile {
+                path: "/tmp/core".into(),
+                bytes: 4096,
+                machine: "x86_64".into(),
+                from: Some(CoreOrigin {
+                    handler: "apport".into(),
+                    path: "/var/crash/x.crash".into(),
+                }),
+            },
+            process: Process {
+                pid: Some(7),
+                executable: Some("/bin/x".into()),
+                cmdline: vec!["x".into(), "a b".into()],
+                ppid: Some(1),
+                uid: Some(0),
+            },
+            signal: Some(SignalInfo {
+                number: 11,
+                name: signals::name(11),
+                code: Some(1),
+                code_name: signals::code_name(11, 1),
+                address: Some(0xdead_beef),
+                sender_pid: None,
+            }),
+            abort_message: Some("boom".into()),
+            signature: Some("abc".into()),
+            crashed_tid: Some(7),
+            threads: vec![Thread {
+                tid: 7,
+                crashed: true,
+                frames: vec![Frame {
+                    pc: u64::MAX,
+                    module: Some("/bin/x".into()),
+                    function: Some("main".into()),
+                    file: Some("x.c".into()),
+                    line: Some(u32::MAX),
+                    column: Some(3),
+                    inlined: false,
+                    trust: Some(crate::backtrace::FrameTrust::SignalContext),
+                }],
+                stop_reason: Some("end of stack".into()),
+                registers: vec![("rip".into(), 0x10), ("rax".into(), 0), ("r8".into(), 2)],
+            }],
+            modules: vec![Module {
+                path: "/bin/x".into(),
+                start: 0x1000,
+                end: 0x2000,
+                build_id: None,
+                debug_file: None,
+            }],
+            warnings: vec!["w".into()],
+        };
+        let mut json = Vec::new();
+        r.write_json(&mut json).unwrap();
+        let back: Report = serde_json::from_slice(&json).unwrap();
+        let mut again = Vec::new();
+        back.write_json(&mut again).unwrap();
+        assert_eq!(
+            String::from_utf8(again).unwrap(),
+            String::from_utf8(json).unwrap()
+        );
+        assert_eq!(back.signal.unwrap().name, Some("SIGSEGV"));
+
+        let other = String::from_utf8(json_of(&r))
+            .unwrap()
+            .replace(SCHEMA, "corecatch.report.v9");
+        assert!(serde_json::from_str::<Report>(&other).is_err());
+    }
+
+    fn json_of(r: &Report) -> Vec<u8> {
+        let mut v = Vec::new();
+        r.write_json(&mut v).unwrap();
+        v
     }
 }

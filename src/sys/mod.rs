@@ -3,6 +3,7 @@
 //! sparse-file seeks, and whether a process exists.
 
 pub mod kernel;
+pub mod lock;
 pub mod ptrace;
 pub mod rlimit;
 pub mod sparse;
