@@ -190,11 +190,23 @@ pub(super) fn process_cores(
     if cores.is_empty() {
         return done;
     }
+    // The command has ended: from here a SIGTERM, SIGINT or SIGHUP asks corecatch to stop
+    // after what it can finish cleanly (see `interrupted` below) instead of killing it mid-write.
+    if let Err(e) = sys::stop::install() {
+        warn(format!("cannot handle SIGTERM, SIGINT and SIGHUP: {e}"));
+    }
     let mut summaries = Vec::new();
     let mut entries = Vec::new();
     let mut dir: Option<LocalDir> = None;
-    for found in cores {
+    // Cores left as they are because of a stop request: the one being packed, then the rest.
+    let mut left: Vec<&Path> = Vec::new();
+    for (i, found) in cores.iter().enumerate() {
         let path = &found.path;
+        if sys::stop::requested() {
+            done.interrupted = true;
+            left.extend(cores[i..].iter().map(|f| f.path.as_path()));
+            break;
+        }
         let mapped = match MappedCore::open(path) {
             Ok(m) => m,
             Err(e) => {
@@ -247,7 +259,13 @@ pub(super) fn process_cores(
                 entries.append(&mut new_entries);
                 summaries.push((report, Some(stem)));
             }
-            Err(e) => {
+            Err(StoreError::Interrupted) => {
+                done.interrupted = true;
+                summaries.push((report, None));
+                left.extend(cores[i..].iter().map(|f| f.path.as_path()));
+                break;
+            }
+            Err(StoreError::Failed(e)) => {
                 warn(format!("{e}; the core stays at {}", path.display()));
                 done.failed += 1;
                 summaries.push((report, None));
@@ -281,6 +299,23 @@ pub(super) fn process_cores(
     for (report, stem) in &summaries {
         let gz = stem.as_ref().map(|s| cfg.out.join(format!("{s}.core.gz")));
         print_report_to_stderr(report, cfg.quiet, gz.as_deref());
+    }
+    if done.interrupted {
+        let by = sys::stop::signal()
+            .and_then(crate::report::signals::name)
+            .unwrap_or("a signal");
+        let kept: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+        let stored = match done.stored {
+            0 => "no core stored".to_string(),
+            n => format!(
+                "{n} core(s) stored in {} and listed in its manifest.json",
+                cfg.out.display()
+            ),
+        };
+        warn(format!(
+            "interrupted by {by}: {stored}; not packed, left as they are: {}",
+            kept.join(", ")
+        ));
     }
     done.reports = summaries.into_iter().map(|(r, _)| r).collect();
     done
@@ -316,6 +351,21 @@ pub(super) fn build_report(
     report
 }
 
+/// Why a core was not stored.
+enum StoreError {
+    /// A stop was requested while packing: the core's `.json` and `.txt` are removed again, the
+    /// raw core is kept.
+    Interrupted,
+    /// Anything else, in words.
+    Failed(String),
+}
+
+impl From<String> for StoreError {
+    fn from(s: String) -> StoreError {
+        StoreError::Failed(s)
+    }
+}
+
 /// Write `<stem>.json`, `<stem>.txt`, then `<stem>.core.gz` (verified), then remove the raw core
 /// unless asked to keep it.
 fn store_core(
@@ -324,7 +374,7 @@ fn store_core(
     report: &Report,
     keep: bool,
     quiet: bool,
-) -> Result<(String, Vec<ManifestEntry>), String> {
+) -> Result<(String, Vec<ManifestEntry>), StoreError> {
     let stem = dir
         .unique_stem(&crate::artifacts::safe_stem(
             report.process.pid.unwrap_or(0),
@@ -351,9 +401,25 @@ fn store_core(
         core_path,
         &dir.path_of(&format!("{stem}.core.gz")),
         &mut |done, total| progress.update(done, total),
+        &sys::stop::requested,
     );
     progress.finish();
-    let packed = packed.map_err(|e| chain(&e))?;
+    let packed = match packed {
+        Ok(p) => p,
+        Err(crate::artifacts::pack::PackError::Interrupted { .. }) => {
+            // Not in any manifest: remove them rather than leave a crash half stored.
+            for e in &entries {
+                if let Err(err) = std::fs::remove_file(dir.path_of(&e.path)) {
+                    warn(format!(
+                        "cannot remove {}: {err}",
+                        dir.path_of(&e.path).display()
+                    ));
+                }
+            }
+            return Err(StoreError::Interrupted);
+        }
+        Err(e) => return Err(chain(&e).into()),
+    };
     let a = dir.register_packed(&packed).map_err(|e| chain(&e))?;
     entries.push(ManifestEntry::new(&a, manifest::kind::CORE_GZ, pid));
     if !keep {

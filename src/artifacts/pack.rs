@@ -109,6 +109,9 @@ pub enum PackError {
     },
     #[error("cannot remove {path}")]
     Remove { path: PathBuf, source: io::Error },
+    /// A stop was requested (SIGTERM, SIGINT, SIGHUP) while `path` was being packed.
+    #[error("packing {path} was interrupted")]
+    Interrupted { path: PathBuf },
 }
 
 /// Compresses `src` into `dest` (normally `<stem>.core.gz` in the artifacts directory), verified.
@@ -120,15 +123,18 @@ pub enum PackError {
 /// On any error the temporary file is removed, `dest` is not created and `src` is untouched.
 #[cfg(test)]
 pub fn compress(src: &Path, dest: &Path) -> Result<Packed, PackError> {
-    compress_with_progress(src, dest, &mut |_, _| {})
+    compress_with_progress(src, dest, &mut |_, _| {}, &|| false)
 }
 
 /// [`compress`], calling `progress(bytes_read, total_bytes)` as the core is read (once per
-/// buffer, at most every [`BUF_SIZE`] bytes).
+/// buffer, at most every [`BUF_SIZE`] bytes), and giving up with [`PackError::Interrupted`]
+/// (temporary file removed, `dest` not created, `src` untouched) as soon as `stop()` says so:
+/// it is asked before every buffer and once more before the file is renamed into place.
 pub fn compress_with_progress(
     src: &Path,
     dest: &Path,
     progress: &mut dyn FnMut(u64, u64),
+    stop: &dyn Fn() -> bool,
 ) -> Result<Packed, PackError> {
     let input = File::open(src).map_err(|source| PackError::Open {
         path: src.to_path_buf(),
@@ -166,6 +172,8 @@ pub fn compress_with_progress(
         total: src_meta.len(),
         dest,
         progress,
+        stop,
+        src,
     };
     stream_source(&input, src, src_meta.len(), src_meta.is_file(), &mut feed)?;
     let original_bytes = feed.bytes;
@@ -194,6 +202,11 @@ pub fn compress_with_progress(
     })?;
     verify(reread, &packed, false)?;
 
+    if stop() {
+        return Err(PackError::Interrupted {
+            path: src.to_path_buf(),
+        });
+    }
     publish::publish(tmp, dest)?;
     Ok(packed)
 }
@@ -277,10 +290,17 @@ struct Feed<'a, W: Write + Send> {
     total: u64,
     dest: &'a Path,
     progress: &'a mut dyn FnMut(u64, u64),
+    stop: &'a dyn Fn() -> bool,
+    src: &'a Path,
 }
 
 impl<W: Write + Send> Feed<'_, W> {
     fn put(&mut self, data: &[u8]) -> Result<(), PackError> {
+        if (self.stop)() {
+            return Err(PackError::Interrupted {
+                path: self.src.to_path_buf(),
+            });
+        }
         self.hasher.update(data);
         self.bytes += data.len() as u64;
         (self.progress)(self.bytes, self.total);
@@ -883,6 +903,54 @@ mod tests {
         let e = remove_original(&p.path.clone(), &p).unwrap_err();
         assert!(matches!(e, PackError::SameFile { .. }), "{e:?}");
         assert!(p.path.exists());
+    }
+
+    /// A stop requested while packing: a typed error, no temporary file, no dest, the source
+    /// as it was; asked again before the rename, so a stop at the very end stops it too.
+    #[test]
+    fn a_stop_request_interrupts_packing() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("core");
+        let data = noise(3 * CHUNK_SIZE + 123, 9);
+        std::fs::write(&src, &data).unwrap();
+        let dest = dir.path().join("core.gz");
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let asked = AtomicUsize::new(0);
+        let count = || {
+            asked.fetch_add(1, SeqCst);
+            false
+        };
+        compress_with_progress(&src, &dir.path().join("probe.gz"), &mut |_, _| {}, &count).unwrap();
+        std::fs::remove_file(dir.path().join("probe.gz")).unwrap();
+        let questions = asked.load(SeqCst);
+        assert!(
+            questions > 3,
+            "asked once per buffer and before the rename: {questions}"
+        );
+        // Stop at the first question, in the middle, and only at the last (before the rename).
+        for after in [0, questions / 2, questions - 1] {
+            asked.store(0, SeqCst);
+            let stop = || asked.fetch_add(1, SeqCst) >= after;
+            let e = compress_with_progress(&src, &dest, &mut |_, _| {}, &stop).unwrap_err();
+            assert!(matches!(e, PackError::Interrupted { .. }), "{after}: {e:?}");
+            assert_eq!(
+                e.to_string(),
+                format!("packing {} was interrupted", src.display())
+            );
+            assert_eq!(
+                entries(dir.path()),
+                ["core"],
+                "{after}: nothing left behind"
+            );
+            assert_eq!(
+                sha256_file(&src).unwrap().1,
+                sha256_hex(&data),
+                "source untouched"
+            );
+        }
+        // Never asked to stop: packs.
+        compress_with_progress(&src, &dest, &mut |_, _| {}, &|| false).unwrap();
+        assert_eq!(gunzip_in_process(&dest), data);
     }
 
     /// ENOSPC on a 1 MiB tmpfs: an error, no temp file, no partial dest, original intact.

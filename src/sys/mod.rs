@@ -8,6 +8,7 @@ pub mod ptrace;
 pub mod rlimit;
 pub mod sparse;
 pub mod spawn;
+pub mod stop;
 
 /// The machine's page size (4096 where it cannot be asked).
 pub fn page_size() -> usize {
