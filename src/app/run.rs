@@ -197,7 +197,7 @@ pub(super) fn run(cfg: RunConfig) -> i32 {
             cfg.artifacts.out.display()
         ));
     }
-    if done.stored == 0 && done.failed == 0 {
+    if done.stored == 0 && done.failed == 0 && !done.interrupted {
         let limit = sys::rlimit::CoreLimit::show(raised.after.soft);
         for &(pid, signal, core_dumped) in &deaths {
             let sig = crate::report::signals::name(signal)
