@@ -5,7 +5,6 @@ use crate::config::Capture;
 use crate::core_pattern::CorePattern;
 use crate::exit_code;
 use crate::source::capture::{self, Method};
-use crate::source::systemd;
 use crate::sys;
 
 /// One canary crash under `corecatch run --capture METHOD`: whether its core came back.
@@ -61,16 +60,15 @@ fn canary(method: &str) -> Result<bool, String> {
 pub(super) fn doctor() -> i32 {
     let raised = sys::rlimit::raise();
     let settings = sys::kernel::read_settings().ok();
-    let pattern = settings
-        .as_ref()
-        .map(|s| CorePattern::parse(&s.core_pattern, s.core_uses_pid));
+    let facts = super::capture_facts(Capture::Auto, settings.as_ref(), &raised);
+    let pattern = facts.pattern.as_ref();
     println!(
         "core_pattern:  {}",
         settings
             .as_ref()
             .map_or("(unreadable)".into(), |s| s.core_pattern.clone())
     );
-    if let Some(p) = &pattern {
+    if let Some(p) = pattern {
         println!("meaning:       {}", p.describe());
     }
     println!(
@@ -80,10 +78,7 @@ pub(super) fn doctor() -> i32 {
         sys::rlimit::CoreLimit::show(raised.after.soft),
         sys::rlimit::CoreLimit::show(raised.after.hard),
     );
-    let auto = capture::choose(
-        Capture::Auto,
-        &super::capture_facts(settings.as_ref(), &raised),
-    );
+    let auto = capture::choose(Capture::Auto, &facts);
     let mut lines = Vec::new();
     let mut ok = |method: &str, result: Result<bool, String>| match result {
         Ok(true) => {
@@ -101,9 +96,9 @@ pub(super) fn doctor() -> i32 {
     };
     let kernel = ok("kernel", canary("kernel"));
     // Under a systemd-coredump pipe, a canary goes through its store as `run` would take it.
-    let handler = match pattern.as_ref().filter(|p| capture::is_systemd_coredump(p)) {
+    let handler = match facts.store.clone() {
         None => false,
-        Some(_) => ok("handler", systemd::reach().and_then(|_| canary("handler"))),
+        Some(reach) => ok("handler", reach.and_then(|_| canary("handler"))),
     };
     let ptrace = ok("ptrace", canary("ptrace"));
     for l in &lines {
@@ -122,7 +117,7 @@ pub(super) fn doctor() -> i32 {
     }
     if !kernel {
         println!("to get kernel cores:");
-        for fix in kernel_fixes(pattern.as_ref(), &raised) {
+        for fix in kernel_fixes(pattern, &raised) {
             println!("  {fix}");
         }
     }

@@ -13,7 +13,7 @@ mod process;
 mod run;
 mod upload;
 
-use crate::config::Command;
+use crate::config::{Capture, Command};
 use crate::core_pattern::CorePattern;
 use crate::source::capture::{self, Facts};
 use crate::source::systemd;
@@ -34,9 +34,11 @@ pub fn run(command: Command) -> i32 {
     }
 }
 
-/// What the capture choice depends on, read from this machine: core_pattern, the limits after
-/// raising them, systemd-coredump's store (only under its pipe), the pattern's directory.
+/// What the choice of `capture` depends on, read from this machine: core_pattern, the limits
+/// after raising them, systemd-coredump's store (only under its pipe, and only when `capture`
+/// may choose it: asking can mean running `coredumpctl`), the pattern's directory.
 fn capture_facts(
+    capture: Capture,
     settings: Option<&sys::kernel::KernelSettings>,
     raised: &sys::rlimit::Raised,
 ) -> Facts {
@@ -44,6 +46,7 @@ fn capture_facts(
     let store = pattern
         .as_ref()
         .filter(|p| capture::is_systemd_coredump(p))
+        .filter(|_| matches!(capture, Capture::Auto | Capture::Handler))
         .map(|_| systemd::reach());
     let directory = pattern.as_ref().and_then(|p| p.file()).and_then(|f| {
         let dir = match f.static_dir() {

@@ -102,8 +102,8 @@ fn write_html(
     this_run: &[(Report, Option<String>)],
 ) -> Result<ManifestEntry, String> {
     use crate::report::html;
-    let mut read_back = Vec::new();
-    let mut listed: Vec<(Option<&Report>, &str)> = Vec::new();
+    use std::borrow::Cow;
+    let mut crashes: Vec<(Cow<'_, Report>, Option<&str>)> = Vec::new();
     for e in &manifest.artifacts {
         if e.kind != manifest::kind::REPORT_JSON {
             continue;
@@ -112,29 +112,21 @@ fn write_html(
             continue;
         };
         match this_run.iter().find(|(_, s)| s.as_deref() == Some(stem)) {
-            Some((r, _)) => listed.push((Some(r), stem)),
+            Some((r, _)) => crashes.push((Cow::Borrowed(r), Some(stem))),
             None => {
                 let path = dir.path_of(&e.path);
                 match read_report(&path) {
-                    Ok(r) => {
-                        read_back.push(r);
-                        listed.push((None, stem));
-                    }
+                    Ok(r) => crashes.push((Cow::Owned(r), Some(stem))),
                     Err(why) => warn(format!("index.html leaves out {}: {why}", path.display())),
                 }
             }
         }
     }
-    let mut read_back = read_back.iter();
-    let mut crashes: Vec<(&Report, Option<&str>)> = listed
-        .into_iter()
-        .filter_map(|(r, stem)| Some((r.or_else(|| read_back.next())?, Some(stem))))
-        .collect();
     crashes.extend(
         this_run
             .iter()
             .filter(|(_, s)| s.is_none())
-            .map(|(r, _)| (r, None)),
+            .map(|(r, _)| (Cow::Borrowed(r), None)),
     );
     // Per file, the range of lines any frame needs.
     let mut wanted: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
@@ -167,7 +159,10 @@ fn write_html(
     }
     let entries: Vec<html::Entry<'_>> = crashes
         .iter()
-        .map(|&(report, stem)| html::Entry { report, stem })
+        .map(|(report, stem)| html::Entry {
+            report,
+            stem: *stem,
+        })
         .collect();
     let mut page = Vec::new();
     html::write(&entries, &sources, &mut page).map_err(|e| e.to_string())?;

@@ -31,7 +31,7 @@ pub(super) fn run(cfg: RunConfig) -> i32 {
     let env = [(kernel::TOKEN_VAR.to_string(), token.clone())];
     let choice = capture::choose(
         cfg.capture,
-        &super::capture_facts(settings.as_ref().ok(), &raised),
+        &super::capture_facts(cfg.capture, settings.as_ref().ok(), &raised),
     );
     if let (Some(why), false) = (&choice.why, cfg.artifacts.quiet) {
         match choice.method {

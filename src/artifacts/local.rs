@@ -215,15 +215,7 @@ pub(crate) fn write_atomic_in(dir: &Path, name: &str, bytes: &[u8]) -> Result<Ar
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::artifacts::names_in as names;
 
     #[test]
     fn open_creates_and_leaves_no_probe() {

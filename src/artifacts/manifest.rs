@@ -212,16 +212,10 @@ pub fn merge(earlier: Manifest, incoming: Manifest, exists: impl Fn(&str) -> boo
     }
 }
 
-/// Writes `manifest` to `dir/manifest.json` atomically, merged (see [`merge`]) with the manifest
-/// already there, and returns what was written. See [`write_with`].
-#[cfg(test)]
-pub fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError> {
-    write_with(dir, manifest, |_| None)
-}
-
-/// [`write`], calling `also(merged)` before the manifest is written: an artifact made from the
-/// merged manifest (the page of every crash it lists) whose entry `also` returns is listed too,
-/// replacing an entry of the same path. All of it happens under the directory's lock, so runs
+/// Writes `manifest` to `dir/manifest.json` atomically, merged (see [`merge`]) with the
+/// manifest already there, and returns what was written. `also(merged)` runs first: an artifact
+/// made from the merged manifest (the page of every crash it lists) whose entry it returns is
+/// listed too, replacing an entry of the same path. All of it happens under the directory's lock, so runs
 /// sharing the directory take turns and none loses another's entries.
 ///
 /// A manifest that cannot be parsed or is not a regular file is moved aside (see
@@ -321,6 +315,11 @@ pub fn record_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(dir: &Path, manifest: &Manifest) -> Result<Manifest, ManifestError> {
+        write_with(dir, manifest, |_| None)
+    }
+    use crate::artifacts::names_in as names;
     use crate::artifacts::pack;
     use crate::artifacts::LocalDir;
     use std::process::Command;
@@ -456,15 +455,6 @@ mod tests {
         // An older one does not.
         let old = Manifest::new(vec!["./older".into()], at(5), at(6), "h".into(), "p".into());
         assert_eq!(write(sink.root(), &old).unwrap().command, ["./app2"]);
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
     }
 
     fn entry(path: &str) -> ManifestEntry {

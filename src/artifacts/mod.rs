@@ -11,6 +11,17 @@ pub mod publish;
 
 pub use local::{Artifact, DirError, LocalDir};
 
+/// The names of the files in `dir`, sorted (the artifacts modules' tests check what they leave).
+#[cfg(test)]
+pub(crate) fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Longest stem [`safe_stem`] returns, in bytes. [`LocalDir::unique_stem`] may add a `-N` suffix
 /// and callers add a kind such as `.core.gz`; all of that stays far below the 255-byte file name
 /// and 1024-byte S3 key limits.

@@ -667,6 +667,7 @@ fn verify(gz: File, expect: &Packed, full: bool) -> Result<(), PackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifacts::names_in as entries;
     use std::process::Command;
 
     /// Deterministic incompressible bytes (xorshift64).
@@ -688,15 +689,6 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         out
-    }
-
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
     }
 
     #[test]

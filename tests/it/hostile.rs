@@ -137,45 +137,6 @@ fn cc(cwd: &Path, args: &[&str]) -> Ran {
     run_cmd(cc_command(cwd, args), RUN_TIMEOUT, &args.join(" "))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn read_manifest(out: &Path) -> serde_json::Value {
-    let bytes = fs::read(out.join("manifest.json"))
-        .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", out.display()));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "manifest.json is not valid JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-/// The manifest's paths, after checking that each listed file exists with its size and sha256.
-fn verified_manifest_paths(out: &Path) -> Vec<String> {
-    let m = read_manifest(out);
-    let entries = m["artifacts"].as_array().expect("an artifacts array");
-    let mut paths = Vec::new();
-    for e in entries {
-        let p = e["path"].as_str().unwrap().to_string();
-        let data =
-            fs::read(out.join(&p)).unwrap_or_else(|err| panic!("listed {p} is missing: {err}"));
-        assert_eq!(e["bytes"].as_u64(), Some(data.len() as u64), "size of {p}");
-        assert_eq!(
-            e["sha256"].as_str(),
-            Some(sha256_hex(&data).as_str()),
-            "sha256 of {p} (manifest entry {e})"
-        );
-        paths.push(p);
-    }
-    paths
-}
-
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -517,8 +478,8 @@ fn hostile_5_sigterm_while_packing_leaves_no_partial_artifacts() {
     .spawn()
     .unwrap();
     let pipes = drain(&mut child);
-    // Packing has started once the gzip temp file exists (`.corecatch-*.gz.tmp`, see
-    // src/pack.rs; the fix may add the writer's pid after the prefix).
+    // Packing has started once the gzip temp file exists (`.corecatch-<pid>-*.gz.tmp`, named by
+    // src/artifacts/publish.rs).
     let deadline = Instant::now() + Duration::from_secs(300);
     let packing = loop {
         if names_in(&out)
@@ -582,8 +543,7 @@ fn hostile_5_stale_temp_files_of_a_dead_corecatch_are_removed() {
     let dir = tempdir();
     let out = dir.path().join("out");
     fs::create_dir(&out).unwrap();
-    // NAMING ASSUMPTION: the fix names pack's temporary files `.corecatch-<pid>-<random>.gz.tmp`
-    // (the writer's pid right after the `.corecatch-` prefix of src/pack.rs, then `-`), so a
+    // Temporary files are named `.corecatch-<pid>-<random>…` (src/artifacts/publish.rs), so a
     // later run can tell a dead writer's leftover (removed) from a live concurrent writer's file
     // (kept).
     let dead = {

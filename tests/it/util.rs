@@ -380,3 +380,44 @@ pub fn corecatch_locked(cwd: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// SHA-256 of `data`, lowercase hex (as manifest.json spells it).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `out/manifest.json`, parsed.
+pub fn read_manifest(out: &Path) -> serde_json::Value {
+    let bytes = fs::read(out.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("{}/manifest.json: {e}", out.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "manifest.json is not valid JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// The manifest's paths, after checking that each listed file exists with its size and sha256.
+pub fn verified_manifest_paths(out: &Path) -> Vec<String> {
+    let m = read_manifest(out);
+    let entries = m["artifacts"].as_array().expect("an artifacts array");
+    let mut paths = Vec::new();
+    for e in entries {
+        let p = e["path"].as_str().unwrap().to_string();
+        let data =
+            fs::read(out.join(&p)).unwrap_or_else(|err| panic!("listed {p} is missing: {err}"));
+        assert_eq!(e["bytes"].as_u64(), Some(data.len() as u64), "size of {p}");
+        assert_eq!(
+            e["sha256"].as_str(),
+            Some(sha256_hex(&data).as_str()),
+            "sha256 of {p} (manifest entry {e})"
+        );
+        paths.push(p);
+    }
+    paths
+}

@@ -425,10 +425,7 @@ fn fetch_one(
                 continue;
             }
         }
-        out.sync_all().map_err(|source| FetchError::Write {
-            path: part.clone(),
-            source,
-        })?;
+        // Synced by the publish below, once the bytes are known to be right.
         drop(out);
         let got = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         if let Some(expected) = job.bytes {
