@@ -576,6 +576,12 @@ fn hostile_5_stale_temp_files_of_a_dead_corecatch_are_removed() {
         "a live process's temp file {} is left alone",
         live.display()
     );
+    // `run` sweeps too, before the command starts.
+    fs::write(&stale, vec![0x1f; 4096]).unwrap();
+    let r = cc(dir.path(), &["run", "--out", "out", "--", "true"]);
+    assert_eq!(r.code, Some(0), "{}", r.ctx());
+    assert!(!stale.exists(), "run removes {}", stale.display());
+    assert!(live.exists(), "and leaves {} alone", live.display());
 }
 
 // ---------------------------------------------------------------------------------------------
