@@ -37,6 +37,21 @@ pub struct Options {
     pub max_frames: usize,
     /// Past this instant, stop walking (keeping what was found) with [`StopReason::Timeout`].
     pub deadline: Option<Instant>,
+    /// Read every DWARF frame's arguments ([`Frame::args`]).
+    pub args: bool,
+    /// Whose frames' locals are read ([`Frame::locals`]).
+    pub locals: Locals,
+}
+
+/// Whose frames' local variables are read (gdb's `bt full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Locals {
+    #[default]
+    None,
+    /// The crashed thread's frames only (what `run` and `collect` report by default).
+    Crashed,
+    /// Every thread's (`--full`).
+    All,
 }
 
 impl Default for Options {
@@ -47,6 +62,8 @@ impl Default for Options {
             exe_override: None,
             max_frames: 1024,
             deadline: None,
+            args: true,
+            locals: Locals::None,
         }
     }
 }
@@ -90,6 +107,28 @@ pub struct Frame {
     pub symbol_offset: Option<u64>,
     /// A sigreturn trampoline (gdb prints `<signal handler called>`).
     pub signal_trampoline: bool,
+    /// The function's parameters in declaration order, as gdb's `bt` and `info args` show
+    /// them: `None` where the frame has no DWARF function (or they were not asked for).
+    pub args: Option<Vec<Variable>>,
+    /// Its local variables, innermost lexical block first, as `info locals` lists them:
+    /// `None` where the frame has no DWARF function or they were not asked for.
+    pub locals: Option<Vec<Variable>>,
+}
+
+/// One argument or local variable, its value printed as gdb's `print` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Variable {
+    pub name: String,
+    /// gdb's short type name (`struct node *`, `const char *`, `int [3]`).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// `42`, `0x0`, `{next = 0x0, v = 40}`, `<optimized out>`,
+    /// `<error: Cannot access memory at address 0x10>`.
+    pub value: String,
+    /// A struct, union, class or array (or a reference to one): gdb's `bt` line shows it as
+    /// `...` (`print frame-arguments scalars`); `print` and `bt full` show the value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aggregate: bool,
 }
 
 /// How far a module's file could be used.
@@ -612,6 +651,8 @@ fn tail_call_frame(prepared: &[Prepared], callee: u64, ret: u64) -> Option<Frame
             trust: FrameTrust::TailCall,
             symbol_offset: s.symbol_offset,
             signal_trampoline: false,
+            args: None,
+            locals: None,
         })
     }
 }
@@ -641,6 +682,8 @@ fn symbolize_frame(
         trust: raw.trust,
         symbol_offset: None,
         signal_trampoline: raw.signal_trampoline,
+        args: None,
+        locals: None,
     };
     if sym.is_empty() {
         out.push(base);

@@ -275,6 +275,10 @@ struct SymbolArgs {
     /// Seconds to spend symbolizing one core before printing what was found.
     #[arg(long, default_value = "60", value_parser = parse_secs, value_name = "SECS")]
     timeout: Duration,
+    /// Every thread's local variables under each frame, as gdb's `bt full` (run and collect
+    /// report the crashed thread's without it; bt none).
+    #[arg(long)]
+    full: bool,
 }
 
 impl SymbolArgs {
@@ -285,6 +289,7 @@ impl SymbolArgs {
             exe: self.exe,
             max_frames: self.max_frames.max(1),
             timeout: self.timeout,
+            full: self.full,
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct SymbolConfig {
     pub exe: Option<PathBuf>,
     pub max_frames: usize,
     pub timeout: Duration,
+    /// `--full`: locals in every thread's frames (gdb's `bt full`), not only the crashed
+    /// thread's (`run`, `collect`) or none (`bt`).
+    pub full: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! `corecatch bt CORE`: the report of one core on stdout, as text or JSON.
 
 use super::process::build_report;
+use crate::backtrace::Locals;
 use crate::config::BtConfig;
 use crate::error::{chain, warn};
 use crate::exit_code;
@@ -23,7 +24,7 @@ pub(super) fn bt(cfg: BtConfig) -> i32 {
             return exit_code::INCOMPLETE;
         }
     };
-    let report = build_report(&core, &cfg.core, &cfg.symbols);
+    let report = build_report(&core, &cfg.core, &cfg.symbols, Locals::None);
     let mut out = std::io::stdout().lock();
     let written = if cfg.json {
         report.write_json(&mut out)

@@ -6,6 +6,7 @@
 
 use crate::artifacts::manifest::{self, Manifest, ManifestEntry};
 use crate::artifacts::LocalDir;
+use crate::backtrace::Locals;
 use crate::config::ArtifactConfig;
 use crate::error::{chain, warn};
 use crate::report::{text, Report};
@@ -227,7 +228,7 @@ pub(super) fn process_cores(
                 continue;
             }
         }
-        let mut report = build_report(&core, path, &cfg.symbols);
+        let mut report = build_report(&core, path, &cfg.symbols, Locals::Crashed);
         report.core.from = origin.cloned();
         drop(core);
         drop(mapped);
@@ -328,11 +329,12 @@ fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
 }
 
 /// The report of one core: what its notes say, then every thread unwound and symbolized, within
-/// the configured time limit.
+/// the configured time limit; `locals`: whose locals are read without `--full`.
 pub(super) fn build_report(
     core: &crate::elf_core::Core<'_>,
     path: &Path,
     symbols: &crate::config::SymbolConfig,
+    locals: Locals,
 ) -> Report {
     let mut report = Report::from_core(core, &path.display().to_string());
     let opts = crate::backtrace::Options {
@@ -341,6 +343,8 @@ pub(super) fn build_report(
         exe_override: symbols.exe.clone(),
         max_frames: symbols.max_frames,
         deadline: std::time::Instant::now().checked_add(symbols.timeout),
+        args: true,
+        locals: if symbols.full { Locals::All } else { locals },
     };
     report.add_backtraces(crate::backtrace::backtrace(core, &opts));
     report

@@ -155,6 +155,8 @@ mod tests {
             column: None,
             inlined: false,
             trust: None,
+            args: None,
+            locals: None,
         }
     }
 

@@ -112,6 +112,13 @@ pub struct Frame {
     /// `signal_context`; `null` for inlined frames, which share their physical frame's.
     #[serde(deserialize_with = "de_trust")]
     pub trust: Option<crate::backtrace::FrameTrust>,
+    /// The function's arguments (`null` without DWARF for the frame, `[]` when it has none).
+    #[serde(default)]
+    pub args: Option<Vec<crate::backtrace::Variable>>,
+    /// Its locals, innermost block first; `null` where not read (no DWARF, or a thread whose
+    /// locals were not asked for).
+    #[serde(default)]
+    pub locals: Option<Vec<crate::backtrace::Variable>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +366,8 @@ impl Report {
                     column: f.column,
                     inlined: f.inlined,
                     trust: (!f.inlined).then_some(f.trust),
+                    args: f.args,
+                    locals: f.locals,
                 })
                 .collect();
         }
@@ -452,6 +461,8 @@ mod tests {
                     column: Some(3),
                     inlined: false,
                     trust: Some(crate::backtrace::FrameTrust::SignalContext),
+                    args: None,
+                    locals: None,
                 }],
                 stop_reason: Some("end of stack".into()),
                 registers: vec![("rip".into(), 0x10), ("rax".into(), 0), ("r8".into(), 2)],

@@ -213,6 +213,8 @@ mod tests {
             column: None,
             inlined: false,
             trust: None,
+            args: None,
+            locals: None,
         };
         let t = Thread {
             tid: 7,

@@ -600,6 +600,8 @@ fn frames_from_json(v: &serde_json::Value) -> Vec<Frame> {
                 inlined: f["inlined"].as_bool().unwrap(),
                 trust: corecatch::backtrace::FrameTrust::Cfi,
                 symbol_offset: None,
+                args: None,
+                locals: None,
             }
         })
         .collect()
