@@ -149,6 +149,9 @@ type Reader = gimli::EndianReader<RunTimeEndian, SectionBytes>;
 /// Compressed sections at least this big are inflated on a thread of their own.
 const THREAD_INFLATE_FROM: usize = 64 << 10;
 
+/// Sections read, and those still inflating on threads of their own.
+type Loading = (HashMap<&'static str, SectionBytes>, Vec<Pending>);
+
 /// A section being inflated on a thread of its own.
 type Pending = (
     &'static str,
@@ -273,6 +276,14 @@ pub struct ModuleSymbols {
     loc_file: Option<SharedBytes>,
     endian: RunTimeEndian,
     location_lists: std::cell::OnceCell<Option<gimli::LocationLists<Reader>>>,
+    /// The location sections, read or (compressed) inflating on threads of their own since
+    /// [`ModuleSymbols::prefetch_locations`].
+    loc_pending: std::sync::Mutex<Option<Loading>>,
+    /// What the DIEs say about the variables at a pc (with or without locals), kept for the
+    /// next thread stopped there.
+    plans: std::cell::RefCell<HashMap<(u64, bool), Arc<vars::Plan>>>,
+    /// The `DW_AT_call_value` planned for a (return address, register).
+    site_plans: std::cell::RefCell<HashMap<(u64, u16), vars::SitePlan>>,
 }
 
 impl std::fmt::Debug for ModuleSymbols {
@@ -461,6 +472,9 @@ impl ModuleSymbols {
                 loc_file,
                 endian,
                 location_lists: Default::default(),
+                loc_pending: Default::default(),
+                plans: Default::default(),
+                site_plans: Default::default(),
             },
             warnings,
         )
@@ -505,12 +519,33 @@ impl ModuleSymbols {
         symbol_at(&self.objects, svma).map(|s| (&*s.name, svma - s.addr))
     }
 
+    /// Start reading `.debug_loc` and `.debug_loclists` (a compressed one inflating on a thread
+    /// of its own), so they are ready when variables are first asked for.
+    pub fn prefetch_locations(&self) {
+        if self.location_lists.get().is_some() {
+            return;
+        }
+        let Some(file) = self.loc_file.as_ref() else {
+            return;
+        };
+        let mut slot = self.loc_pending.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(load_places(file, self.loc_places.clone()));
+        }
+    }
+
     /// `.debug_loc` and `.debug_loclists`, read on first use.
     fn location_lists(&self) -> Option<&gimli::LocationLists<Reader>> {
         self.location_lists
             .get_or_init(|| {
                 let file = self.loc_file.as_ref()?;
-                let (mut found, pending) = load_places(file, self.loc_places.clone());
+                let started = self
+                    .loc_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                let (mut found, pending) =
+                    started.unwrap_or_else(|| load_places(file, self.loc_places.clone()));
                 join_into(&mut found, pending);
                 let mut take = |name| {
                     let bytes = found.remove(name).unwrap_or_else(SectionBytes::empty);
