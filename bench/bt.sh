@@ -98,7 +98,7 @@ vars() { # peer dir -> locals lines printed (`        name = value` and `No loca
   grep -cE '^        [^ ].* = |^No locals\.$' "$f" || true
 }
 
-measure() { # peer dir -> "wall_s rss_mib"
+measure() { # peer dir -> "wall_s rss_mib cpu_s" (cpu: hyperfine's mean user + system)
   local p=$1 d=$2 c hf tv
   c=$(cmd_for "$p" "$d")
   hf=$OUT/$(basename "$d").$p.hf.json
@@ -106,9 +106,10 @@ measure() { # peer dir -> "wall_s rss_mib"
     || hyperfine --warmup 1 --runs "$RUNS" --export-json "$hf" --output=null "$c" >/dev/null 2>&1
   tv=$OUT/$(basename "$d").$p.timev; : > "$tv"
   for _ in $(seq 1 "$RUNS"); do eval "/usr/bin/time -v -a -o '$tv' $c" >/dev/null 2>&1 || true; done
-  printf '%s %s\n' \
+  printf '%s %s %s\n' \
     "$(python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$hf")" \
-    "$(awk -F': ' '/Maximum resident set size/ {print $2/1024}' "$tv" | median)"
+    "$(awk -F': ' '/Maximum resident set size/ {print $2/1024}' "$tv" | median)" \
+    "$(python3 -c 'import json,sys; r = json.load(open(sys.argv[1]))["results"][0]; print("%.3f" % (r["user"] + r["system"]))' "$hf")"
 }
 
 ratio() { python3 -c "print('%.2f' % ($1 / max($2, 1e-9)))"; }
@@ -117,24 +118,24 @@ verdict() { python3 -c "print('ok' if $1 else 'MISSED')"; }
 peers=(corecatch)
 [ -n "$BASELINE" ] && peers+=(corecatch-base)
 peers+=(corecatch-full gdb gdb-full eu-stack)
-printf '%-11s %-15s %9s %9s %8s %6s %9s %9s\n' workload peer wall_s rss_MiB frames vars wall/bt rss/bt
+printf '%-11s %-15s %9s %9s %9s %8s %6s %9s %9s\n' workload peer wall_s cpu_s rss_MiB frames vars wall/bt rss/bt
 targets=()
 for wl in "${wls[@]}"; do
   d=$W/$(dir_of "$wl")
-  declare -A W_ R_
-  read -r ow orss < <(measure corecatch "$d")
+  declare -A W_ R_ C_
+  read -r ow orss oc < <(measure corecatch "$d")
   for p in "${peers[@]}"; do
-    if [ "$p" = corecatch ]; then w=$ow; r=$orss
-    else read -r w r < <(measure "$p" "$d"); fi
+    if [ "$p" = corecatch ]; then w=$ow; r=$orss; c=$oc
+    else read -r w r c < <(measure "$p" "$d"); fi
     fr=$(frames "$p" "$d"); nv=$(vars "$p" "$d")
-    W_[$p]=$w; R_[$p]=$r
-    printf '%-11s %-15s %9s %9.1f %8s %6s %9s %9s\n' "$wl" "$p" "$w" "$r" "$fr" "$nv" \
+    W_[$p]=$w; R_[$p]=$r; C_[$p]=$c
+    printf '%-11s %-15s %9s %9s %9.1f %8s %6s %9s %9s\n' "$wl" "$p" "$w" "$c" "$r" "$fr" "$nv" \
       "$(ratio "$w" "$ow")" "$(ratio "$r" "$orss")"
   done
   t="$wl:"
   if [ -n "$BASELINE" ]; then
-    b=$(ratio "$ow" "${W_[corecatch-base]}")
-    t+=" bt ${b}x the baseline's time (at most 1.3x: $(verdict "$b <= 1.3"));"
+    b=$(ratio "$ow" "${W_[corecatch-base]}") bc=$(ratio "$oc" "${C_[corecatch-base]}")
+    t+=" bt ${b}x the baseline's time, ${bc}x its CPU (at most 1.3x: $(verdict "$b <= 1.3"));"
   fi
   g=$(ratio "${W_[gdb-full]}" "${W_[corecatch-full]}")
   t+=" gdb bt full ${g}x bt --full's time (at least 10x: $(verdict "$g >= 10"));"
@@ -142,9 +143,10 @@ for wl in "${wls[@]}"; do
   t+=" peak RSS bt $(printf %.1f "$orss"), bt --full $(printf %.1f "$f"), eu-stack"
   t+=" $(printf %.1f "$e") MiB (no higher: $(verdict "$orss <= $e and $f <= $e"))"
   targets+=("$t")
-  unset W_ R_
+  unset W_ R_ C_
 done
-echo "(medians of $RUNS runs after a warm-up; vars: locals lines printed; outputs in $OUT)"
+echo "(medians of $RUNS runs after a warm-up; cpu_s: mean user + system, steadier than wall time"
+echo " on a loaded machine; vars: locals lines printed; outputs in $OUT)"
 [ -n "$BASELINE" ] && echo "(baseline: $BASELINE)"
 echo "targets:"
 for t in "${targets[@]}"; do echo "  $t"; done
