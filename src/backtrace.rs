@@ -200,9 +200,6 @@ impl Prepared {
         let Some(syms) = self.symbols_for(&work.lookups) else {
             return;
         };
-        if work.variables {
-            syms.prefetch_locations();
-        }
         let mut answers = HashMap::with_capacity(work.lookups.len());
         for svma in work.lookups {
             if past() {
@@ -226,8 +223,6 @@ impl Prepared {
 struct ModuleWork {
     lookups: Vec<u64>,
     returns: Vec<u64>,
-    /// Variables will be read: start reading the location lists.
-    variables: bool,
 }
 
 impl ModuleWork {
@@ -244,15 +239,8 @@ fn symbolize_in_parallel<'w>(
     prepared: &mut [Prepared],
     walks: impl Iterator<Item = &'w [unwind::RawFrame]>,
     deadline: Option<Instant>,
-    variables: bool,
 ) {
-    let mut work = vec![
-        ModuleWork {
-            variables,
-            ..ModuleWork::default()
-        };
-        prepared.len()
-    ];
+    let mut work = vec![ModuleWork::default(); prepared.len()];
     for frames in walks {
         let mut after_callee = false;
         for raw in frames {
@@ -377,7 +365,6 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         &mut prepared,
         walks.iter().map(|(_, f)| &f[..]),
         opts.deadline,
-        opts.args,
     );
     // Threads of one program share most return addresses; call-site DWARF is read once each.
     let mut tail_calls: HashMap<(u64, u64), Option<Frame>> = HashMap::new();

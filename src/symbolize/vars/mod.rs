@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use gimli::{AttributeValue, EvaluationResult, Location, Reader as _};
 
-use super::{ModuleSymbols, Reader};
+use super::{LocationSections, ModuleSymbols, Reader};
 use types::{type_ref, Kind, Lang, Off, Types, UnitRef};
 use value::{Missing, Printer, Storage};
 
@@ -31,6 +31,9 @@ const MAX_CHILDREN: usize = 4096;
 const MAX_DIES: usize = 1 << 20;
 /// Evaluation steps (resumptions) of one expression at most.
 const MAX_STEPS: usize = 256;
+/// How far past a location list's start its sections are first inflated (then 16 times
+/// further each time its entries run past that).
+const LIST_REACH: usize = 16 << 10;
 /// Variables per frame at most.
 const MAX_VARIABLES: usize = 512;
 
@@ -243,7 +246,7 @@ enum Place {
 struct Scope<'u, 'a, 'f> {
     unit: &'u UnitRef<'a>,
     types: Types<'u, 'a>,
-    locs: Option<&'f gimli::LocationLists<Reader>>,
+    locs: Option<&'f LocationSections>,
     pc: u64,
     frame: &'f FrameState<'f>,
     process: &'f dyn Process,
@@ -261,7 +264,7 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
     /// `lang`: the unit's language when known (else read from its root DIE).
     fn new(
         unit: &'u UnitRef<'a>,
-        locs: Option<&'f gimli::LocationLists<Reader>>,
+        locs: Option<&'f LocationSections>,
         pc: u64,
         frame: &'f FrameState<'f>,
         process: &'f dyn Process,
@@ -552,37 +555,65 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
     }
 
-    /// The expression of the location-list entry at `attr` that covers the pc.
+    /// The expression of the location-list entry at `attr` that covers the pc. The sections
+    /// are inflated only as far as the list reaches: first a little past its start, then
+    /// further when its entries run past that.
     fn list_entry(&self, attr: AttributeValue<Reader>) -> Option<gimli::Expression<Reader>> {
-        let locs = self.locs?;
+        let src = self.locs?;
+        // Where the list (or, for DWARF 5's indexed form, its offset table entry) starts.
+        let start = match attr {
+            AttributeValue::LocationListsRef(o) => o.0,
+            AttributeValue::SecOffset(o) => o,
+            AttributeValue::DebugLocListsIndex(i) => self
+                .unit
+                .loclists_base
+                .0
+                .saturating_add(i.0.saturating_mul(8)),
+            _ => return None,
+        };
+        let mut reach = LIST_REACH;
+        loop {
+            let end = start.saturating_add(reach);
+            let last = end >= src.len();
+            match self.list_entry_in(&src.upto(end), attr.clone()) {
+                Ok(found) => return found,
+                Err(gimli::Error::UnexpectedEof(_)) if !last => reach = reach.saturating_mul(16),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn list_entry_in(
+        &self,
+        locs: &gimli::LocationLists<Reader>,
+        attr: AttributeValue<Reader>,
+    ) -> gimli::Result<Option<gimli::Expression<Reader>>> {
         let offset = match attr {
             AttributeValue::LocationListsRef(o) => o,
             AttributeValue::SecOffset(o) => gimli::LocationListsOffset(o),
-            AttributeValue::DebugLocListsIndex(i) => locs
-                .get_offset(self.unit.encoding(), self.unit.loclists_base, i)
-                .ok()?,
-            _ => return None,
+            AttributeValue::DebugLocListsIndex(i) => {
+                locs.get_offset(self.unit.encoding(), self.unit.loclists_base, i)?
+            }
+            _ => return Ok(None),
         };
-        let mut it = locs
-            .locations(
-                offset,
-                self.unit.encoding(),
-                self.unit.low_pc,
-                &self.unit.dwarf.debug_addr,
-                self.unit.addr_base,
-            )
-            .ok()?;
+        let mut it = locs.locations(
+            offset,
+            self.unit.encoding(),
+            self.unit.low_pc,
+            &self.unit.dwarf.debug_addr,
+            self.unit.addr_base,
+        )?;
         let mut n = 0;
-        while let Ok(Some(entry)) = it.next() {
+        while let Some(entry) = it.next()? {
             if entry.range.begin <= self.pc && self.pc < entry.range.end {
-                return Some(entry.data);
+                return Ok(Some(entry.data));
             }
             n += 1;
             if n > 65536 {
                 break;
             }
         }
-        None
+        Ok(None)
     }
 
     /// Evaluate a location expression to its pieces.
