@@ -393,7 +393,31 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                 let f = tail_calls
                     .entry((c, ret))
                     .or_insert_with(|| tail_call_frame(&prepared, c, ret));
-                tb.frames.extend(f.clone());
+                if let Some(f) = f.clone() {
+                    tb.frames.push(f);
+                    if opts.args {
+                        // No registers survive a tail call; its arguments come from the
+                        // entry values its caller (this frame) passed, as gdb reads them.
+                        let pc = tb.frames.last().map_or(0, |f| f.pc);
+                        let gone = unwind::RawFrame {
+                            address: unwind::CodeAddress::ReturnAddress(pc),
+                            trust: FrameTrust::TailCall,
+                            sp: raw.sp,
+                            signal_trampoline: false,
+                            regs: Vec::new(),
+                            cfa: None,
+                        };
+                        let at = tb.frames.len() - 1;
+                        add_variables(
+                            &prepared,
+                            &code,
+                            (&gone, Some(raw)),
+                            locals,
+                            &mut direct_calls,
+                            &mut tb.frames[at..],
+                        );
+                    }
+                }
             }
             callee = (!raw.signal_trampoline).then(|| raw.address.lookup());
             let first = tb.frames.len();
@@ -728,6 +752,10 @@ fn add_variables(
     let Some(vars) = syms.variables(lookup.wrapping_sub(p.bias), &state, process, locals) else {
         return;
     };
+    let mut vars = vars;
+    if raw.trust == FrameTrust::TailCall {
+        vars.truncate(1); // a tail-call frame is named by its innermost function alone
+    }
     if vars.len() != frames.len() {
         return; // the frames came from another answer (the symbol table): nothing to pair
     }
