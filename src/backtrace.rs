@@ -394,19 +394,11 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                     .entry((c, ret))
                     .or_insert_with(|| tail_call_frame(&prepared, c, ret));
                 if let Some(f) = f.clone() {
+                    let gone = tail_raw(&f, raw);
                     tb.frames.push(f);
                     if opts.args {
                         // No registers survive a tail call; its arguments come from the
                         // entry values its caller (this frame) passed, as gdb reads them.
-                        let pc = tb.frames.last().map_or(0, |f| f.pc);
-                        let gone = unwind::RawFrame {
-                            address: unwind::CodeAddress::ReturnAddress(pc),
-                            trust: FrameTrust::TailCall,
-                            sp: raw.sp,
-                            signal_trampoline: false,
-                            regs: Vec::new(),
-                            cfa: None,
-                        };
                         let at = tb.frames.len() - 1;
                         add_variables(
                             &prepared,
@@ -423,11 +415,27 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
             let first = tb.frames.len();
             symbolize_frame(&prepared, raw, late, &mut tb.frames);
             if opts.args && !late {
-                let caller = raw_frames.get(i + 1);
+                let mut caller = raw_frames.get(i + 1).cloned();
+                // A tail-call frame will stand between this frame and its caller: the call
+                // that reached this function is that frame's tail call, whose parameters say
+                // what it passed (registers themselves are gone).
+                if let Some(c) = &caller {
+                    if let (false, unwind::CodeAddress::ReturnAddress(ret)) =
+                        (raw.signal_trampoline, c.address)
+                    {
+                        let key = (raw.address.lookup(), ret);
+                        let f = tail_calls
+                            .entry(key)
+                            .or_insert_with(|| tail_call_frame(&prepared, key.0, ret));
+                        if let Some(f) = f {
+                            caller = Some(tail_raw(f, c));
+                        }
+                    }
+                }
                 add_variables(
                     &prepared,
                     &code,
-                    (raw, caller),
+                    (raw, caller.as_ref()),
                     locals,
                     &mut direct_calls,
                     &mut tb.frames[first..],
@@ -685,6 +693,19 @@ fn tail_call_frame(prepared: &[Prepared], callee: u64, ret: u64) -> Option<Frame
             args: None,
             locals: None,
         })
+    }
+}
+
+/// The physical-frame view of a tail-call frame (whose caller is `caller`): its pc as a
+/// return address, no registers.
+fn tail_raw(f: &Frame, caller: &unwind::RawFrame) -> unwind::RawFrame {
+    unwind::RawFrame {
+        address: unwind::CodeAddress::ReturnAddress(f.pc),
+        trust: FrameTrust::TailCall,
+        sp: caller.sp,
+        signal_trampoline: false,
+        regs: Vec::new(),
+        cfa: None,
     }
 }
 
