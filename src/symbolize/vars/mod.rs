@@ -638,7 +638,7 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
         let fs = self.frame;
         let mut eval = expr.evaluation(self.unit.encoding());
-        let bad = |_| Missing::OptimizedOut;
+        let bad = |_| Missing::BadDwarf;
         let mut res = eval.evaluate().map_err(bad)?;
         for _ in 0..MAX_STEPS {
             res = match res {

@@ -38,6 +38,8 @@ pub(super) enum Missing {
     /// The core does not hold this address.
     Memory(u64),
     Budget,
+    /// The location expression cannot be evaluated (damaged, or an operation misused).
+    BadDwarf,
 }
 
 impl Missing {
@@ -46,6 +48,7 @@ impl Missing {
             Missing::OptimizedOut => "<optimized out>".into(),
             Missing::Memory(a) => format!("<error: Cannot access memory at address {a:#x}>"),
             Missing::Budget => "...".into(),
+            Missing::BadDwarf => "<error: damaged DWARF location expression>".into(),
         }
     }
 }
