@@ -433,21 +433,7 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
     }
 
     fn children(&self, off: Off) -> Vec<Die> {
-        let mut out = Vec::new();
-        let Ok(mut tree) = self.unit.entries_tree(Some(off)) else {
-            return out;
-        };
-        let Ok(root) = tree.root() else {
-            return out;
-        };
-        let mut children = root.children();
-        while let Ok(Some(c)) = children.next() {
-            if out.len() >= MAX_CHILDREN {
-                break;
-            }
-            out.push(c.entry().clone());
-        }
-        out
+        children(self.unit, off)
     }
 
     /// The DIE's abstract origin or specification, within the unit.
@@ -937,6 +923,25 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
 }
 
 type Die = gimli::DebuggingInformationEntry<Reader>;
+
+/// The children of the DIE at `off`, at most [`MAX_CHILDREN`].
+fn children(unit: &UnitRef<'_>, off: Off) -> Vec<Die> {
+    let mut out = Vec::new();
+    let Ok(mut tree) = unit.entries_tree(Some(off)) else {
+        return out;
+    };
+    let Ok(root) = tree.root() else {
+        return out;
+    };
+    let mut children = root.children();
+    while let Ok(Some(c)) = children.next() {
+        if out.len() >= MAX_CHILDREN {
+            break;
+        }
+        out.push(c.entry().clone());
+    }
+    out
+}
 
 fn flag(e: &Die, at: gimli::DwAt) -> bool {
     matches!(e.attr_value(at), Some(AttributeValue::Flag(true)))

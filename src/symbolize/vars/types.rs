@@ -262,23 +262,8 @@ impl<'u, 'a> Types<'u, 'a> {
         })
     }
 
-    /// The children of the DIE at `off`, each with its tag, bounded in number.
     fn children(&self, off: Off) -> Vec<gimli::DebuggingInformationEntry<Reader>> {
-        let mut out = Vec::new();
-        let Ok(mut tree) = self.unit.entries_tree(Some(off)) else {
-            return out;
-        };
-        let Ok(root) = tree.root() else {
-            return out;
-        };
-        let mut children = root.children();
-        while let Ok(Some(c)) = children.next() {
-            if out.len() >= super::MAX_CHILDREN {
-                break;
-            }
-            out.push(c.entry().clone());
-        }
-        out
+        super::children(self.unit, off)
     }
 
     fn member(&self, e: &gimli::DebuggingInformationEntry<Reader>) -> Member {

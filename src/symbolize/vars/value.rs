@@ -692,12 +692,7 @@ fn char_array(b: &[u8], cut: bool) -> String {
     }
     let mut parts = Vec::new();
     let mut run_start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        let mut j = i;
-        while j < b.len() && b[j] == b[i] {
-            j += 1;
-        }
+    for (i, j) in runs(b) {
         if j - i > REPEATS {
             if run_start < i {
                 parts.push(quote_run(&b[run_start..i]));
@@ -705,7 +700,6 @@ fn char_array(b: &[u8], cut: bool) -> String {
             parts.push(format!("{} <repeats {} times>", char_literal(b[i]), j - i));
             run_start = j;
         }
-        i = j;
     }
     if run_start < b.len() {
         parts.push(quote_run(&b[run_start..]));
@@ -720,20 +714,27 @@ fn char_array(b: &[u8], cut: bool) -> String {
 /// Array elements with runs of more than [`REPEATS`] equal ones folded.
 fn fold_repeats(items: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < items.len() {
-        let mut j = i;
-        while j < items.len() && items[j] == items[i] {
-            j += 1;
-        }
+    for (i, j) in runs(items) {
         if j - i > REPEATS {
             out.push(format!("{} <repeats {} times>", items[i], j - i));
         } else {
             out.extend(items[i..j].iter().cloned());
         }
-        i = j;
     }
     out
+}
+
+/// The runs of equal items, as `(start, end)` index ranges in order.
+fn runs<T: PartialEq>(items: &[T]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let first = items.get(i)?;
+        let start = i;
+        while items.get(i) == Some(first) {
+            i += 1;
+        }
+        Some((start, i))
+    })
 }
 
 /// C's `%.<precision>g`, as gdb prints floating point (`%.9g` for float, `%.17g` for double).
