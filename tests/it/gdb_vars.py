@@ -1,0 +1,217 @@
+# gdb's own answer for the arguments and locals of every frame of every thread of a core, as
+# one JSON line after "GDBVARS: ", for tests/it/vars.rs. Run as
+#   gdb -batch -nx -ex 'set debuginfod enabled off' -x gdb_vars.py EXE CORE
+#
+# For each frame: the function's name, file and line, whether gdb made it an inlined frame, and
+# its arguments and locals as gdb enumerates them: arguments are the function block's
+# (`block.function`) symbols with `is_argument`, in declaration order; locals are every
+# variable (as `info locals` chooses them: LOC_CONST too) of each block from frame.block() up to and including the function
+# block, innermost block first (what `info locals` lists). The type is `str(sym.type)`
+# (`whatis`), the value `str(sym.value(frame))` (what `print` shows).
+#
+# The same frame's `info args` and `info locals` are read too, and where a value differs from
+# the Python one the printed one wins (it is what a user sees) and the Python string is kept as
+# "py_value". A name list that differs is reported as "info_mismatch".
+import json
+import re
+
+import gdb
+
+for cmd in (
+    "set print entry-values no",
+    "set print pretty off",
+    "set print frame-arguments scalars",
+    "set width 0",
+    "set height 0",
+    "set pagination off",
+    "set confirm off",
+    # libstdc++'s and rustc's pretty printers print differently from one version to the next:
+    # the oracle compares plain values.
+    "disable pretty-printer",
+    # gdb refuses to read a value over 64 KiB ("value requires 400000 bytes, which is more than
+    # max-value-size"); corecatch prints the first 200 elements of any array (`print elements`),
+    # as gdb does once the limit is lifted.
+    "set max-value-size unlimited",
+):
+    try:
+        gdb.execute(cmd, to_string=True)
+    except gdb.error:
+        pass
+
+
+def gdb_bug(sym, frame):
+    """Whether printing this value would crash gdb 13.1: a Rust enum (a struct with a variant
+    part, `dynamic`) whose value lives outside memory (pieces in registers and on the stack, as
+    rustc -O2 leaves an `Option<u32>`) hits an internal error (gdbtypes.h:985, `idx >= 0 && idx <
+    num_fields ()`). With `maint set internal-error quit no` the first one only aborts the
+    command, but the next one in the same gdb aborts gdb ("Recursive internal problem"), so it
+    is never asked: the value is reported as GDB_BUG, and `info args`/`info locals` (which would
+    print it) are not run for that frame. (Such a value whose discriminant selects no variant
+    would print as an error instead of crashing, but telling the two apart means reading it the
+    way gdb would; the test does not compare GDB_BUG values.)"""
+    try:
+        if frame.language() != "rust":
+            return False
+        t = sym.type.strip_typedefs()
+        return (
+            t.code == gdb.TYPE_CODE_STRUCT and t.dynamic and sym.value(frame).address is None
+        )
+    except (gdb.error, AttributeError):
+        return False
+
+
+def value_str(sym, frame):
+    if gdb_bug(sym, frame):
+        return GDB_BUG
+    try:
+        s = str(sym.value(frame))
+        # What `info args` prints for it (`str` says why it could not read the value).
+        if s == "<error reading variable: value has been optimized out>":
+            return "<optimized out>"
+        return s
+    except gdb.MemoryError as e:
+        return "<error: %s>" % e
+    except gdb.error as e:
+        msg = str(e)
+        if "optimized out" in msg:
+            return "<optimized out>"
+        return "<error: %s>" % msg
+
+
+GDB_BUG = "<gdb internal error>"
+
+
+def var(sym, frame):
+    return {"name": sym.name, "type": str(sym.type), "value": value_str(sym, frame)}
+
+
+# The address classes `info locals` prints (gdb's iterate_over_block_locals): `is_variable`
+# leaves out LOC_CONST, a variable the compiler turned into a constant (DW_AT_const_value).
+LOCAL_CLASSES = {
+    getattr(gdb, "SYMBOL_" + c)
+    for c in (
+        "LOC_CONST",
+        "LOC_LOCAL",
+        "LOC_REGISTER",
+        "LOC_STATIC",
+        "LOC_COMPUTED",
+        "LOC_OPTIMIZED_OUT",
+    )
+    if hasattr(gdb, "SYMBOL_" + c)
+}
+
+
+def is_local(sym):
+    return (
+        not sym.is_argument
+        and sym.addr_class in LOCAL_CLASSES
+        and sym.symtab is not None
+        and not sym.is_function
+    )
+
+
+def function_block(block):
+    while block is not None and block.function is None:
+        block = block.superblock
+    return block
+
+
+# `name = value` lines of `info args` / `info locals` (one per variable with pretty off and
+# width 0); "No arguments." / "No locals." and "No symbol table info available." yield none.
+LINE = re.compile(r"^([A-Za-z_$][\w$:<>]*) = (.*)$")
+
+
+def info(cmd):
+    try:
+        text = gdb.execute(cmd, to_string=True)
+    except gdb.error as e:
+        return None, str(e)
+    out = []
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if m:
+            out.append((m.group(1), m.group(2)))
+        elif out and line and not line.startswith("No "):
+            # a value that went on over several lines
+            out[-1] = (out[-1][0], out[-1][1] + "\n" + line)
+    return out, text
+
+
+def reconcile(vars_, printed, what, rec):
+    if printed is None:
+        return
+    names = [n for n, _ in printed]
+    if names != [v["name"] for v in vars_]:
+        rec.setdefault("info_mismatch", []).append(
+            {what: names, "python": [v["name"] for v in vars_]}
+        )
+        return
+    for v, (_, shown) in zip(vars_, printed):
+        if shown != v["value"]:
+            v["py_value"] = v["value"]
+            v["value"] = shown
+
+
+def frame_record(frame, level):
+    rec = {
+        "level": level,
+        "function": frame.name(),
+        "pc": "0x%x" % frame.pc(),
+        "inlined": frame.type() == gdb.INLINE_FRAME,
+        "file": None,
+        "line": None,
+        "args": None,
+        "locals": None,
+    }
+    sal = frame.find_sal()
+    if sal.symtab is not None:
+        rec["file"] = sal.symtab.filename
+        rec["line"] = sal.line
+    try:
+        block = frame.block()
+    except RuntimeError:
+        return rec  # no symbol table for this frame
+    fb = function_block(block)
+    if fb is None:
+        return rec
+    rec["args"] = [var(s, frame) for s in fb if s.is_argument]
+    locals_ = []
+    b = block
+    while b is not None:
+        locals_.extend(var(s, frame) for s in b if is_local(s))
+        if b.function is not None:
+            break  # the function's block (or the inlined subroutine's): no further
+        b = b.superblock
+    rec["locals"] = locals_
+    if any(v["value"] == GDB_BUG for v in rec["args"] + locals_):
+        rec["info_skipped"] = "a value gdb cannot print (see gdb_bug)"
+        return rec
+    frame.select()
+    args, _ = info("info args")
+    loc, _ = info("info locals")
+    reconcile(rec["args"], args, "info args", rec)
+    reconcile(rec["locals"], loc, "info locals", rec)
+    return rec
+
+
+def thread_record(thread, crashed):
+    thread.switch()
+    frames = []
+    frame = gdb.newest_frame()
+    level = 0
+    while frame is not None:
+        frames.append(frame_record(frame, level))
+        level += 1
+        try:
+            frame = frame.older()
+        except gdb.error:
+            break
+    return {"lwp": thread.ptid[1], "crashed": crashed, "frames": frames}
+
+
+crashed = gdb.selected_thread()
+threads = [thread_record(crashed, True)]
+for t in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
+    if t.ptid != crashed.ptid:
+        threads.append(thread_record(t, False))
+print("GDBVARS: " + json.dumps({"threads": threads}))
