@@ -9,6 +9,12 @@
 # block, innermost block first (what `info locals` lists). The type is `str(sym.type)`
 # (`whatis`), the value `str(sym.value(frame))` (what `print` shows).
 #
+# Order: a function's block (and an inlined subroutine's) is a linear dictionary in gdb, in
+# DIE order, but a nested lexical block's symbols sit in a hash table (mdict_create_hashed), so
+# gdb lists them in hash order, not declaration order. Each local carries its block's depth
+# ("block", 0 innermost) and whether that is the function's block, so the test can compare
+# the order of blocks without comparing the hash order inside one.
+#
 # The same frame's `info args` and `info locals` are read too, and where a value differs from
 # the Python one the printed one wins (it is what a user sees) and the Python string is kept as
 # "py_value". A name list that differs is reported as "info_mismatch".
@@ -177,11 +183,20 @@ def frame_record(frame, level):
     rec["args"] = [var(s, frame) for s in fb if s.is_argument]
     locals_ = []
     b = block
+    depth = 0
     while b is not None:
-        locals_.extend(var(s, frame) for s in b if is_local(s))
+        for s in b:
+            if is_local(s):
+                v = var(s, frame)
+                # Which block: 0 is the innermost; the function's own block is flagged, as
+                # only its symbols keep their declaration order (see the header).
+                v["block"] = depth
+                v["function_block"] = b.function is not None
+                locals_.append(v)
         if b.function is not None:
             break  # the function's block (or the inlined subroutine's): no further
         b = b.superblock
+        depth += 1
     rec["locals"] = locals_
     if any(v["value"] == GDB_BUG for v in rec["args"] + locals_):
         rec["info_skipped"] = "a value gdb cannot print (see gdb_bug)"

@@ -188,6 +188,37 @@ fn normalize(function: &str, gdb: &Var, ours: Option<&Var>) -> Var {
     g
 }
 
+/// The runs of gdb's locals that come from one nested lexical block (not the function's own
+/// block): (start, length). gdb keeps such a block's symbols in a hash table, so `info locals`
+/// lists them in hash order; within a run the order is not compared (both sides are sorted by
+/// name), the order of the blocks and of the function block's locals is.
+fn hashed_runs(gdb_locals: &Value) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut last = None;
+    for (i, v) in gdb_locals.as_array().into_iter().flatten().enumerate() {
+        if v["function_block"] == true {
+            last = None;
+            continue;
+        }
+        let block = v["block"].as_u64();
+        match runs.last_mut() {
+            Some((start, len)) if last == Some(block) && *start + *len == i => *len += 1,
+            _ => runs.push((i, 1)),
+        }
+        last = Some(block);
+    }
+    runs.retain(|&(_, len)| len > 1);
+    runs
+}
+
+fn sort_runs(v: &mut [Var], runs: &[(usize, usize)]) {
+    for &(start, len) in runs {
+        if let Some(run) = v.get_mut(start..start + len) {
+            run.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+}
+
 /// Side by side: `=` where equal, `!` where not.
 fn side_by_side(out: &mut String, what: &str, ours: &[Var], gdb: &[Var]) {
     let _ = writeln!(out, "    {what}:");
@@ -247,6 +278,13 @@ fn compare_thread(
                     Vec::new()
                 }
             };
+            let mut ov = ov;
+            let mut gv = gv;
+            if key == "locals" {
+                let runs = hashed_runs(&g[key]);
+                sort_runs(&mut ov, &runs);
+                sort_runs(&mut gv, &runs);
+            }
             let gv: Vec<Var> = gv
                 .iter()
                 .enumerate()
@@ -549,7 +587,8 @@ fn run_report_has_args_everywhere_and_locals_on_the_crashed_thread() {
 }
 
 /// The comparison is not vacuous: gdb's answer compared with itself has no difference, and one
-/// changed value, a dropped local or locals in the wrong order are each reported.
+/// changed value, a dropped local, locals in the wrong order or in the wrong block are each
+/// reported; only an order within one nested block is not.
 #[test]
 fn comparison_reports_each_kind_of_difference() {
     skip_unless_kernel_cores!();
@@ -589,6 +628,20 @@ fn comparison_reports_each_kind_of_difference() {
     assert!(
         diff(&reordered).contains("walk at vars.c"),
         "reversed locals"
+    );
+    // walk's innermost block (tag, ratio, last, num, step) is a hash table in gdb: any order
+    // of it is accepted, but not a local moved out of its block.
+    let locals = |v: &Value| v["frames"][walk]["locals"].as_array().unwrap().clone();
+    let inner = locals(g).iter().take_while(|v| v["block"] == 0).count();
+    assert_eq!(inner, 5, "walk's innermost block: {:?}", locals(g));
+    let mut shuffled = g.clone();
+    shuffled["frames"][walk]["locals"].as_array_mut().unwrap()[..inner].reverse();
+    assert_eq!(diff(&shuffled), "", "an order within one nested block");
+    let mut moved = g.clone();
+    moved["frames"][walk]["locals"].as_array_mut().unwrap()[..=inner].rotate_left(1);
+    assert!(
+        diff(&moved).contains("walk at vars.c"),
+        "a local moved out of its block"
     );
     let mut missing = g.clone();
     missing["frames"][walk]["locals"] = Value::Null;
