@@ -352,6 +352,17 @@ fn check_against_gdb(build: Build, own_functions: &[&str]) -> (Crash, Value, Val
         "{what}: the fixture's crashed frames in gdb are not the expected ones"
     );
 
+    // The oracle agrees with itself: the Python API listed the variables `info args` and
+    // `info locals` print, in the same order.
+    for g in gdb["threads"].as_array().unwrap() {
+        for f in in_fixture(g["frames"].as_array().unwrap(), src) {
+            assert!(
+                f.get("info_mismatch").is_none(),
+                "{what}: gdb's Python API and info args/locals disagree: {f}"
+            );
+        }
+    }
+
     let mut diffs = String::new();
     for g in gdb["threads"].as_array().unwrap() {
         let lwp = g["lwp"].as_i64().unwrap();
