@@ -38,6 +38,10 @@ for cmd in (
     # max-value-size"); corecatch prints the first 200 elements of any array (`print elements`),
     # as gdb does once the limit is lifted.
     "set max-value-size unlimited",
+    # An internal error gdb_bug() does not foresee aborts the command (a KeyboardInterrupt here,
+    # reported as GDB_BUG) instead of quitting, and leaves no core of gdb behind.
+    "maint set internal-error quit no",
+    "maint set internal-error corefile no",
 ):
     try:
         gdb.execute(cmd, to_string=True)
@@ -75,6 +79,8 @@ def value_str(sym, frame):
         if s == "<error reading variable: value has been optimized out>":
             return "<optimized out>"
         return s
+    except KeyboardInterrupt:
+        return GDB_BUG
     except gdb.MemoryError as e:
         return "<error: %s>" % e
     except gdb.error as e:

@@ -68,6 +68,7 @@ fn crash(build: Build) -> Crash {
 fn gdb_vars(exe: &Path, core: &Path) -> Value {
     let script = util::root().join("tests/it/gdb_vars.py");
     let o = Command::new(util::require("gdb"))
+        .current_dir(core.parent().unwrap())
         .args(["-batch", "-nx", "-ex", "set debuginfod enabled off", "-x"])
         .arg(&script)
         .arg(exe)
