@@ -22,6 +22,7 @@ use crate::symbolize::loader::{self, LoadedObject};
 use crate::symbolize::{CallTarget, ModuleSymbols, SymFrame};
 use crate::unwind::{self, CfiSections, Limits, MemoryReader, Section, UnwindModule};
 
+pub use crate::symbolize::Variable;
 pub use crate::unwind::{FrameTrust, StopReason};
 
 /// What to look for and how long to try.
@@ -113,22 +114,6 @@ pub struct Frame {
     /// Its local variables, innermost lexical block first, as `info locals` lists them:
     /// `None` where the frame has no DWARF function or they were not asked for.
     pub locals: Option<Vec<Variable>>,
-}
-
-/// One argument or local variable, its value printed as gdb's `print` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Variable {
-    pub name: String,
-    /// gdb's short type name (`struct node *`, `const char *`, `int [3]`).
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// `42`, `0x0`, `{next = 0x0, v = 40}`, `<optimized out>`,
-    /// `<error: Cannot access memory at address 0x10>`.
-    pub value: String,
-    /// A struct, union, class or array (or a reference to one): gdb's `bt` line shows it as
-    /// `...` (`print frame-arguments scalars`); `print` and `bt full` show the value.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub aggregate: bool,
 }
 
 /// How far a module's file could be used.
@@ -384,10 +369,19 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
     // Threads of one program share most return addresses; call-site DWARF is read once each.
     let mut tail_calls: HashMap<(u64, u64), Option<Frame>> = HashMap::new();
     let mut threads = Vec::new();
+    let code = CodeReader {
+        core,
+        modules: &prepared,
+    };
     for (mut tb, raw_frames) in walks {
         timed_out |= tb.stop == StopReason::Timeout;
         let mut callee: Option<u64> = None;
-        for raw in raw_frames {
+        let locals = match opts.locals {
+            Locals::None => false,
+            Locals::Crashed => tb.crashed,
+            Locals::All => true,
+        };
+        for (i, raw) in raw_frames.iter().enumerate() {
             // Past the deadline, only modules whose symbols are already decoded are used:
             // decoding a large debug file is the slowest step.
             let late = opts.deadline.is_some_and(|d| Instant::now() >= d);
@@ -401,7 +395,19 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                 tb.frames.extend(f.clone());
             }
             callee = (!raw.signal_trampoline).then(|| raw.address.lookup());
+            let first = tb.frames.len();
             symbolize_frame(&prepared, raw, late, &mut tb.frames);
+            if opts.args && !late {
+                let caller = raw_frames.get(i + 1);
+                add_variables(
+                    &prepared,
+                    &code,
+                    raw,
+                    caller,
+                    locals,
+                    &mut tb.frames[first..],
+                );
+            }
         }
         threads.push(tb);
     }
@@ -657,9 +663,66 @@ fn tail_call_frame(prepared: &[Prepared], callee: u64, ret: u64) -> Option<Frame
     }
 }
 
+/// Fill the arguments (and with `locals`, the locals) of `frames`, the inlined and physical
+/// frames [`symbolize_frame`] made of `raw`; `caller`: the physical frame that called it, for
+/// `DW_OP_entry_value`. Frames without a DWARF function keep `None`.
+fn add_variables(
+    prepared: &[Prepared],
+    process: &CodeReader<'_>,
+    raw: &unwind::RawFrame,
+    caller: Option<&unwind::RawFrame>,
+    locals: bool,
+    frames: &mut [Frame],
+) {
+    let lookup = raw.address.lookup();
+    let Some(p) = prepared_at(prepared, lookup) else {
+        return;
+    };
+    let Some(syms) = p.symbols() else {
+        return;
+    };
+    let little_endian = !p.cfi.big_endian;
+    // The value a register had on entry: what the caller's call site put there.
+    let entry_value = |reg: u16| -> Option<u64> {
+        let c = caller.filter(|_| !raw.signal_trampoline)?;
+        let unwind::CodeAddress::ReturnAddress(ret) = c.address else {
+            return None;
+        };
+        let cp = prepared_at(prepared, c.address.lookup())?;
+        let state = crate::symbolize::FrameState {
+            regs: &c.regs,
+            cfa: c.cfa,
+            bias: cp.bias,
+            little_endian,
+            entry_value: &|_| None,
+        };
+        cp.symbols()?
+            .call_site_value(ret.wrapping_sub(cp.bias), reg, &state, process)
+    };
+    let state = crate::symbolize::FrameState {
+        regs: &raw.regs,
+        cfa: raw.cfa,
+        bias: p.bias,
+        little_endian,
+        entry_value: &entry_value,
+    };
+    let Some(vars) = syms.variables(lookup.wrapping_sub(p.bias), &state, process, locals) else {
+        return;
+    };
+    if vars.len() != frames.len() {
+        return; // the frames came from another answer (the symbol table): nothing to pair
+    }
+    for (f, v) in frames.iter_mut().zip(vars) {
+        if let Some(v) = v {
+            f.args = Some(v.args);
+            f.locals = v.locals;
+        }
+    }
+}
+
 fn symbolize_frame(
     prepared: &[Prepared],
-    raw: unwind::RawFrame,
+    raw: &unwind::RawFrame,
     only_loaded: bool,
     out: &mut Vec<Frame>,
 ) {
@@ -708,6 +771,34 @@ fn symbolize_frame(
 struct CodeReader<'a> {
     core: &'a Core<'a>,
     modules: &'a [Prepared],
+}
+
+impl crate::symbolize::Process for CodeReader<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        MemoryReader::read(self, addr, buf)
+    }
+
+    fn symbol(&self, addr: u64, code: bool) -> Option<String> {
+        let p = prepared_at(self.modules, addr)?;
+        if p.status != ModuleStatus::Loaded {
+            return None;
+        }
+        let syms = p.symbols()?;
+        let svma = addr.wrapping_sub(p.bias);
+        // A code pointer names its function; a data pointer only a data object that holds it
+        // (a sizeless function symbol before it would claim any address).
+        let (name, off) = if code {
+            syms.symbol(svma)?
+        } else {
+            syms.object(svma)?
+        };
+        let name = crate::symbolize::demangle(name);
+        Some(if off == 0 {
+            name
+        } else {
+            format!("{name}+{off}")
+        })
+    }
 }
 
 impl MemoryReader for CodeReader<'_> {

@@ -58,6 +58,8 @@ pub struct ElfInfo {
     pub symbols: Vec<Symbol>,
     /// The data objects of [`DATA_SYMBOLS`] this file defines (name, SVMA).
     pub data_symbols: Vec<(String, u64)>,
+    /// Data objects with a size (`STT_OBJECT`), for naming the addresses pointers hold.
+    pub objects: Vec<Symbol>,
 }
 
 /// Data objects the report reads from a crashed process: glibc's pointer to the message of a
@@ -226,6 +228,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         debuglink: None,
         symbols: Vec::new(),
         data_symbols: Vec::new(),
+        objects: Vec::new(),
     };
     for (i, s) in info.sections.iter().enumerate() {
         if s.sh_type == SHT_NOTE && info.build_id.is_none() {
@@ -242,6 +245,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         }
     }
     let mut symbols = Vec::new();
+    let mut objects = Vec::new();
     for (i, (_, h, link)) in raw.iter().enumerate() {
         if h.sh_type != SHT_SYMTAB && h.sh_type != SHT_DYNSYM {
             continue;
@@ -256,6 +260,15 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             };
             let ty = sym[4] & 0xf;
             let shndx = s.u16(6).unwrap_or(0);
+            if ty == STT_OBJECT && shndx != 0 && value != 0 && size != 0 {
+                if let Some(n) = cstr_bytes_at(strs, name as usize).filter(|n| !n.is_empty()) {
+                    objects.push(Symbol {
+                        addr: value,
+                        size,
+                        name: String::from_utf8_lossy(n).into(),
+                    });
+                }
+            }
             if ty == STT_OBJECT && shndx != 0 && value != 0 {
                 let wanted = cstr_bytes_at(strs, name as usize)
                     .is_some_and(|n| DATA_SYMBOLS.iter().any(|d| d.as_bytes() == n));
@@ -283,6 +296,9 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
     symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
     info.symbols = symbols;
+    objects.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
+    objects.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+    info.objects = objects;
     Some(info)
 }
 

@@ -9,6 +9,9 @@ pub mod elf;
 mod inflate;
 mod lazy;
 pub mod loader;
+mod vars;
+
+pub use vars::{FrameState, Process, Variable};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -259,8 +262,17 @@ pub struct SymFrame {
 pub struct ModuleSymbols {
     dwarf: Option<lazy::LazyDwarf>,
     symbols: Vec<Symbol>,
+    /// Data objects (`STT_OBJECT`) with their sizes, for gdb's `<table+4>` after pointers.
+    objects: Vec<Symbol>,
     /// Call-site indexes by unit (its `.debug_info` offset), built on first question.
     call_sites: std::cell::RefCell<HashMap<usize, std::sync::Arc<CallSites>>>,
+    /// Where `.debug_loc` and `.debug_loclists` lie in the DWARF file: read (or inflated)
+    /// only when a variable's location is first asked for, as `bt` without variables never
+    /// needs them.
+    loc_places: Vec<(&'static str, Place)>,
+    loc_file: Option<SharedBytes>,
+    endian: RunTimeEndian,
+    location_lists: std::cell::OnceCell<Option<gimli::LocationLists<Reader>>>,
 }
 
 impl std::fmt::Debug for ModuleSymbols {
@@ -425,11 +437,30 @@ impl ModuleSymbols {
         let mut symbols: Vec<Symbol> = symtabs.iter().flat_map(|i| i.symbols.clone()).collect();
         symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
         symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+        let mut objects: Vec<Symbol> = symtabs.iter().flat_map(|i| i.objects.clone()).collect();
+        objects.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
+        objects.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+        let (loc_places, loc_file, endian) = match (dwarf, &ctx) {
+            (Some((info, file)), Some(_)) => (
+                places(info, file, &[".debug_loc", ".debug_loclists"]),
+                Some(Arc::clone(file)),
+                match info.endian {
+                    Endian::Little => RunTimeEndian::Little,
+                    Endian::Big => RunTimeEndian::Big,
+                },
+            ),
+            _ => (Vec::new(), None, RunTimeEndian::Little),
+        };
         (
             ModuleSymbols {
                 dwarf: ctx,
                 symbols,
+                objects,
                 call_sites: Default::default(),
+                loc_places,
+                loc_file,
+                endian,
+                location_lists: Default::default(),
             },
             warnings,
         )
@@ -467,6 +498,29 @@ impl ModuleSymbols {
     /// The ELF symbol covering `svma` and the offset into it.
     pub fn symbol(&self, svma: u64) -> Option<(&str, u64)> {
         symbol_at(&self.symbols, svma).map(|s| (&*s.name, svma - s.addr))
+    }
+
+    /// The data object symbol covering `svma` and the offset into it.
+    pub fn object(&self, svma: u64) -> Option<(&str, u64)> {
+        symbol_at(&self.objects, svma).map(|s| (&*s.name, svma - s.addr))
+    }
+
+    /// `.debug_loc` and `.debug_loclists`, read on first use.
+    fn location_lists(&self) -> Option<&gimli::LocationLists<Reader>> {
+        self.location_lists
+            .get_or_init(|| {
+                let file = self.loc_file.as_ref()?;
+                let (mut found, pending) = load_places(file, self.loc_places.clone());
+                join_into(&mut found, pending);
+                let mut take = |name| {
+                    let bytes = found.remove(name).unwrap_or_else(SectionBytes::empty);
+                    gimli::EndianReader::new(bytes, self.endian)
+                };
+                let loc = gimli::DebugLoc::from(take(".debug_loc"));
+                let loclists = gimli::DebugLocLists::from(take(".debug_loclists"));
+                Some(gimli::LocationLists::new(loc, loclists))
+            })
+            .as_ref()
     }
 
     /// The entry SVMA of the function symbol named `name`.
@@ -559,6 +613,8 @@ fn dwarf_frames(
 struct CallSites {
     /// By return pc: the first call site's target DIE (`None` when it names none).
     by_return: HashMap<u64, Option<gimli::UnitOffset<usize>>>,
+    /// By return pc: the first call site's own DIE (its parameters are its children).
+    site_by_return: HashMap<u64, gimli::UnitOffset<usize>>,
     /// By the entry (DW_AT_low_pc) of a subprogram: the tail-call sites in its subtree, each
     /// with its return pc and target DIE, in DIE order. Only the first subprogram with an entry.
     tail_by_entry: HashMap<u64, Vec<(u64, gimli::UnitOffset<usize>)>>,
@@ -580,6 +636,7 @@ impl CallSites {
                 break;
             };
             budget = b;
+            let offset = entries.next_offset();
             let depth = entries.next_depth();
             let abbrev = match entries.read_abbreviation() {
                 Ok(Some(a)) => a,
@@ -626,6 +683,7 @@ impl CallSites {
                 }
             }
             out.by_return.entry(ret).or_insert(site.origin);
+            out.site_by_return.entry(ret).or_insert(offset);
         }
         out
     }
@@ -815,6 +873,7 @@ mod tests {
             build_id: None,
             debuglink: None,
             data_symbols: Vec::new(),
+            objects: Vec::new(),
             symbols: vec![Symbol {
                 addr: 0x1000,
                 size: 0x20,

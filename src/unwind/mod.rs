@@ -149,7 +149,7 @@ impl MemoryReader for crate::elf_core::Memory<'_> {
 }
 
 /// One physical frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
     pub address: CodeAddress,
     pub trust: FrameTrust,
@@ -157,6 +157,14 @@ pub struct RawFrame {
     pub sp: u64,
     /// This frame is a sigreturn trampoline (gdb's `<signal handler called>`).
     pub signal_trampoline: bool,
+    /// The frame's registers by DWARF number, as far as they are known in it: all of them in
+    /// frame 0 and in a frame the kernel saved for a signal; in a caller, those the CFI (or the
+    /// frame-pointer chain) recovers and the callee-saved ones, never the caller-saved ones
+    /// (a call clobbers them; gdb prints variables living there as `<optimized out>`).
+    pub regs: Vec<Option<u64>>,
+    /// The canonical frame address (the caller's stack pointer before the call), when the
+    /// step to the caller computed one.
+    pub cfa: Option<u64>,
 }
 
 /// The result of walking one thread.
@@ -191,6 +199,8 @@ pub fn unwind_thread(
                     trust: FrameTrust::Context,
                     sp: regs.sp().unwrap_or(0),
                     signal_trampoline: false,
+                    regs: Vec::new(),
+                    cfa: None,
                 })
                 .into_iter()
                 .collect();

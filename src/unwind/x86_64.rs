@@ -14,6 +14,8 @@ const DWARF_NAMES: [&str; 17] = [
     "r14", "r15", "rip",
 ];
 const RBP: usize = 6;
+/// rax, rdx, rcx, rsi, rdi, r8-r11: a call clobbers them (the ABI's caller-saved registers).
+const CALLER_SAVED: [usize; 9] = [0, 1, 2, 4, 5, 8, 9, 10, 11];
 const RSP: usize = 7;
 const RIP: usize = 16;
 
@@ -73,6 +75,8 @@ pub(crate) fn unwind(
         trust: FrameTrust::Context,
         sp,
         signal_trampoline: false,
+        regs: regs.clone(),
+        cfa: None,
     };
     let mut seen = Seen::new();
     seen.repeat(pc, sp);
@@ -91,16 +95,24 @@ pub(crate) fn unwind(
             // it (glibc pads a nop there), so it is looked up at its own address.
             frame.address = CodeAddress::InstructionPointer(pc);
         }
+        let first = frames.is_empty();
+        let stepped = step(&regs, &frame, first, modules, stack);
+        if let Ok(s) = &stepped {
+            frame.cfa = s.cfa;
+        }
         frames.push(frame);
         if frames.len() >= limits.max_frames {
             break StopReason::FrameLimit;
         }
-        let first = frames.len() == 1;
-        let step = match step(&regs, frame, first, modules, stack) {
+        let Step {
+            regs: new_regs,
+            trust,
+            next_is_ip,
+            ..
+        } = match stepped {
             Ok(s) => s,
             Err(stop) => break stop,
         };
-        let (new_regs, trust, next_is_ip) = step;
         let (Some(npc), Some(nsp)) = (new_regs[RIP], new_regs[RSP]) else {
             break StopReason::UnreadableStack;
         };
@@ -115,6 +127,12 @@ pub(crate) fn unwind(
         if seen.repeat(npc, nsp) {
             break StopReason::Loop;
         }
+        let mut known = new_regs.clone();
+        if trust != FrameTrust::SignalContext {
+            for r in CALLER_SAVED {
+                known[r] = None;
+            }
+        }
         regs = new_regs;
         frame = RawFrame {
             address: if next_is_ip {
@@ -125,24 +143,42 @@ pub(crate) fn unwind(
             trust,
             sp: nsp,
             signal_trampoline: false,
+            regs: known,
+            cfa: None,
         };
     };
     Unwound { frames, stop }
 }
 
-/// Compute the caller's registers. Returns (registers, how, caller pc is an instruction pointer).
+/// One step to the caller.
+pub(crate) struct Step {
+    /// The caller's registers.
+    pub regs: Regs,
+    pub trust: FrameTrust,
+    /// The caller's pc is an instruction pointer (it was interrupted), not a return address.
+    pub next_is_ip: bool,
+    /// The stepped-from frame's CFA, when the step computed one.
+    pub cfa: Option<u64>,
+}
+
+/// Compute the caller's registers.
 fn step(
     regs: &Regs,
-    frame: RawFrame,
+    frame: &RawFrame,
     first: bool,
     modules: &[UnwindModule<'_>],
     stack: &dyn MemoryReader,
-) -> Result<(Regs, FrameTrust, bool), StopReason> {
+) -> Result<Step, StopReason> {
     let sp = frame.sp;
     if frame.signal_trampoline {
         // Recognised by code bytes; its CFI (if any) says the same thing in DWARF expressions.
         return regs_from_ucontext(sp, stack)
-            .map(|r| (r, FrameTrust::SignalContext, true))
+            .map(|r| Step {
+                regs: r,
+                trust: FrameTrust::SignalContext,
+                next_is_ip: true,
+                cfa: None,
+            })
             .ok_or(StopReason::UnreadableStack);
     }
     let lookup = frame.address.lookup();
@@ -160,7 +196,12 @@ fn step(
                 } else {
                     FrameTrust::Cfi
                 };
-                return Ok((r, trust, s.signal_frame));
+                return Ok(Step {
+                    regs: r,
+                    trust,
+                    next_is_ip: s.signal_frame,
+                    cfa: Some(s.cfa),
+                });
             }
             Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
             Err(CfiError::NoInfo) => {}
@@ -176,7 +217,12 @@ fn step(
             let mut r = regs.clone();
             r[RIP] = Some(ra);
             r[RSP] = Some(sp + 8);
-            return Ok((r, FrameTrust::FramePointer, false));
+            return Ok(Step {
+                regs: r,
+                trust: FrameTrust::FramePointer,
+                next_is_ip: false,
+                cfa: Some(sp + 8),
+            });
         }
     }
     frame_pointer_step(regs, stack)
@@ -187,7 +233,7 @@ fn step(
 pub(crate) fn frame_pointer_step(
     regs: &Regs,
     stack: &dyn MemoryReader,
-) -> Result<(Regs, FrameTrust, bool), StopReason> {
+) -> Result<Step, StopReason> {
     let (Some(bp), Some(sp)) = (regs[RBP], regs[RSP]) else {
         return Err(StopReason::NoUnwindInfo);
     };
@@ -204,5 +250,10 @@ pub(crate) fn frame_pointer_step(
     r[RBP] = Some(caller_bp);
     r[RSP] = Some(bp + 16);
     r[RIP] = Some(ra);
-    Ok((r, FrameTrust::FramePointer, false))
+    Ok(Step {
+        regs: r,
+        trust: FrameTrust::FramePointer,
+        next_is_ip: false,
+        cfa: Some(bp + 16),
+    })
 }

@@ -663,8 +663,12 @@ fn run_report_and_bt_json_match_gdb() {
         "the -O2 build has inlined frames"
     );
 
-    // `bt --json` on the same core gives the same frames; `bt` text numbers them as gdb does.
-    let bt = util::corecatch(dir.path(), &["bt", "--json", core.to_str().unwrap()]);
+    // `bt --full --json` on the same core gives the same frames (run reports the crashed
+    // thread's locals, bt only with --full); `bt` text numbers them as gdb does.
+    let bt = util::corecatch(
+        dir.path(),
+        &["bt", "--full", "--json", core.to_str().unwrap()],
+    );
     assert_eq!(bt.status.code(), Some(0));
     let again: serde_json::Value = serde_json::from_slice(&bt.stdout).unwrap();
     assert_eq!(again["threads"][0]["frames"], crashed["frames"]);
