@@ -113,10 +113,16 @@ LOCAL_CLASSES = {
 }
 
 
+# A local whose DW_AT_const_value is a block (LOC_CONST_BYTES: g++ -O2 makes `double fee = 0.5`
+# one) is skipped by `info locals`, though `print fee` shows it. It is listed here, flagged
+# "info_hides", with the value `print` shows: corecatch lists it (see vars.rs).
+CONST_BYTES = getattr(gdb, "SYMBOL_LOC_CONST_BYTES", None)
+
+
 def is_local(sym):
     return (
         not sym.is_argument
-        and sym.addr_class in LOCAL_CLASSES
+        and (sym.addr_class in LOCAL_CLASSES or sym.addr_class == CONST_BYTES)
         and sym.symtab is not None
         and not sym.is_function
     )
@@ -152,6 +158,7 @@ def info(cmd):
 def reconcile(vars_, printed, what, rec):
     if printed is None:
         return
+    vars_ = [v for v in vars_ if not v.get("info_hides")]
     names = [n for n, _ in printed]
     if names != [v["name"] for v in vars_]:
         rec.setdefault("info_mismatch", []).append(
@@ -198,6 +205,8 @@ def frame_record(frame, level):
                 # only its symbols keep their declaration order (see the header).
                 v["block"] = depth
                 v["function_block"] = b.function is not None
+                if s.addr_class == CONST_BYTES:
+                    v["info_hides"] = True
                 locals_.append(v)
         if b.function is not None:
             break  # the function's block (or the inlined subroutine's): no further
