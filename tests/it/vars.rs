@@ -89,7 +89,8 @@ fn gdb_vars(exe: &Path, core: &Path) -> Value {
     serde_json::from_str(line).expect("gdb_vars.py prints JSON")
 }
 
-/// `corecatch bt --json [--full] CORE`, parsed.
+/// `corecatch bt --json [--full] CORE`, parsed. Killed, and the test failed, past 60 s: a value
+/// reader that loops on a cycle or a huge object must show up as a failure, not a hung test.
 fn bt_json(c: &Crash, full: bool) -> Value {
     let core = c.core.to_str().unwrap();
     let args: &[&str] = if full {
@@ -97,12 +98,45 @@ fn bt_json(c: &Crash, full: bool) -> Value {
     } else {
         &["bt", "--json", core]
     };
-    let o = util::corecatch(c.dir.path(), args);
-    assert_eq!(o.status.code(), Some(0), "bt failed: {}", util::stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+    let _shared = util::CrashLock::shared();
+    let out = tempfile::tempfile().unwrap();
+    let mut child = Command::new(util::bin())
+        .args(args)
+        .current_dir(c.dir.path())
+        .env_remove("CORECATCH_OUT")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("corecatch {} hung (killed after 60 s)", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "corecatch {} failed",
+        args.join(" ")
+    );
+    let mut stdout = Vec::new();
+    use std::io::{Read, Seek};
+    let mut out = out;
+    out.rewind().unwrap();
+    out.read_to_end(&mut stdout).unwrap();
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
         panic!(
             "bt --json is not JSON ({e}): {}",
-            String::from_utf8_lossy(&o.stdout)
+            String::from_utf8_lossy(&stdout)
         )
     })
 }
