@@ -683,12 +683,18 @@ fn add_variables(
     };
     let little_endian = !p.cfi.big_endian;
     // The value a register had on entry: what the caller's call site put there.
+    // As gdb, only from a call site known to call this very function: an indirect call (or
+    // one that reached it through tail calls) says nothing about its registers.
     let entry_value = |reg: u16| -> Option<u64> {
         let c = caller.filter(|_| !raw.signal_trampoline)?;
         let unwind::CodeAddress::ReturnAddress(ret) = c.address else {
             return None;
         };
         let cp = prepared_at(prepared, c.address.lookup())?;
+        let target = cp.symbols()?.call_target(ret.wrapping_sub(cp.bias))?;
+        if resolve_target(prepared, cp, &target)? != function_entry(prepared, lookup)? {
+            return None;
+        }
         let state = crate::symbolize::FrameState {
             regs: &c.regs,
             cfa: c.cfa,
@@ -792,7 +798,7 @@ impl crate::symbolize::Process for CodeReader<'_> {
         } else {
             syms.object(svma)?
         };
-        let name = crate::symbolize::demangle(name);
+        let name = crate::symbolize::demangle_full(name);
         Some(if off == 0 {
             name
         } else {

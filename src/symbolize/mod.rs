@@ -839,6 +839,20 @@ fn demangle_rust(raw: &str) -> Option<String> {
         .map(|d| format!("{d:#}"))
 }
 
+/// A C++ or Rust symbol demangled in full, as gdb names the symbol after a pointer's value:
+/// `Foo::bar(int)`, `vtable for Foo`. Anything else is returned unchanged.
+pub fn demangle_full(raw: &str) -> String {
+    if raw.starts_with("_Z") && !is_rust_legacy(raw) {
+        if let Some(s) = cpp_demangle::Symbol::new(raw)
+            .ok()
+            .and_then(|s| s.demangle().ok())
+        {
+            return s;
+        }
+    }
+    demangle(raw)
+}
+
 fn demangle_cpp(raw: &str) -> Option<String> {
     let sym = cpp_demangle::Symbol::new(raw).ok()?;
     let opts = cpp_demangle::DemangleOptions::new()

@@ -560,7 +560,7 @@ impl<'u, 'a> Types<'u, 'a> {
                 );
                 if target_is_pointer {
                     // `T * const`: the qualifier follows the `*` it qualifies.
-                    self.declarator(*target, join(qualifier, &inner), depth + 1)
+                    self.declarator(*target, format!(" {}", join(qualifier, &inner)), depth + 1)
                 } else {
                     let (base, decl) = self.declarator(*target, inner, depth + 1);
                     (format!("{qualifier} {base}"), decl)

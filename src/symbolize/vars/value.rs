@@ -480,7 +480,8 @@ impl Printer<'_, '_, '_> {
             return self.rust_str(members, st, offset);
         }
         if name.starts_with("&[") || name.starts_with("&mut [") {
-            return self.rust_slice(members, st, offset, depth);
+            let items = self.rust_slice(members, st, offset, depth)?;
+            return Ok(format!("{name} {items}"));
         }
         let fields = self.rust_field_list(members, st, offset, depth)?;
         if name.starts_with('(') {
@@ -490,7 +491,7 @@ impl Printer<'_, '_, '_> {
         Ok(format!(
             "{}{}",
             self.types.qualified(off, name),
-            rust_body(fields)
+            rust_body(fields, true)
         ))
     }
 
@@ -502,9 +503,10 @@ impl Printer<'_, '_, '_> {
         depth: usize,
     ) -> Result<String, Missing> {
         match self.types.strip(ty).map(|(_, k)| k).as_deref() {
-            Some(Kind::Aggregate { members, .. }) => {
-                Ok(rust_body(self.rust_field_list(members, st, offset, depth)?))
-            }
+            Some(Kind::Aggregate { members, .. }) => Ok(rust_body(
+                self.rust_field_list(members, st, offset, depth)?,
+                false,
+            )),
             _ => Ok(String::new()),
         }
     }
@@ -569,25 +571,27 @@ impl Printer<'_, '_, '_> {
             .map(|i| self.value(elem, &mem, size.saturating_mul(i as u64), depth + 1))
             .collect();
         let more = if (len as usize) > shown { "..." } else { "" };
-        Ok(format!("&[{}{more}]", fold_repeats(&items).join(", ")))
+        Ok(format!("[{}{more}]", fold_repeats(&items).join(", ")))
     }
 }
 
 /// A Rust struct's or variant's fields: `{x: 1, y: 2}`, tuple-like `(1, 2)` when the fields
-/// are named `__0`, `__1`, ..., nothing for a unit.
-fn rust_body(fields: Vec<(String, String)>) -> String {
+/// are named `__0`, `__1`, ..., nothing for a unit. gdb puts a space after a struct's name
+/// (`Point {x: 1}`, `Wrapper (3)`) and none after a variant's (`Some(5)`, `Rect{w: 3}`).
+fn rust_body(fields: Vec<(String, String)>, space: bool) -> String {
     if fields.is_empty() {
         return String::new();
     }
+    let sp = if space { " " } else { "" };
     if fields.iter().all(|(n, _)| n.starts_with("__")) {
         let vs: Vec<String> = fields.into_iter().map(|(_, v)| v).collect();
-        return format!("({})", vs.join(", "));
+        return format!("{sp}({})", vs.join(", "));
     }
     let fs: Vec<String> = fields
         .into_iter()
         .map(|(n, v)| format!("{n}: {v}"))
         .collect();
-    format!(" {{{}}}", fs.join(", "))
+    format!("{sp}{{{}}}", fs.join(", "))
 }
 
 fn bool_text(v: u128) -> String {
