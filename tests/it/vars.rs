@@ -491,6 +491,7 @@ fn c_o0_args_and_locals_match_gdb() {
         ("visit", "args", "perm", "(PERM_R | PERM_W)"),
         ("visit", "args", "sep", "27 '\\033'"),
         ("peek_next", "args", "weight", "1e+20"),
+        ("visit", "locals", "discount", "3.5"),
         (
             "main",
             "locals",
@@ -577,6 +578,7 @@ fn rust_o0_args_and_locals_match_gdb() {
         ("limit", "core::option::Option<u32>::Some(100)"),
         ("items", "&[i32] [7, 3, 4]"),
         ("pair", "(1, 2.5)"),
+        ("at", "vars_rs::Point {x: -4, y: 9}"),
     ] {
         assert_eq!(var_of(&gdb, "vars_rs::check", "args", n)["value"], want);
     }
