@@ -171,7 +171,53 @@ def reconcile(vars_, printed, what, rec):
             v["value"] = shown
 
 
-def frame_record(frame, level):
+# x86-64 SysV registers a call does not preserve. gdb's amd64 unwinder gives a caller frame the
+# innermost frame's value of such a register (DWARF's "same value" for registers the CFI does
+# not mention), so a variable living in one is shown with whatever the register held when the
+# process died; corecatch treats them as clobbered in every caller frame and prints
+# <optimized out>. Such variables are flagged "caller_saved" with the register gdb read.
+CALLER_SAVED = re.compile(r"\$(rax|rcx|rdx|rsi|rdi|r8|r9|r10|r11|[xy]mm\d+|st\d)\b")
+RANGE = re.compile(r"^\s*(?:Base address 0x[0-9a-f]+\s+)?Range (0x[0-9a-f]+)-(0x[0-9a-f]+): (.*)$")
+
+
+def location_at(name, pc):
+    """What `info address NAME` says of its location at `pc` (in the selected frame)."""
+    try:
+        text = gdb.execute("info address " + name, to_string=True)
+    except gdb.error:
+        return None
+    if "multi-location" not in text:
+        return text
+    found, desc = None, []
+    for line in text.splitlines():
+        m = RANGE.match(line)
+        if m:
+            if found is not None:
+                break
+            if int(m.group(1), 16) <= pc < int(m.group(2), 16):
+                found = True
+                desc.append(m.group(3))
+        elif found is not None:
+            desc.append(line)
+    return "\n".join(desc) if found else None
+
+
+def flag_caller_saved(vars_, pc):
+    names = [v["name"] for v in vars_]
+    for v in vars_:
+        if names.count(v["name"]) != 1:
+            continue  # `info address` would answer for the innermost one only
+        loc = location_at(v["name"], pc)
+        if loc is None or "DW_OP_entry_value" in loc:
+            continue  # an entry value is read from the caller's call site, not this frame
+        if "piece" in loc:
+            continue  # a composite: partly elsewhere, compared as gdb prints it
+        m = CALLER_SAVED.search(loc)
+        if m:
+            v["caller_saved"] = m.group(1)
+
+
+def frame_record(frame, level, physical):
     rec = {
         "level": level,
         "function": frame.name(),
@@ -213,10 +259,13 @@ def frame_record(frame, level):
         b = b.superblock
         depth += 1
     rec["locals"] = locals_
+    frame.select()
+    if physical > 0:
+        # A caller's pc is a return address: gdb looks its variables up at pc - 1.
+        flag_caller_saved(rec["args"] + rec["locals"], frame.pc() - 1)
     if any(v["value"] == GDB_BUG for v in rec["args"] + locals_):
         rec["info_skipped"] = "a value gdb cannot print (see gdb_bug)"
         return rec
-    frame.select()
     args, _ = info("info args")
     loc, _ = info("info locals")
     reconcile(rec["args"], args, "info args", rec)
@@ -229,8 +278,15 @@ def thread_record(thread, crashed):
     frames = []
     frame = gdb.newest_frame()
     level = 0
+    # How many real frames are newer than this one (0: the innermost physical frame and the
+    # frames inlined into it); after a signal frame the registers are the sigcontext's, all live.
+    physical = 0
     while frame is not None:
-        frames.append(frame_record(frame, level))
+        frames.append(frame_record(frame, level, physical))
+        if frame.type() == gdb.SIGTRAMP_FRAME:
+            physical = -1
+        if frame.type() != gdb.INLINE_FRAME:
+            physical += 1
         level += 1
         try:
             frame = frame.older()
