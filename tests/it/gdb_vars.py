@@ -202,14 +202,21 @@ def location_at(name, pc):
     return "\n".join(desc) if found else None
 
 
-def flag_caller_saved(vars_, pc):
+def annotate_locations(vars_, pc, caller):
+    """Flag the variables whose location at `pc` is an entry value ("entry_value": read from
+    the caller's DW_TAG_call_site_parameter) or, in a caller frame, a caller-saved register."""
     names = [v["name"] for v in vars_]
     for v in vars_:
         if names.count(v["name"]) != 1:
             continue  # `info address` would answer for the innermost one only
         loc = location_at(v["name"], pc)
-        if loc is None or "DW_OP_entry_value" in loc:
-            continue  # an entry value is read from the caller's call site, not this frame
+        if loc is None:
+            continue
+        if "DW_OP_entry_value" in loc:
+            v["entry_value"] = True
+            continue  # read from the caller's call site, not this frame's registers
+        if not caller:
+            continue
         if "piece" in loc:
             continue  # a composite: partly elsewhere, compared as gdb prints it
         m = CALLER_SAVED.search(loc)
@@ -260,9 +267,9 @@ def frame_record(frame, level, physical):
         depth += 1
     rec["locals"] = locals_
     frame.select()
-    if physical > 0:
-        # A caller's pc is a return address: gdb looks its variables up at pc - 1.
-        flag_caller_saved(rec["args"] + rec["locals"], frame.pc() - 1)
+    # A caller's pc is a return address: gdb looks its variables up at pc - 1.
+    pc = frame.pc() - 1 if physical > 0 else frame.pc()
+    annotate_locations(rec["args"] + rec["locals"], pc, physical > 0)
     if any(v["value"] == GDB_BUG for v in rec["args"] + locals_):
         rec["info_skipped"] = "a value gdb cannot print (see gdb_bug)"
         return rec
