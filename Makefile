@@ -55,7 +55,8 @@ demo: build
 test: deps venv build check-boundaries check-no-s3
 	$(CARGO) test --release --locked
 
-# Peers on the same cores (gdb, eu-stack), with ratios. Not part of `make test`.
+# Peers on the same cores (gdb bt and bt full, eu-stack), with ratios; bt against a baseline
+# corecatch (BASELINE=path, else commit d3d948e built once, see bench/bt.sh). Not part of `make test`.
 bench: build
 	bash bench/bt.sh
 	bash bench/compress.sh

@@ -373,6 +373,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         core,
         modules: &prepared,
     };
+    let mut direct_calls = HashMap::new();
     for (mut tb, raw_frames) in walks {
         timed_out |= tb.stop == StopReason::Timeout;
         let mut callee: Option<u64> = None;
@@ -402,9 +403,9 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                 add_variables(
                     &prepared,
                     &code,
-                    raw,
-                    caller,
+                    (raw, caller),
                     locals,
+                    &mut direct_calls,
                     &mut tb.frames[first..],
                 );
             }
@@ -665,13 +666,14 @@ fn tail_call_frame(prepared: &[Prepared], callee: u64, ret: u64) -> Option<Frame
 
 /// Fill the arguments (and with `locals`, the locals) of `frames`, the inlined and physical
 /// frames [`symbolize_frame`] made of `raw`; `caller`: the physical frame that called it, for
-/// `DW_OP_entry_value`. Frames without a DWARF function keep `None`.
+/// `DW_OP_entry_value`; `direct_calls`: whether the call returning to an address calls the
+/// function at a lookup address, as found so far. Frames without a DWARF function keep `None`.
 fn add_variables(
     prepared: &[Prepared],
     process: &CodeReader<'_>,
-    raw: &unwind::RawFrame,
-    caller: Option<&unwind::RawFrame>,
+    (raw, caller): (&unwind::RawFrame, Option<&unwind::RawFrame>),
     locals: bool,
+    direct_calls: &mut HashMap<(u64, u64), bool>,
     frames: &mut [Frame],
 ) {
     let lookup = raw.address.lookup();
@@ -685,16 +687,27 @@ fn add_variables(
     // The value a register had on entry: what the caller's call site put there.
     // As gdb, only from a call site known to call this very function: an indirect call (or
     // one that reached it through tail calls) says nothing about its registers.
+    let direct = caller
+        .filter(|_| !raw.signal_trampoline)
+        .and_then(|c| match c.address {
+            unwind::CodeAddress::ReturnAddress(ret) => Some((c, ret)),
+            unwind::CodeAddress::InstructionPointer(_) => None,
+        })
+        .filter(|&(c, ret)| {
+            *direct_calls.entry((ret, lookup)).or_insert_with(|| {
+                let calls = || -> Option<bool> {
+                    let cp = prepared_at(prepared, c.address.lookup())?;
+                    let target = cp.symbols()?.call_target(ret.wrapping_sub(cp.bias))?;
+                    Some(
+                        resolve_target(prepared, cp, &target)? == function_entry(prepared, lookup)?,
+                    )
+                };
+                calls().unwrap_or(false)
+            })
+        });
     let entry_value = |reg: u16| -> Option<u64> {
-        let c = caller.filter(|_| !raw.signal_trampoline)?;
-        let unwind::CodeAddress::ReturnAddress(ret) = c.address else {
-            return None;
-        };
+        let (c, ret) = direct?;
         let cp = prepared_at(prepared, c.address.lookup())?;
-        let target = cp.symbols()?.call_target(ret.wrapping_sub(cp.bias))?;
-        if resolve_target(prepared, cp, &target)? != function_entry(prepared, lookup)? {
-            return None;
-        }
         let state = crate::symbolize::FrameState {
             regs: &c.regs,
             cfa: c.cfa,

@@ -1,10 +1,14 @@
 //! The self-contained HTML page (`index.html` in the artifacts directory): every crash with its
 //! signal, abort message and signature, the crashed thread open and the others folded
-//! (`<details>`), source lines around each frame when the caller supplies them, and relative
-//! links to each crash's `.core.gz`, `.json` and `.txt`. Inline CSS, no script, no network.
-//! Everything from the crashed program (names, arguments, paths, source) is escaped.
+//! (`<details>`), each frame with its arguments (as the text report's frame line) and its locals
+//! folded under it where they were read, source lines around each frame when the caller
+//! supplies them, and relative links to each crash's `.core.gz`, `.json` and `.txt`. Inline CSS,
+//! no script, no network. Everything from the crashed program (names, arguments, values, paths,
+//! source) is escaped; control characters in frame lines and values are shown as the text
+//! report shows them (`\x1b`).
 
-use super::{junit, Frame, Report, Thread};
+use super::{junit, text, Frame, Report, Thread};
+use crate::escape::controls;
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -29,7 +33,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:
 h2{margin-top:2em}code,pre{font-family:ui-monospace,monospace}\
 .frame{margin:.2em 0}.inl{color:#666}.sig{color:#b00;font-weight:bold}\
 pre.src{background:#f6f6f6;margin:.2em 0 .6em 2em;padding:.4em}\
-.hit{background:#ffe08a;display:inline-block;width:100%}";
+.hit{background:#ffe08a;display:inline-block;width:100%}\
+.locals{margin:0 0 .4em 2em;color:#333}.locals pre{margin:.2em 0;white-space:pre-wrap}";
 
 /// Write the page.
 pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io::Result<()> {
@@ -111,8 +116,25 @@ fn write_frame(i: usize, f: &Frame, sources: &Sources, w: &mut dyn Write) -> io:
     writeln!(
         w,
         "<div class=\"{class}\"><code>#{i} {}</code></div>",
-        esc(&super::text::frame_line(f))
+        esc(&controls(&text::frame_line(f)))
     )?;
+    match f.locals.as_deref() {
+        None => {}
+        Some([]) => writeln!(w, "<div class=\"locals\">{}</div>", text::NO_LOCALS)?,
+        Some(locals) => {
+            let rows: Vec<String> = locals
+                .iter()
+                .map(|v| esc(&controls(&text::local_line(v))))
+                .collect();
+            writeln!(
+                w,
+                "<details class=\"locals\"><summary>{} local{}</summary><pre>{}</pre></details>",
+                locals.len(),
+                if locals.len() == 1 { "" } else { "s" },
+                rows.join("\n")
+            )?;
+        }
+    }
     let (Some(file), Some(line)) = (&f.file, f.line) else {
         return Ok(());
     };
@@ -227,5 +249,54 @@ mod tests {
         let html = page(vec![frame("big.c", top - 1)], &sources);
         assert!(html.contains(&format!("{top:>5}  line {top}\n")), "{html}");
         assert!(!html.contains("    0  "), "{html}");
+    }
+
+    /// Arguments on the frame line, locals folded under their frame, `No locals.` for none,
+    /// nothing where they were not read; every value escaped.
+    #[test]
+    fn arguments_and_locals_are_shown_escaped() {
+        use crate::backtrace::Variable;
+        let var = |name: &str, value: &str, aggregate| Variable {
+            name: name.into(),
+            type_name: "char *".into(),
+            value: value.into(),
+            aggregate,
+        };
+        let mut f = frame("t.c", 8);
+        f.args = Some(vec![
+            var("s", "0x1 \"</code><script>x\x1b[31m\"", false),
+            var("p", "{a = 1}", true),
+        ]);
+        f.locals = Some(vec![
+            var("n", "<optimized out>", false),
+            var("b", "{v = 40}", true),
+        ]);
+        let mut main = frame("t.c", 11);
+        main.args = Some(vec![]);
+        main.locals = Some(vec![]);
+        let html = page(vec![f, main, frame("t.c", 12)], &Sources::new());
+        assert!(
+            html.contains(
+                "<code>#0 0x0000000000001000 in f (s=0x1 &quot;&lt;/code&gt;&lt;script&gt;\
+                 x\\x1b[31m&quot;, p=...) at t.c:8</code>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<details class=\"locals\"><summary>2 locals</summary>\
+                 <pre>n = &lt;optimized out&gt;\nb = {v = 40}</pre></details>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<code>#1 0x0000000000001000 in f () at t.c:11</code></div>\n<div class=\"locals\">No locals.</div>"), "{html}");
+        assert!(
+            html.contains("<code>#2 0x0000000000001000 in f at t.c:12</code></div>\n</details>"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<script>") && !html.contains('\x1b'),
+            "{html}"
+        );
     }
 }

@@ -137,4 +137,69 @@ mod tests {
             "&lt;script&gt;&amp;&quot;&apos;\tok"
         );
     }
+
+    /// The failure body is the text report's crashed thread: frame lines with their arguments
+    /// and the locals under them, XML-escaped.
+    #[test]
+    fn the_body_shows_arguments_and_locals() {
+        use crate::backtrace::Variable;
+        use crate::report::{CoreFile, Frame, Process, Thread};
+        let var = |name: &str, value: &str| Variable {
+            name: name.into(),
+            type_name: "char *".into(),
+            value: value.into(),
+            aggregate: false,
+        };
+        let frame = Frame {
+            pc: 0x1000,
+            module: None,
+            function: Some("check".into()),
+            file: Some("t.c".into()),
+            line: Some(8),
+            column: None,
+            inlined: false,
+            trust: None,
+            args: Some(vec![var("s", "0x1 \"<b>&\"")]),
+            locals: Some(vec![var("n", "<optimized out>")]),
+        };
+        let r = Report {
+            schema: "test",
+            core: CoreFile {
+                path: "/t/core".into(),
+                bytes: 1,
+                machine: "x86_64".into(),
+                from: None,
+            },
+            process: Process {
+                pid: Some(1),
+                executable: Some("/t/x".into()),
+                cmdline: Vec::new(),
+                ppid: None,
+                uid: None,
+            },
+            signal: None,
+            abort_message: None,
+            signature: None,
+            crashed_tid: Some(1),
+            threads: vec![Thread {
+                tid: 1,
+                crashed: true,
+                frames: vec![frame],
+                stop_reason: None,
+                registers: Vec::new(),
+            }],
+            modules: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write(&[r], &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        assert!(
+            xml.contains(
+                "#0  0x0000000000001000 in check (s=0x1 &quot;&lt;b&gt;&amp;&quot;) at t.c:8\n\
+                 \x20       n = &lt;optimized out&gt;\n"
+            ),
+            "{xml}"
+        );
+    }
 }

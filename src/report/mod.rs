@@ -420,7 +420,26 @@ mod tests {
     /// renders the same JSON again.
     #[test]
     fn json_round_trip() {
-        let r = Report {
+        let r = report();
+        let mut json = Vec::new();
+        r.write_json(&mut json).unwrap();
+        let back: Report = serde_json::from_slice(&json).unwrap();
+        let mut again = Vec::new();
+        back.write_json(&mut again).unwrap();
+        assert_eq!(
+            String::from_utf8(again).unwrap(),
+            String::from_utf8(json).unwrap()
+        );
+        assert_eq!(back.signal.unwrap().name, Some("SIGSEGV"));
+
+        let other = String::from_utf8(json_of(&r))
+            .unwrap()
+            .replace(SCHEMA, "corecatch.report.v9");
+        assert!(serde_json::from_str::<Report>(&other).is_err());
+    }
+
+    fn report() -> Report {
+        Report {
             schema: SCHEMA,
             core: CoreFile {
                 path: "/tmp/core".into(),
@@ -475,27 +494,76 @@ mod tests {
                 debug_file: None,
             }],
             warnings: vec!["w".into()],
-        };
-        let mut json = Vec::new();
-        r.write_json(&mut json).unwrap();
-        let back: Report = serde_json::from_slice(&json).unwrap();
-        let mut again = Vec::new();
-        back.write_json(&mut again).unwrap();
-        assert_eq!(
-            String::from_utf8(again).unwrap(),
-            String::from_utf8(json).unwrap()
-        );
-        assert_eq!(back.signal.unwrap().name, Some("SIGSEGV"));
-
-        let other = String::from_utf8(json_of(&r))
-            .unwrap()
-            .replace(SCHEMA, "corecatch.report.v9");
-        assert!(serde_json::from_str::<Report>(&other).is_err());
+        }
     }
 
     fn json_of(r: &Report) -> Vec<u8> {
         let mut v = Vec::new();
         r.write_json(&mut v).unwrap();
         v
+    }
+
+    /// Issue 14's shape: `args` and `locals` as lists of `{name, type, value}`, `aggregate` only
+    /// when true, `null` where not read and `[]` where there are none; and a report written
+    /// before the fields existed still reads (v1 only gains fields).
+    #[test]
+    fn args_and_locals_json_shape() {
+        use crate::backtrace::Variable;
+        use serde_json::{json, Value};
+        let var = |name: &str, type_name: &str, value: &str, aggregate| Variable {
+            name: name.into(),
+            type_name: type_name.into(),
+            value: value.into(),
+            aggregate,
+        };
+        let mut r = report();
+        let f = &mut r.threads[0].frames[0];
+        f.args = Some(vec![var("head", "struct node *", "0x7ffd180af4b0", false)]);
+        f.locals = Some(vec![var("b", "struct node", "{next = 0x0, v = 40}", true)]);
+        let mut main = r.threads[0].frames[0].clone();
+        main.args = Some(vec![]);
+        main.locals = None;
+        r.threads[0].frames.push(main);
+
+        let v: Value = serde_json::from_slice(&json_of(&r)).unwrap();
+        let frames = &v["threads"][0]["frames"];
+        assert_eq!(
+            serde_json::to_string(&frames[0]["args"]).unwrap(),
+            r#"[{"name":"head","type":"struct node *","value":"0x7ffd180af4b0"}]"#
+        );
+        assert_eq!(
+            frames[0]["locals"],
+            json!([{"name": "b", "type": "struct node", "value": "{next = 0x0, v = 40}",
+                    "aggregate": true}])
+        );
+        assert_eq!(frames[1]["args"], json!([]));
+        assert_eq!(frames[1]["locals"], Value::Null);
+        assert!(frames[1].as_object().unwrap().contains_key("locals"));
+
+        // Read back: the same model.
+        let back: Report = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back.threads[0].frames[0].args, r.threads[0].frames[0].args);
+        assert_eq!(
+            back.threads[0].frames[0].locals,
+            r.threads[0].frames[0].locals
+        );
+        assert_eq!(back.threads[0].frames[1].args, Some(vec![]));
+        assert_eq!(back.threads[0].frames[1].locals, None);
+
+        // A report from before issue 14: no `args`, no `locals`, no `aggregate`.
+        let mut old = v;
+        for f in old["threads"][0]["frames"].as_array_mut().unwrap() {
+            let f = f.as_object_mut().unwrap();
+            f.remove("args");
+            f.remove("locals");
+        }
+        let old: Report = serde_json::from_value(old).unwrap();
+        assert!(old.threads[0]
+            .frames
+            .iter()
+            .all(|f| f.args.is_none() && f.locals.is_none()));
+        let no_aggregate: Variable =
+            serde_json::from_str(r#"{"name": "x", "type": "int", "value": "1"}"#).unwrap();
+        assert!(!no_aggregate.aggregate);
     }
 }

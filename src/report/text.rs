@@ -1,9 +1,24 @@
 //! The human-readable report: a header naming the crash, then each thread's frames numbered as
-//! gdb numbers them (`#0` innermost), the crashed thread first. Every line goes out with its
-//! control characters escaped (`crate::escape`): names and paths come from the crashed process.
+//! gdb numbers them (`#0` innermost), the crashed thread first, with their arguments as gdb's
+//! `bt` shows them and, where read, their locals as `bt full` lists them. Every line goes out
+//! with its control characters escaped (`crate::escape`): names, paths and values come from the
+//! crashed process.
 
 use super::{Frame, Report, Thread};
+use crate::backtrace::Variable;
+use std::borrow::Cow;
 use std::io::{self, Write};
+
+/// Longest value shown on a line, in bytes before escaping: a longer one is cut (at a character
+/// boundary) and ends in `...`, so a log never gets a megabyte line. gdb already stops at 200
+/// elements of an array or string; the JSON holds the value as gdb printed it.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// What `bt full` prints for a frame without locals (at the start of the line, as gdb does).
+pub const NO_LOCALS: &str = "No locals.";
+
+/// Indent of each local under its frame, as in gdb's `bt full`.
+const LOCALS_INDENT: &str = "        ";
 
 /// One line of output: its text with control characters escaped (names and paths come from the
 /// crashed process), then the newline.
@@ -141,6 +156,15 @@ pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
     for (i, f) in t.frames.iter().enumerate() {
         // As gdb: `#0  0x…`, `#10 0x…`, `#100 0x…` (always a space after the number).
         line!(w, "#{i:<2} {}", frame_line(f))?;
+        match f.locals.as_deref() {
+            None => {}
+            Some([]) => line!(w, "{NO_LOCALS}")?,
+            Some(locals) => {
+                for v in locals {
+                    line!(w, "{LOCALS_INDENT}{}", local_line(v))?;
+                }
+            }
+        }
     }
     if t.frames.is_empty() {
         let regs: Vec<String> = t
@@ -157,7 +181,9 @@ pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// `0x00007f.. in func at file:line` (inlined frames have no address, as in gdb).
+/// `0x00007f.. in func (a=1, p=...) at file:line` (inlined frames have no address, as in gdb).
+/// The arguments are left out (no parentheses) when the frame has no DWARF for them, `()` when
+/// it has none.
 pub fn frame_line(f: &Frame) -> String {
     let mut s = if f.inlined {
         " ".repeat(18) + "   "
@@ -165,6 +191,16 @@ pub fn frame_line(f: &Frame) -> String {
         format!("{:#018x} in ", f.pc)
     };
     s += f.function.as_deref().unwrap_or("??");
+    if let Some(args) = &f.args {
+        s += " (";
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                s += ", ";
+            }
+            s += &arg_part(a);
+        }
+        s += ")";
+    }
     match (&f.file, f.line) {
         (Some(file), Some(line)) => s += &format!(" at {file}:{line}"),
         (Some(file), None) => s += &format!(" at {file}"),
@@ -178,6 +214,33 @@ pub fn frame_line(f: &Frame) -> String {
         s += " [inlined]";
     }
     s
+}
+
+/// One argument on the frame line: `name=value`, or `name=...` for a struct, union or array
+/// (gdb's default `print frame-arguments scalars`).
+fn arg_part(a: &Variable) -> String {
+    if a.aggregate {
+        format!("{}=...", a.name)
+    } else {
+        format!("{}={}", a.name, shown_value(&a.value))
+    }
+}
+
+/// One local as `bt full` lists it, without the indent: `name = value`, aggregates in full.
+pub fn local_line(v: &Variable) -> String {
+    format!("{} = {}", v.name, shown_value(&v.value))
+}
+
+/// `value`, cut to [`MAX_VALUE_BYTES`] with a trailing `...` when longer.
+pub fn shown_value(value: &str) -> Cow<'_, str> {
+    if value.len() <= MAX_VALUE_BYTES {
+        return Cow::Borrowed(value);
+    }
+    let mut end = MAX_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...", &value[..end]))
 }
 
 /// Arguments joined for display, quoted where a shell would need it.
@@ -230,5 +293,112 @@ mod tests {
         assert_eq!(lines[1], "#0  0x0000000000000000 in f");
         assert_eq!(lines[11], "#10 0x000000000000000a in f");
         assert_eq!(lines[101], "#100 0x0000000000000064 in f");
+    }
+
+    fn var(name: &str, type_name: &str, value: &str, aggregate: bool) -> Variable {
+        Variable {
+            name: name.into(),
+            type_name: type_name.into(),
+            value: value.into(),
+            aggregate,
+        }
+    }
+
+    fn frame(pc: u64, function: &str, file: Option<(&str, u32)>) -> Frame {
+        Frame {
+            pc,
+            module: Some("/t/t".into()),
+            function: Some(function.into()),
+            file: file.map(|(f, _)| f.into()),
+            line: file.map(|(_, l)| l),
+            column: None,
+            inlined: false,
+            trust: None,
+            args: None,
+            locals: None,
+        }
+    }
+
+    fn thread_text(frames: Vec<Frame>) -> String {
+        let t = Thread {
+            tid: 7,
+            crashed: true,
+            frames,
+            stop_reason: None,
+            registers: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_thread(&t, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// gdb's `bt` and `bt full` forms: arguments on the frame line (aggregates as `...`),
+    /// inlined frames' too, `()` for none, no parentheses without DWARF; locals indented by 8,
+    /// aggregates in full, `No locals.` for none, nothing where they were not read.
+    #[test]
+    fn arguments_and_locals_as_gdb_prints_them() {
+        let mut kill = frame(0x7f00_0000_1000, "__pthread_kill_implementation", None);
+        kill.module = Some("/lib/libc.so.6".into());
+        let mut inl = frame(0x5654_cc26_b1c2, "inl", Some(("t.c", 5)));
+        inl.inlined = true;
+        inl.args = Some(vec![var("n", "struct node *", "<optimized out>", false)]);
+        inl.locals = Some(vec![]);
+        let mut check = frame(0x5654_cc26_b1c2, "check", Some(("t.c", 8)));
+        check.args = Some(vec![
+            var("head", "struct node *", "0x7ffd180af4b0", false),
+            var("p", "struct pair", "{a = 1, b = 2}", true),
+            var("s", "const char *", "0x5654cc26c004 \"hi\"", false),
+        ]);
+        check.locals = Some(vec![
+            var("total", "int", "42", false),
+            var("b", "struct node", "{next = 0x0, v = 40}", true),
+        ]);
+        let mut main = frame(0x5654_cc26_b1ae, "main", Some(("t.c", 11)));
+        main.args = Some(vec![]);
+        let text = thread_text(vec![kill, inl, check, main]);
+        assert_eq!(
+            text,
+            "Thread 7 (crashed):\n\
+             #0  0x00007f0000001000 in __pthread_kill_implementation from /lib/libc.so.6\n\
+             #1                       inl (n=<optimized out>) at t.c:5 [inlined]\n\
+             No locals.\n\
+             #2  0x00005654cc26b1c2 in check (head=0x7ffd180af4b0, p=..., \
+             s=0x5654cc26c004 \"hi\") at t.c:8\n        \
+             total = 42\n        \
+             b = {next = 0x0, v = 40}\n\
+             #3  0x00005654cc26b1ae in main () at t.c:11\n"
+        );
+    }
+
+    /// Values come from the crashed process's memory: control bytes and ANSI escapes are shown
+    /// escaped, and a huge value is cut to one bounded line.
+    #[test]
+    fn values_are_escaped_and_bounded() {
+        let mut f = frame(0x1000, "f", Some(("t.c", 1)));
+        f.args = Some(vec![var(
+            "s",
+            "char *",
+            "0x1 \"\x1b[31mred\\n\"\n#9 forged",
+            false,
+        )]);
+        let long = "é".repeat(MAX_VALUE_BYTES); // two bytes each: the cut falls mid-character
+        f.locals = Some(vec![
+            var("buf", "char [8]", "\"ab\x1b[2J\u{9b}\"", true),
+            var("big", "char [9000]", &long, true),
+        ]);
+        let text = thread_text(vec![f]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[1],
+            "#0  0x0000000000001000 in f (s=0x1 \"\\x1b[31mred\\n\"\\x0a#9 forged) at t.c:1"
+        );
+        assert_eq!(lines[2], "        buf = \"ab\\x1b[2J\\u{9b}\"");
+        let big = lines[3].strip_prefix("        big = ").unwrap();
+        assert!(big.ends_with("..."), "{big}");
+        let kept = big.strip_suffix("...").unwrap();
+        assert!(kept.len() <= MAX_VALUE_BYTES && kept.len() > MAX_VALUE_BYTES - 4);
+        assert!(kept.chars().all(|c| c == 'é'));
+        assert!(!text.contains('\x1b'));
     }
 }

@@ -149,6 +149,36 @@ type Reader = gimli::EndianReader<RunTimeEndian, SectionBytes>;
 /// Compressed sections at least this big are inflated on a thread of their own.
 const THREAD_INFLATE_FROM: usize = 64 << 10;
 
+/// A module's location-list sections, each read in place or inflated as far as asked.
+pub(crate) struct LocationSections {
+    loc: Option<InfoBytes>,
+    loclists: Option<InfoBytes>,
+    endian: RunTimeEndian,
+}
+
+impl LocationSections {
+    /// The location lists of the first `end` bytes of each section (all of a shorter one).
+    pub(crate) fn upto(&self, end: usize) -> gimli::LocationLists<Reader> {
+        let part = |b: &Option<InfoBytes>| {
+            let bytes = b
+                .as_ref()
+                .and_then(|b| b.sub(0, end.min(b.len())))
+                .unwrap_or_else(SectionBytes::empty);
+            gimli::EndianReader::new(bytes, self.endian)
+        };
+        gimli::LocationLists::new(
+            gimli::DebugLoc::from(part(&self.loc)),
+            gimli::DebugLocLists::from(part(&self.loclists)),
+        )
+    }
+
+    /// The longer section's length: past it, [`LocationSections::upto`] holds everything.
+    pub(crate) fn len(&self) -> usize {
+        let len = |b: &Option<InfoBytes>| b.as_ref().map_or(0, InfoBytes::len);
+        len(&self.loc).max(len(&self.loclists))
+    }
+}
+
 /// A section being inflated on a thread of its own.
 type Pending = (
     &'static str,
@@ -272,7 +302,12 @@ pub struct ModuleSymbols {
     loc_places: Vec<(&'static str, Place)>,
     loc_file: Option<SharedBytes>,
     endian: RunTimeEndian,
-    location_lists: std::cell::OnceCell<Option<gimli::LocationLists<Reader>>>,
+    location_lists: std::cell::OnceCell<Option<LocationSections>>,
+    /// What the DIEs say about the variables at a pc (with or without locals), kept for the
+    /// next thread stopped there.
+    plans: std::cell::RefCell<HashMap<(u64, bool), Arc<vars::Plan>>>,
+    /// The `DW_AT_call_value` planned for a (return address, register).
+    site_plans: std::cell::RefCell<HashMap<(u64, u16), vars::SitePlan>>,
 }
 
 impl std::fmt::Debug for ModuleSymbols {
@@ -461,6 +496,8 @@ impl ModuleSymbols {
                 loc_file,
                 endian,
                 location_lists: Default::default(),
+                plans: Default::default(),
+                site_plans: Default::default(),
             },
             warnings,
         )
@@ -505,20 +542,42 @@ impl ModuleSymbols {
         symbol_at(&self.objects, svma).map(|s| (&*s.name, svma - s.addr))
     }
 
-    /// `.debug_loc` and `.debug_loclists`, read on first use.
-    fn location_lists(&self) -> Option<&gimli::LocationLists<Reader>> {
+    /// `.debug_loc` and `.debug_loclists`: found on first use, read in place or inflated only
+    /// as far as the location lists asked for reach ([`LocationSections::upto`]).
+    fn location_lists(&self) -> Option<&LocationSections> {
         self.location_lists
             .get_or_init(|| {
                 let file = self.loc_file.as_ref()?;
-                let (mut found, pending) = load_places(file, self.loc_places.clone());
-                join_into(&mut found, pending);
-                let mut take = |name| {
-                    let bytes = found.remove(name).unwrap_or_else(SectionBytes::empty);
-                    gimli::EndianReader::new(bytes, self.endian)
+                let data: &[u8] = (**file).as_ref();
+                let mut out = LocationSections {
+                    loc: None,
+                    loclists: None,
+                    endian: self.endian,
                 };
-                let loc = gimli::DebugLoc::from(take(".debug_loc"));
-                let loclists = gimli::DebugLocLists::from(take(".debug_loclists"));
-                Some(gimli::LocationLists::new(loc, loclists))
+                for (name, place) in &self.loc_places {
+                    let bytes = match place {
+                        Place::Plain(r) => InfoBytes::Whole(SectionBytes {
+                            bytes: Arc::clone(file),
+                            start: r.start,
+                            len: r.len(),
+                        }),
+                        Place::Zlib { stream, size } => {
+                            match inflate::Progressive::new(
+                                Arc::clone(file),
+                                &data[stream.clone()],
+                                *size,
+                            ) {
+                                Some(p) => InfoBytes::Progressive(Arc::new(p)),
+                                None => continue,
+                            }
+                        }
+                    };
+                    match *name {
+                        ".debug_loc" => out.loc = Some(bytes),
+                        _ => out.loclists = Some(bytes),
+                    }
+                }
+                Some(out)
             })
             .as_ref()
     }

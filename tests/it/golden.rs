@@ -1,8 +1,8 @@
-//! Golden tests of what users read: `bt` text and JSON of a crash, `pattern` (text and JSON),
-//! `doctor`, the stderr summary of `run` and the report and manifest it writes. Each output is
-//! redacted of what varies between runs and machines (pids, addresses, temporary directories,
-//! the repository root, sizes, hashes, times, the host name) and compared with
-//! tests/golden/<name>.txt; a difference fails with a line diff. `CORECATCH_UPDATE_GOLDEN=1`
+//! Golden tests of what users read: `bt` text (with and without `--full`) and JSON of a crash,
+//! `pattern` (text and JSON), `doctor`, the stderr summary of `run` and the report and manifest
+//! it writes. Each output is redacted of what varies between runs and machines (pids, addresses,
+//! temporary directories, the repository root, sizes, hashes, times, the host name) and compared
+//! with tests/golden/<name>.txt; a difference fails with a line diff. `CORECATCH_UPDATE_GOLDEN=1`
 //! rewrites the files instead.
 //!
 //! JSON is redacted by walking the value (known unstable keys replaced, every string redacted as
@@ -16,6 +16,11 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+/// Locals whose value differs on every run, whatever the program: glibc's `setjmp` buffer in
+/// `__libc_start_call_main` holds stack addresses and mangled pointers in decimal, and stack
+/// garbage. Their values are replaced by `<VALUE>` (text and JSON).
+const UNSTABLE_LOCALS: &[&str] = &["unwind_buf"];
 
 /// What varies from run to run, replaced by placeholders.
 #[derive(Default)]
@@ -68,10 +73,22 @@ impl Redactor {
         }
     }
 
-    /// Redact text: literals, then word by word (`0x…` addresses, long hex hashes, known pids
+    /// Redact text: locals whose value differs on every run, then literals, then word by word (`0x…` addresses, long hex hashes, known pids
     /// except after `:` where a number is a line, sizes before " bytes").
     fn text(&self, s: &str) -> String {
-        let mut s = s.to_string();
+        let mut s: String = s
+            .split_inclusive('\n')
+            .map(|l| {
+                let local = l.strip_prefix("        ").and_then(|v| v.split_once(" = "));
+                match local {
+                    Some((name, value)) if UNSTABLE_LOCALS.contains(&name) => {
+                        let nl = if value.ends_with('\n') { "\n" } else { "" };
+                        format!("        {name} = <VALUE>{nl}")
+                    }
+                    _ => l.to_string(),
+                }
+            })
+            .collect();
         for (lit, ph) in &self.literals {
             s = s.replace(lit.as_str(), ph);
         }
@@ -120,6 +137,16 @@ impl Redactor {
         match v {
             Value::String(s) => Value::String(self.text(s)),
             Value::Array(a) => Value::Array(a.iter().map(|x| self.json(x)).collect()),
+            Value::Object(o)
+                if o.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| UNSTABLE_LOCALS.contains(&n))
+                    && o.contains_key("value") =>
+            {
+                let mut o = o.clone();
+                o.insert("value".into(), Value::String("<VALUE>".into()));
+                Value::Object(o)
+            }
             Value::Object(o) => Value::Object(
                 o.iter()
                     .map(|(k, x)| {
@@ -258,6 +285,10 @@ fn line_diff_marks_changed_lines() {
         r.text("pid 4242 (/tmp/cc-it-x/a) at f.c:4242 0x00007f12 core (315392 bytes) core.4242.a"),
         "pid <PID> (<TMP>/a) at f.c:4242 0x<HEX> core (<N> bytes) core.<PID>.a"
     );
+    assert_eq!(
+        r.text("        unwind_buf = {{jmp_buf = {1407, -1685}}}\n        n = 4242\n"),
+        "        unwind_buf = <VALUE>\n        n = <PID>\n"
+    );
     let id = "93ac61ec5a8eb1396f9fbd350e3169a558528a40";
     assert_eq!(
         r.text(&format!("/usr/lib/debug/.build-id/93/{}.debug", &id[2..])),
@@ -389,7 +420,12 @@ fn golden_bt_text_and_json_of_a_segv() {
         &corecatch_fixed(dir.path(), &["bt", "core"], false),
         "bt core",
     );
+    let full = ok_stdout(
+        &corecatch_fixed(dir.path(), &["bt", "--full", "core"], false),
+        "bt --full core",
+    );
     check_golden("bt-segv", &r.text(&text));
+    check_golden("bt-segv.full", &r.text(&full));
     check_golden("bt-segv.json", &r.json_text(&json.stdout));
 }
 

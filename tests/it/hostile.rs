@@ -871,7 +871,7 @@ static void __attribute__((noinline)) boom(int *p)
     assert!(!ctx.contains("panicked"), "{ctx}");
     assert!(!ctx.contains("internal error"), "{ctx}");
     let frame = format!(
-        "in boom at {}:4294967295",
+        "in boom (p=0x0) at {}:4294967295",
         dir.path().join("hl.c").display()
     );
     assert!(r.err().contains(&frame), "{frame} on stderr: {ctx}");

@@ -16,9 +16,12 @@
 mod types;
 mod value;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use gimli::{AttributeValue, EvaluationResult, Location, Reader as _};
 
-use super::{ModuleSymbols, Reader};
+use super::{LocationSections, ModuleSymbols, Reader};
 use types::{type_ref, Kind, Lang, Off, Types, UnitRef};
 use value::{Missing, Printer, Storage};
 
@@ -28,6 +31,9 @@ const MAX_CHILDREN: usize = 4096;
 const MAX_DIES: usize = 1 << 20;
 /// Evaluation steps (resumptions) of one expression at most.
 const MAX_STEPS: usize = 256;
+/// How far past a location list's start its sections are first inflated (then 16 times
+/// further each time its entries run past that).
+const LIST_REACH: usize = 16 << 10;
 /// Variables per frame at most.
 const MAX_VARIABLES: usize = 512;
 
@@ -82,6 +88,10 @@ impl ModuleSymbols {
     /// The arguments (and with `locals`, the local variables) of each frame at `svma`,
     /// innermost inlined first as [`ModuleSymbols::lookup`] gives them (`None` for a frame
     /// without a DWARF function); `None` without DWARF for the address.
+    ///
+    /// What the DIEs say at `svma` (names, types, the location expression covering it) is
+    /// worked out once and kept ([`Plan`]): threads of one program stop at the same pcs, and
+    /// only the evaluation against each frame's registers differs.
     pub fn variables(
         &self,
         svma: u64,
@@ -90,29 +100,59 @@ impl ModuleSymbols {
         locals: bool,
     ) -> Option<Vec<Option<FrameVars>>> {
         let locs = self.location_lists();
-        self.dwarf.as_ref()?.answer(svma, |ctx| {
+        let cached = self.plans.borrow().get(&(svma, locals)).cloned();
+        let plan = self.dwarf.as_ref()?.answer(svma, |ctx| {
             let Some(unit) = ctx.find_dwarf_and_unit(svma).skip_all_loads() else {
                 return Ok(None);
             };
-            let mut dies = Vec::new();
-            let mut it = ctx.find_frames(svma).skip_all_loads()?;
-            while let Ok(Some(f)) = it.next() {
-                if dies.len() >= 256 {
-                    break;
+            let plan = match &cached {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let mut dies = Vec::new();
+                    let mut it = ctx.find_frames(svma).skip_all_loads()?;
+                    while let Ok(Some(f)) = it.next() {
+                        if dies.len() >= 256 {
+                            break;
+                        }
+                        dies.push(f.dw_die_offset);
+                    }
+                    if dies.is_empty() {
+                        return Ok(None);
+                    }
+                    let types = TypeCache::default();
+                    let scope = Scope::new(&unit, locs, svma, frame, process, &types, None);
+                    let function = dies.last().copied().flatten();
+                    Arc::new(Plan {
+                        frames: dies
+                            .iter()
+                            .map(|d| d.map(|d| scope.plan_frame(d, function, locals)))
+                            .collect(),
+                        lang: scope.types.lang,
+                        types,
+                    })
                 }
-                dies.push(f.dw_die_offset);
-            }
-            if dies.is_empty() {
-                return Ok(None);
-            }
-            let scope = Scope::new(&unit, locs, svma, frame, process);
-            let function = dies.last().copied().flatten();
-            Ok(Some(
-                dies.iter()
-                    .map(|d| d.map(|d| scope.frame(d, function, locals)))
-                    .collect(),
-            ))
-        })
+            };
+            let scope = Scope::new(
+                &unit,
+                locs,
+                svma,
+                frame,
+                process,
+                &plan.types,
+                Some(plan.lang),
+            );
+            let vars = plan
+                .frames
+                .iter()
+                .map(|f| f.as_ref().map(|f| scope.run(f)))
+                .collect();
+            Ok(Some((plan, vars)))
+        });
+        let (plan, vars) = plan?;
+        if cached.is_none() {
+            self.plans.borrow_mut().insert((svma, locals), plan);
+        }
+        Some(vars)
     }
 
     /// The value register `reg` had when the call returning to `ret_svma` was made, from that
@@ -129,26 +169,84 @@ impl ModuleSymbols {
         let (sites, _) = self.call_sites(probe)?;
         let site = *sites.site_by_return.get(&ret_svma)?;
         let locs = self.location_lists();
-        self.dwarf.as_ref()?.answer(probe, |ctx| {
+        let cached = self.site_plans.borrow().get(&(ret_svma, reg)).cloned();
+        let (plan, value) = self.dwarf.as_ref()?.answer(probe, |ctx| {
             let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else {
                 return Ok(None);
             };
-            let mut function = None;
-            let mut it = ctx.find_frames(probe).skip_all_loads()?;
-            while let Ok(Some(f)) = it.next() {
-                function = f.dw_die_offset;
-            }
-            let scope = Scope::new(&unit, locs, probe, caller, process);
-            Ok(scope.call_site_value(site, reg, function))
-        })
+            let types = TypeCache::default();
+            let scope = Scope::new(&unit, locs, probe, caller, process, &types, Some(Lang::C));
+            let plan = match &cached {
+                Some(p) => p.clone(),
+                None => {
+                    let mut function = None;
+                    let mut it = ctx.find_frames(probe).skip_all_loads()?;
+                    while let Ok(Some(f)) = it.next() {
+                        function = f.dw_die_offset;
+                    }
+                    scope.plan_call_site_value(site, reg, function)
+                }
+            };
+            let value = plan
+                .as_ref()
+                .and_then(|(x, fb)| scope.call_site_value(x.clone(), fb.as_ref()));
+            Ok(Some((plan, value)))
+        })?;
+        if cached.is_none() {
+            self.site_plans.borrow_mut().insert((ret_svma, reg), plan);
+        }
+        value
     }
+}
+
+/// The type DIEs of one unit already read, shared by the plans made in it.
+#[derive(Default, Clone)]
+pub(super) struct TypeCache {
+    kinds: Arc<std::sync::Mutex<HashMap<Off, Arc<Kind>>>>,
+    scopes: Arc<std::sync::OnceLock<HashMap<Off, String>>>,
+}
+
+/// What the DIEs say about the frames at one pc, before any register is read.
+pub(crate) struct Plan {
+    frames: Vec<Option<FramePlan>>,
+    lang: Lang,
+    types: TypeCache,
+}
+
+/// A `DW_AT_call_value` expression and the frame base of the function it is evaluated in.
+pub(crate) type SitePlan = Option<(gimli::Expression<Reader>, Option<gimli::Expression<Reader>>)>;
+
+struct FramePlan {
+    frame_base: Option<gimli::Expression<Reader>>,
+    args: Vec<VarPlan>,
+    locals: Option<Vec<VarPlan>>,
+}
+
+struct VarPlan {
+    name: String,
+    type_name: String,
+    aggregate: bool,
+    ty: Option<Off>,
+    /// The size of the type, for values assembled from registers and pieces.
+    size: Option<u64>,
+    place: Place,
+}
+
+/// Where a variable is at the plan's pc.
+enum Place {
+    /// `DW_AT_const_value`.
+    Const(Arc<Vec<Option<u8>>>),
+    /// The location expression covering the pc.
+    Expr(gimli::Expression<Reader>),
+    /// No location covers the pc.
+    OptimizedOut,
 }
 
 /// Everything needed to read variables at one pc of one unit.
 struct Scope<'u, 'a, 'f> {
     unit: &'u UnitRef<'a>,
     types: Types<'u, 'a>,
-    locs: Option<&'f gimli::LocationLists<Reader>>,
+    locs: Option<&'f LocationSections>,
     pc: u64,
     frame: &'f FrameState<'f>,
     process: &'f dyn Process,
@@ -163,23 +261,29 @@ enum Located {
 }
 
 impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
+    /// `lang`: the unit's language when known (else read from its root DIE).
     fn new(
         unit: &'u UnitRef<'a>,
-        locs: Option<&'f gimli::LocationLists<Reader>>,
+        locs: Option<&'f LocationSections>,
         pc: u64,
         frame: &'f FrameState<'f>,
         process: &'f dyn Process,
+        types: &TypeCache,
+        lang: Option<Lang>,
     ) -> Self {
-        let lang = unit.entries_tree(None).ok().and_then(|mut t| {
-            let root = t.root().ok()?;
-            match root.entry().attr_value(gimli::DW_AT_language) {
-                Some(AttributeValue::Language(l)) => Some(l),
-                _ => None,
-            }
+        let lang = lang.unwrap_or_else(|| {
+            let l = unit.entries_tree(None).ok().and_then(|mut t| {
+                let root = t.root().ok()?;
+                match root.entry().attr_value(gimli::DW_AT_language) {
+                    Some(AttributeValue::Language(l)) => Some(l),
+                    _ => None,
+                }
+            });
+            Lang::of(l)
         });
         Scope {
             unit,
-            types: Types::new(unit, Lang::of(lang)),
+            types: Types::new(unit, lang, types.clone()),
             locs,
             pc,
             frame,
@@ -187,16 +291,56 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
     }
 
+    /// The values of a planned frame's variables in this frame.
+    fn run(&self, plan: &FramePlan) -> FrameVars {
+        let fb = plan.frame_base.as_ref();
+        FrameVars {
+            args: plan.args.iter().map(|v| self.value_of(v, fb)).collect(),
+            locals: plan
+                .locals
+                .as_ref()
+                .map(|l| l.iter().map(|v| self.value_of(v, fb)).collect()),
+        }
+    }
+
+    fn value_of(&self, v: &VarPlan, frame_base: Option<&gimli::Expression<Reader>>) -> Variable {
+        let located = match &v.place {
+            Place::Const(b) => Located::Storage(Storage::Bytes(Arc::clone(b))),
+            Place::OptimizedOut => Located::Missing(Missing::OptimizedOut),
+            Place::Expr(x) => match self.evaluate(x.clone(), frame_base, 0) {
+                Ok(pieces) => self.storage(pieces, v.size),
+                Err(m) => Located::Missing(m),
+            },
+        };
+        let printer = Printer {
+            types: &self.types,
+            process: self.process,
+            little_endian: self.frame.little_endian,
+            read: std::cell::Cell::new(0),
+        };
+        let value = match located {
+            Located::Storage(st) => printer.value(v.ty, &st, 0, 0),
+            Located::Missing(m) => m.text(),
+            Located::Synthetic => "<synthetic pointer>".into(),
+        };
+        Variable {
+            name: v.name.clone(),
+            type_name: v.type_name.clone(),
+            value,
+            aggregate: v.aggregate,
+        }
+    }
+
     /// The arguments and locals of the frame whose DIE is `die`; `function`: the physical
     /// frame's subprogram (whose frame base every inlined frame in it shares).
-    fn frame(&self, die: Off, function: Option<Off>, locals: bool) -> FrameVars {
+    fn plan_frame(&self, die: Off, function: Option<Off>, locals: bool) -> FramePlan {
         let frame_base = function.and_then(|f| self.frame_base(f));
         let mut args = Vec::new();
         let mut own = Vec::new();
         let children = self.children(die);
         for c in &children {
             if c.tag() == gimli::DW_TAG_formal_parameter && args.len() < MAX_VARIABLES {
-                args.push(self.variable(c, frame_base.as_ref()));
+                args.push(self.variable(c));
             }
         }
         if args.is_empty() {
@@ -205,29 +349,27 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
             if let Some(origin) = self.origin(die) {
                 for c in self.children(origin) {
                     if c.tag() == gimli::DW_TAG_formal_parameter && args.len() < MAX_VARIABLES {
-                        args.push(self.named(&c, Located::Missing(Missing::OptimizedOut)));
+                        args.push(self.named(&c, Place::OptimizedOut));
                     }
                 }
             }
         }
         let locals = locals.then(|| {
-            self.block_locals(&children, frame_base.as_ref(), &mut own, 0);
+            self.block_locals(&children, &mut own, 0);
             own
         });
-        FrameVars { args, locals }
+        FramePlan {
+            frame_base,
+            args,
+            locals,
+        }
     }
 
     /// The locals of a scope whose children are `children`, innermost block first, into `out`.
-    fn block_locals(
-        &self,
-        children: &[Die],
-        frame_base: Option<&gimli::Expression<Reader>>,
-        out: &mut Vec<Variable>,
-        depth: usize,
-    ) {
+    fn block_locals(&self, children: &[Die], out: &mut Vec<VarPlan>, depth: usize) {
         let mut here = Vec::new();
         let mut inner = Vec::new();
-        self.collect_level(children, frame_base, &mut here, &mut inner, depth);
+        self.collect_level(children, &mut here, &mut inner, depth);
         out.extend(inner);
         out.extend(here);
         out.truncate(MAX_VARIABLES);
@@ -236,9 +378,8 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
     fn collect_level(
         &self,
         children: &[Die],
-        frame_base: Option<&gimli::Expression<Reader>>,
-        here: &mut Vec<Variable>,
-        inner: &mut Vec<Variable>,
+        here: &mut Vec<VarPlan>,
+        inner: &mut Vec<VarPlan>,
         depth: usize,
     ) {
         if depth > 64 {
@@ -250,15 +391,15 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
                     if flag(c, gimli::DW_AT_declaration) {
                         continue; // an `extern` declaration inside the function
                     }
-                    here.push(self.variable(c, frame_base));
+                    here.push(self.variable(c));
                 }
                 gimli::DW_TAG_lexical_block => {
                     let grand = self.children(c.offset());
                     match self.contains_pc(c) {
                         // A block without addresses: its variables belong to the enclosing
                         // scope, as gdb reads them.
-                        None => self.collect_level(&grand, frame_base, here, inner, depth + 1),
-                        Some(true) => self.block_locals(&grand, frame_base, inner, depth + 1),
+                        None => self.collect_level(&grand, here, inner, depth + 1),
+                        Some(true) => self.block_locals(&grand, inner, depth + 1),
                         Some(false) => {}
                     }
                 }
@@ -334,13 +475,13 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
     }
 
-    /// The variable's name, type and value.
-    fn variable(&self, e: &Die, frame_base: Option<&gimli::Expression<Reader>>) -> Variable {
-        let located = self.locate(e, frame_base);
-        self.named(e, located)
+    /// The variable's name, type and where it is at the pc.
+    fn variable(&self, e: &Die) -> VarPlan {
+        let place = self.place(e);
+        self.named(e, place)
     }
 
-    fn named(&self, e: &Die, located: Located) -> Variable {
+    fn named(&self, e: &Die, place: Place) -> VarPlan {
         let name = self
             .inherited(e, gimli::DW_AT_name)
             .and_then(|(v, _)| self.types.string(v))
@@ -348,24 +489,13 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         let ty = self
             .inherited(e, gimli::DW_AT_type)
             .and_then(|(_, d)| type_ref(self.unit, &d));
-        let type_name = self.types.name(ty);
-        let aggregate = self.is_aggregate(ty);
-        let printer = Printer {
-            types: &self.types,
-            process: self.process,
-            little_endian: self.frame.little_endian,
-            read: std::cell::Cell::new(0),
-        };
-        let value = match located {
-            Located::Storage(st) => printer.value(ty, &st, 0, 0),
-            Located::Missing(m) => m.text(),
-            Located::Synthetic => "<synthetic pointer>".into(),
-        };
-        Variable {
+        VarPlan {
             name,
-            type_name,
-            value,
-            aggregate,
+            type_name: self.types.name(ty),
+            aggregate: self.is_aggregate(ty),
+            ty,
+            size: self.types.size_of(ty),
+            place,
         }
     }
 
@@ -382,8 +512,8 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
     }
 
-    /// Where the variable's value is at the pc.
-    fn locate(&self, e: &Die, frame_base: Option<&gimli::Expression<Reader>>) -> Located {
+    /// Where the variable's value is at the pc: a constant, or the expression to evaluate.
+    fn place(&self, e: &Die) -> Place {
         if let Some((v, d)) = self.inherited(e, gimli::DW_AT_const_value) {
             let size = self
                 .types
@@ -397,10 +527,8 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
                 other => other.udata_value().map(|u| self.int_bytes(u, size)),
             };
             return match bytes {
-                Some(b) => Located::Storage(Storage::Bytes(std::rc::Rc::new(
-                    b.into_iter().map(Some).collect(),
-                ))),
-                None => Located::Missing(Missing::OptimizedOut),
+                Some(b) => Place::Const(Arc::new(b.into_iter().map(Some).collect())),
+                None => Place::OptimizedOut,
             };
         }
         let expr = match e.attr_value(gimli::DW_AT_location) {
@@ -408,16 +536,9 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
             Some(other) => self.list_entry(other),
             None => None,
         };
-        let Some(expr) = expr else {
-            return Located::Missing(Missing::OptimizedOut);
-        };
-        let size = self.types.size_of(type_ref(self.unit, e).or_else(|| {
-            self.inherited(e, gimli::DW_AT_type)
-                .and_then(|(_, d)| type_ref(self.unit, &d))
-        }));
-        match self.evaluate(expr, frame_base, 0) {
-            Ok(pieces) => self.storage(pieces, size),
-            Err(m) => Located::Missing(m),
+        match expr {
+            Some(x) => Place::Expr(x),
+            None => Place::OptimizedOut,
         }
     }
 
@@ -434,37 +555,65 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
     }
 
-    /// The expression of the location-list entry at `attr` that covers the pc.
+    /// The expression of the location-list entry at `attr` that covers the pc. The sections
+    /// are inflated only as far as the list reaches: first a little past its start, then
+    /// further when its entries run past that.
     fn list_entry(&self, attr: AttributeValue<Reader>) -> Option<gimli::Expression<Reader>> {
-        let locs = self.locs?;
+        let src = self.locs?;
+        // Where the list (or, for DWARF 5's indexed form, its offset table entry) starts.
+        let start = match attr {
+            AttributeValue::LocationListsRef(o) => o.0,
+            AttributeValue::SecOffset(o) => o,
+            AttributeValue::DebugLocListsIndex(i) => self
+                .unit
+                .loclists_base
+                .0
+                .saturating_add(i.0.saturating_mul(8)),
+            _ => return None,
+        };
+        let mut reach = LIST_REACH;
+        loop {
+            let end = start.saturating_add(reach);
+            let last = end >= src.len();
+            match self.list_entry_in(&src.upto(end), attr.clone()) {
+                Ok(found) => return found,
+                Err(gimli::Error::UnexpectedEof(_)) if !last => reach = reach.saturating_mul(16),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn list_entry_in(
+        &self,
+        locs: &gimli::LocationLists<Reader>,
+        attr: AttributeValue<Reader>,
+    ) -> gimli::Result<Option<gimli::Expression<Reader>>> {
         let offset = match attr {
             AttributeValue::LocationListsRef(o) => o,
             AttributeValue::SecOffset(o) => gimli::LocationListsOffset(o),
-            AttributeValue::DebugLocListsIndex(i) => locs
-                .get_offset(self.unit.encoding(), self.unit.loclists_base, i)
-                .ok()?,
-            _ => return None,
+            AttributeValue::DebugLocListsIndex(i) => {
+                locs.get_offset(self.unit.encoding(), self.unit.loclists_base, i)?
+            }
+            _ => return Ok(None),
         };
-        let mut it = locs
-            .locations(
-                offset,
-                self.unit.encoding(),
-                self.unit.low_pc,
-                &self.unit.dwarf.debug_addr,
-                self.unit.addr_base,
-            )
-            .ok()?;
+        let mut it = locs.locations(
+            offset,
+            self.unit.encoding(),
+            self.unit.low_pc,
+            &self.unit.dwarf.debug_addr,
+            self.unit.addr_base,
+        )?;
         let mut n = 0;
-        while let Ok(Some(entry)) = it.next() {
+        while let Some(entry) = it.next()? {
             if entry.range.begin <= self.pc && self.pc < entry.range.end {
-                return Some(entry.data);
+                return Ok(Some(entry.data));
             }
             n += 1;
             if n > 65536 {
                 break;
             }
         }
-        None
+        Ok(None)
     }
 
     /// Evaluate a location expression to its pieces.
@@ -476,6 +625,13 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
     ) -> Result<Vec<gimli::Piece<Reader>>, Missing> {
         if depth > 4 {
             return Err(Missing::OptimizedOut);
+        }
+        if let Some(address) = self.simple_address(&expr, frame_base) {
+            return Ok(vec![gimli::Piece {
+                size_in_bits: None,
+                bit_offset: None,
+                location: Location::Address { address },
+            }]);
         }
         let fs = self.frame;
         let mut eval = expr.evaluation(self.unit.encoding());
@@ -563,6 +719,38 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         Err(Missing::OptimizedOut)
     }
 
+    /// The address an `-O0` location names, without an evaluation: `DW_OP_fbreg N` over a
+    /// `DW_OP_call_frame_cfa` frame base, or `DW_OP_bregR N`. `None` for anything else (or a
+    /// register that is not known), which gimli then evaluates.
+    fn simple_address(
+        &self,
+        expr: &gimli::Expression<Reader>,
+        frame_base: Option<&gimli::Expression<Reader>>,
+    ) -> Option<u64> {
+        let mut r = expr.0.clone();
+        let op = r.read_u8().ok()?;
+        let (base, offset) = match op {
+            // DW_OP_fbreg
+            0x91 => {
+                let off = r.read_sleb128().ok()?;
+                let mut fb = frame_base?.0.clone();
+                // DW_OP_call_frame_cfa, alone
+                if fb.read_u8().ok()? != 0x9c || !fb.is_empty() {
+                    return None;
+                }
+                (self.frame.cfa?, off)
+            }
+            // DW_OP_breg0..31
+            0x70..=0x8f => {
+                let off = r.read_sleb128().ok()?;
+                let reg = usize::from(op - 0x70);
+                (self.frame.regs.get(reg).copied().flatten()?, off)
+            }
+            _ => return None,
+        };
+        r.is_empty().then(|| base.wrapping_add_signed(offset))
+    }
+
     fn value_type(&self, o: Off) -> gimli::ValueType {
         match &*self.types.get(o) {
             Kind::Base { encoding, size, .. } => gimli::ValueType::from_encoding(*encoding, *size)
@@ -591,7 +779,7 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
                     Location::Empty => Located::Missing(Missing::OptimizedOut),
                     Location::ImplicitPointer { .. } => Located::Synthetic,
                     other => match self.piece_bytes(other, size.map_or(word, |s| s as usize)) {
-                        Some(b) => Located::Storage(Storage::Bytes(std::rc::Rc::new(b))),
+                        Some(b) => Located::Storage(Storage::Bytes(Arc::new(b))),
                         None => Located::Missing(Missing::OptimizedOut),
                     },
                 };
@@ -612,7 +800,7 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
                 break;
             }
         }
-        Located::Storage(Storage::Bytes(std::rc::Rc::new(out)))
+        Located::Storage(Storage::Bytes(Arc::new(out)))
     }
 
     /// `n` bytes of one piece's location (`None` entries where unavailable).
@@ -662,10 +850,9 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         }
     }
 
-    /// The value of `reg` at the call site `site`'s call: its `DW_TAG_call_site_parameter`
-    /// whose location is that register, its `DW_AT_call_value` evaluated in this frame.
-    fn call_site_value(&self, site: Off, reg: u16, function: Option<Off>) -> Option<u64> {
-        let frame_base = function.and_then(|f| self.frame_base(f));
+    /// The `DW_AT_call_value` of the call site `site`'s parameter whose location is register
+    /// `reg`, and the frame base of `function` (the caller) it may need.
+    fn plan_call_site_value(&self, site: Off, reg: u16, function: Option<Off>) -> SitePlan {
         for c in self.children(site) {
             if c.tag() != gimli::DW_TAG_call_site_parameter
                 && c.tag() != gimli::DW_TAG_GNU_call_site_parameter
@@ -684,20 +871,29 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
             let Some(AttributeValue::Exprloc(x)) = value else {
                 return None;
             };
-            let pieces = self.evaluate(x, frame_base.as_ref(), 1).ok()?;
-            return match pieces.first().map(|p| &p.location)? {
-                Location::Address { address } => Some(*address),
-                Location::Value { value } => value.to_u64(!0).ok(),
-                Location::Register { register } => self
-                    .frame
-                    .regs
-                    .get(usize::from(register.0))
-                    .copied()
-                    .flatten(),
-                _ => None,
-            };
+            return Some((x, function.and_then(|f| self.frame_base(f))));
         }
         None
+    }
+
+    /// A `DW_AT_call_value` evaluated in this (the caller's) frame.
+    fn call_site_value(
+        &self,
+        x: gimli::Expression<Reader>,
+        frame_base: Option<&gimli::Expression<Reader>>,
+    ) -> Option<u64> {
+        let pieces = self.evaluate(x, frame_base, 1).ok()?;
+        match pieces.first().map(|p| &p.location)? {
+            Location::Address { address } => Some(*address),
+            Location::Value { value } => value.to_u64(!0).ok(),
+            Location::Register { register } => self
+                .frame
+                .regs
+                .get(usize::from(register.0))
+                .copied()
+                .flatten(),
+            _ => None,
+        }
     }
 }
 

@@ -3,9 +3,8 @@
 //! `int (*)(int)`, `Foo * const`). Every walk over type DIEs is bounded: a damaged or cyclic
 //! type chain ends in [`Kind::Unknown`], never in a loop.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use gimli::{AttributeValue, DwAte};
 
@@ -133,27 +132,32 @@ pub(super) enum Kind {
 pub(super) struct Types<'u, 'a> {
     pub unit: &'u UnitRef<'a>,
     pub lang: Lang,
-    cache: RefCell<HashMap<Off, Rc<Kind>>>,
-    /// Rust only: the namespace path of every aggregate and enum type DIE, from one walk.
-    scopes: std::cell::OnceCell<HashMap<Off, String>>,
+    /// Type DIEs already read, and (Rust only) the namespace path of every aggregate and enum
+    /// type DIE, from one walk; shared with the plans made in the same unit.
+    cache: super::TypeCache,
 }
 
 impl<'u, 'a> Types<'u, 'a> {
-    pub(super) fn new(unit: &'u UnitRef<'a>, lang: Lang) -> Self {
-        Types {
-            unit,
-            lang,
-            cache: RefCell::new(HashMap::new()),
-            scopes: std::cell::OnceCell::new(),
-        }
+    pub(super) fn new(unit: &'u UnitRef<'a>, lang: Lang, cache: super::TypeCache) -> Self {
+        Types { unit, lang, cache }
     }
 
-    pub(super) fn get(&self, off: Off) -> Rc<Kind> {
-        if let Some(k) = self.cache.borrow().get(&off) {
-            return Rc::clone(k);
+    pub(super) fn get(&self, off: Off) -> Arc<Kind> {
+        if let Some(k) = self
+            .cache
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&off)
+        {
+            return Arc::clone(k);
         }
-        let k = Rc::new(self.read(off).unwrap_or(Kind::Unknown(None)));
-        self.cache.borrow_mut().insert(off, Rc::clone(&k));
+        let k = Arc::new(self.read(off).unwrap_or(Kind::Unknown(None)));
+        self.cache
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(off, Arc::clone(&k));
         k
     }
 
@@ -454,7 +458,7 @@ impl<'u, 'a> Types<'u, 'a> {
     }
 
     /// Through typedefs and qualifiers to the type that says what the bytes are.
-    pub(super) fn strip(&self, mut off: Option<Off>) -> Option<(Off, Rc<Kind>)> {
+    pub(super) fn strip(&self, mut off: Option<Off>) -> Option<(Off, Arc<Kind>)> {
         for _ in 0..MAX_TYPE_DEPTH {
             let o = off?;
             let k = self.get(o);
@@ -604,7 +608,7 @@ impl<'u, 'a> Types<'u, 'a> {
         if self.lang != Lang::Rust {
             return name.to_string();
         }
-        let scopes = self.scopes.get_or_init(|| namespaces(self.unit));
+        let scopes = self.cache.scopes.get_or_init(|| namespaces(self.unit));
         match scopes.get(&off) {
             Some(path) if !path.is_empty() => format!("{path}::{name}"),
             _ => name.to_string(),
@@ -642,7 +646,7 @@ trait KindOf {
     fn as_deref_kind(&self) -> Option<&Kind>;
 }
 
-impl KindOf for Option<(Off, Rc<Kind>)> {
+impl KindOf for Option<(Off, Arc<Kind>)> {
     fn as_deref_kind(&self) -> Option<&Kind> {
         self.as_ref().map(|(_, k)| &**k)
     }

@@ -5,7 +5,7 @@
 //! Reading is bounded: one value reads at most [`READ_BUDGET`] bytes of the core's memory, and
 //! what is past the budget prints as `...`.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use gimli::DwAte;
 
@@ -28,7 +28,7 @@ pub(super) enum Storage {
     Memory(u64),
     /// Assembled from registers, pieces or constants; `None` bytes are unavailable (a piece
     /// that is optimized out).
-    Bytes(Rc<Vec<Option<u8>>>),
+    Bytes(Arc<Vec<Option<u8>>>),
 }
 
 /// Why bytes could not be had.
