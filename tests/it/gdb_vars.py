@@ -212,6 +212,10 @@ def annotate_locations(vars_, pc, caller):
         loc = location_at(v["name"], pc)
         if loc is None:
             continue
+        # Whether any piece is an implicit pointer: gdb 13 prints "<synthetic pointer>" for the
+        # bytes of a composite that no piece describes too, e.g. rustc -O2's `iter` in
+        # vars_rs::process, whose only piece is its first 8 bytes in r13.
+        v["implicit_pointer"] = "implicit_pointer" in loc
         if "DW_OP_entry_value" in loc:
             v["entry_value"] = True
             continue  # read from the caller's call site, not this frame's registers

@@ -190,13 +190,24 @@ fn vars(v: &Value) -> Option<Vec<Var>> {
     let a = v.as_array()?;
     Some(
         a.iter()
-            .map(|x| Var {
-                name: x["name"].as_str().unwrap_or("<no name>").to_string(),
-                ty: x["type"].as_str().unwrap_or("<no type>").to_string(),
-                value: x["value"].as_str().unwrap_or("<no value>").to_string(),
-                note: x["caller_saved"]
-                    .as_str()
-                    .map(|r| format!("caller-saved ${r} in a caller frame")),
+            .map(|x| {
+                let mut var = Var {
+                    name: x["name"].as_str().unwrap_or("<no name>").to_string(),
+                    ty: x["type"].as_str().unwrap_or("<no type>").to_string(),
+                    value: x["value"].as_str().unwrap_or("<no value>").to_string(),
+                    note: None,
+                };
+                if let Some(r) = x["caller_saved"].as_str() {
+                    var.note = Some(format!(
+                        "caller-saved ${r} in a caller frame: gdb shows {}",
+                        var.value
+                    ));
+                    var.value = OPTIMIZED_OUT.to_string();
+                } else if x["implicit_pointer"] == false && var.value.contains(SYNTHETIC) {
+                    var.note = Some(format!("no implicit pointer: gdb shows {}", var.value));
+                    var.value = var.value.replace(SYNTHETIC, OPTIMIZED_OUT);
+                }
+                var
             })
             .collect(),
     )
@@ -219,6 +230,7 @@ const KNOWN: &[(&str, &str, &str)] = &[
 ];
 
 const OPTIMIZED_OUT: &str = "<optimized out>";
+const SYNTHETIC: &str = "<synthetic pointer>";
 
 /// gdb's variable made comparable with ours. Deliberate differences:
 /// - a variable that lives, at a caller frame's pc, in a register a call does not preserve
@@ -229,6 +241,11 @@ const OPTIMIZED_OUT: &str = "<optimized out>";
 ///   `visit` keeps `color` in r11 across the call to peek_next, and gdb shows GREEN only
 ///   because peek_next happened not to touch r11. corecatch's unwinder drops those registers
 ///   in callers. (An entry value or a composite with pieces is not flagged: compared as is.)
+/// - `<synthetic pointer>` in gdb's value of a variable whose location has no implicit pointer
+///   (gdb_vars.py records `implicit_pointer: false`) is `<optimized out>` for us: gdb 13 says
+///   so of the bytes of a composite that no piece describes (rustc -O2 keeps only the first 8
+///   bytes of `process`'s `iter` in r13; gdb shows `count: <synthetic pointer>` for a usize).
+///   `vars` applies this one and the one above, as it reads gdb_vars.py's flags;
 /// - a value gdb cannot print (GDB_BUG) takes ours, unless `KNOWN` says what it is;
 /// - a local gdb's `info locals` skips because its DW_AT_const_value is a block
 ///   (LOC_CONST_BYTES, e.g. `double fee = 0.5` at g++ -O2) is expected, with the value gdb's
@@ -240,11 +257,6 @@ const OPTIMIZED_OUT: &str = "<optimized out>";
 ///   elements as we cut it, not refused.
 fn normalize(function: &str, gdb: &Var, ours: Option<&Var>) -> Var {
     let mut g = gdb.clone();
-    if let Some(note) = &g.note {
-        g.note = Some(format!("{note}: gdb shows {}", g.value));
-        g.value = OPTIMIZED_OUT.to_string();
-        return g;
-    }
     if g.value == GDB_BUG {
         g.value = match KNOWN
             .iter()
