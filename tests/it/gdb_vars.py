@@ -3,21 +3,27 @@
 #   gdb -batch -nx -ex 'set debuginfod enabled off' -x gdb_vars.py EXE CORE
 #
 # For each frame: the function's name, file and line, whether gdb made it an inlined frame, and
-# its arguments and locals as gdb enumerates them: arguments are the function block's
-# (`block.function`) symbols with `is_argument`, in declaration order; locals are every
-# variable (as `info locals` chooses them: LOC_CONST too) of each block from frame.block() up to and including the function
-# block, innermost block first (what `info locals` lists). The type is `str(sym.type)`
-# (`whatis`), the value `str(sym.value(frame))` (what `print` shows).
+# its arguments and locals as gdb enumerates them. Arguments are the function block's
+# (`block.function`) symbols with `is_argument`, in declaration order. Locals are the symbols
+# `info locals` chooses (LOC_CONST too, which `is_variable` leaves out) of each block from
+# frame.block() up to and including the function block, innermost block first. The type is
+# `str(sym.type)` (what `whatis` says), the value `str(sym.value(frame))` (what `print` shows).
 #
 # Order: a function's block (and an inlined subroutine's) is a linear dictionary in gdb, in
 # DIE order, but a nested lexical block's symbols sit in a hash table (mdict_create_hashed), so
 # gdb lists them in hash order, not declaration order. Each local carries its block's depth
-# ("block", 0 innermost) and whether that is the function's block, so the test can compare
-# the order of blocks without comparing the hash order inside one.
+# ("block", 0 innermost) and whether that is the function's block ("function_block"), so the
+# test can compare the order of blocks without comparing the hash order inside one.
 #
 # The same frame's `info args` and `info locals` are read too, and where a value differs from
 # the Python one the printed one wins (it is what a user sees) and the Python string is kept as
 # "py_value". A name list that differs is reported as "info_mismatch".
+#
+# Flags on a variable, for the test's deliberate differences (tests/it/vars.rs `normalize`):
+# "entry_value" (its location at the pc is a DW_OP_entry_value), "caller_saved" (in a caller
+# frame, it lives in a register a call does not preserve), "implicit_pointer" (whether its
+# location has one), "info_hides" (a LOC_CONST_BYTES local `info locals` skips); a value of
+# GDB_BUG ("<gdb internal error>") is one gdb 13.1 cannot print.
 import json
 import re
 
