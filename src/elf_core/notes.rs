@@ -138,7 +138,14 @@ pub(crate) fn parse_notes(
                 Some(())
             }
             NT_FILE => nt_file(&d).map(|f| out.files = f),
-            NT_PRFPREG | NT_X86_XSTATE => Some(()),
+            NT_PRFPREG => {
+                // It follows its thread's NT_PRSTATUS.
+                if let Some(r) = out.threads.last_mut().and_then(|t| t.registers.as_mut()) {
+                    r.vector = fxsave_xmm(&d, machine);
+                }
+                Some(())
+            }
+            NT_X86_XSTATE => Some(()),
             _ => Some(()),
         };
         if decoded.is_none() {
@@ -150,6 +157,18 @@ pub(crate) fn parse_notes(
         }
         pos = next;
     }
+}
+
+/// The low halves of xmm0..xmm15 from x86_64's `user_fpregs_struct` (the FXSAVE layout:
+/// 32 bytes of control words, the x87 registers at 32..160, then 16 bytes per xmm register).
+fn fxsave_xmm(d: &Reader<'_>, machine: Machine) -> Vec<u64> {
+    if machine != Machine::X86_64 {
+        return Vec::new();
+    }
+    (0..16)
+        .map(|i| d.u64(160 + 16 * i))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 fn align4(n: usize) -> usize {
@@ -187,7 +206,11 @@ fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
             .enumerate()
             .map(|(i, &n)| d.u64(at + i * 8).map(|v| (n, v)))
             .collect::<Option<Vec<_>>>()?;
-        Some(Registers { machine, values })
+        Some(Registers {
+            machine,
+            values,
+            vector: Vec::new(),
+        })
     });
     Some(ThreadStatus {
         cursig: d.u16(12)?,

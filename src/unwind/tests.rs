@@ -40,6 +40,7 @@ fn regs(rip: u64, rsp: u64, rbp: u64) -> Registers {
     Registers {
         machine: Machine::X86_64,
         values: vec![("rip", rip), ("rsp", rsp), ("rbp", rbp)],
+        vector: Vec::new(),
     }
 }
 
@@ -105,6 +106,7 @@ fn unreadable_stack_and_bad_frame_pointers_stop_without_panicking() {
     let empty = Registers {
         machine: Machine::X86_64,
         values: vec![],
+        vector: Vec::new(),
     };
     let u = unwind_thread(&empty, &[], &m, &m, limits(100));
     assert_eq!((u.frames.len(), u.stop), (0, StopReason::NoRegisters));

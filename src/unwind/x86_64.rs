@@ -33,8 +33,12 @@ const SIGCONTEXT_ORDER: [&str; 17] = [
 
 type Regs = Vec<Option<u64>>;
 
+/// The core's registers by DWARF number: the general ones, then xmm0..15 (17..32) when the
+/// core holds them.
 fn from_core(regs: &Registers) -> Regs {
-    DWARF_NAMES.iter().map(|n| regs.get(n)).collect()
+    let mut out: Regs = DWARF_NAMES.iter().map(|n| regs.get(n)).collect();
+    out.extend(regs.vector.iter().map(|&v| Some(v)));
+    out
 }
 
 /// Registers saved by the kernel in the `ucontext_t` at `uc`. When a handler returns into the
@@ -132,6 +136,8 @@ pub(crate) fn unwind(
             for r in CALLER_SAVED {
                 known[r] = None;
             }
+            // Every vector register is caller-saved too.
+            known.truncate(DWARF_NAMES.len());
         }
         regs = new_regs;
         frame = RawFrame {

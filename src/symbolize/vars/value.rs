@@ -399,8 +399,12 @@ impl Printer<'_, '_, '_> {
         // Character arrays print as strings.
         if rest.is_empty() && elem_size == 1 && self.is_char_name(element) {
             let shown = n.min(ELEMENTS as u64);
-            let b = self.bytes(st, offset, shown)?;
-            return Ok(char_array(&b, n as usize > ELEMENTS));
+            match self.bytes(st, offset, shown) {
+                Ok(b) => return Ok(char_array(&b, n as usize > ELEMENTS)),
+                // Partly available (some pieces optimized out): element by element, as gdb.
+                Err(Missing::OptimizedOut) => {}
+                Err(m) => return Err(m),
+            }
         }
         let shown = n.min(ELEMENTS as u64) as usize;
         let mut items: Vec<String> = Vec::with_capacity(shown);
