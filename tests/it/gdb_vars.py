@@ -21,11 +21,13 @@
 #
 # Flags on a variable, for the test's deliberate differences (tests/it/vars.rs `normalize`):
 # "entry_value" (its location at the pc is a DW_OP_entry_value), "caller_saved" (in a caller
-# frame, it lives in a register a call does not preserve), "implicit_pointer" (whether its
+# frame, it lives in a register a call does not preserve, or is an entry value whose call site
+# computes it from one, DW_TAG_call_site read with readelf), "implicit_pointer" (whether its
 # location has one), "info_hides" (a LOC_CONST_BYTES local `info locals` skips); a value of
 # GDB_BUG ("<gdb internal error>") is one gdb 13.1 cannot print.
 import json
 import re
+import subprocess
 
 import gdb
 
@@ -208,7 +210,103 @@ def location_at(name, pc):
     return "\n".join(desc) if found else None
 
 
-def annotate_locations(vars_, pc, caller):
+# The executable's DW_TAG_call_site parameters, read with readelf: static return pc ->
+# {register: DW_AT_call_value as readelf shows it}, and the executable's load bias.
+CALL_SITES = None
+BIAS = 0
+TAG = re.compile(r"Abbrev Number: \d+ \((DW_TAG_\w+)\)")
+HEX_END = re.compile(r"(0x[0-9a-f]+)\s*$")
+READELF_REG = re.compile(r"\(DW_OP_reg\d+ \((\w+)\)\)")
+READELF_CALLER_SAVED = re.compile(r"\((rax|rcx|rdx|rsi|rdi|r8|r9|r10|r11|xmm\d+)\)")
+ENTRY_REG = re.compile(r"entry_value[\s\S]*?\[\$(\w+)\]")
+READELF_ENTRY_REG = re.compile(r"entry_value: \(DW_OP_b?reg\d+ \((\w+)\)")
+
+
+def call_sites():
+    global CALL_SITES, BIAS
+    if CALL_SITES is not None:
+        return CALL_SITES
+    CALL_SITES = {}
+    exe = gdb.current_progspace().filename
+    try:
+        info = subprocess.run(
+            ["readelf", "--debug-dump=info", "-W", exe], capture_output=True, text=True
+        ).stdout
+        phdrs = subprocess.run(["readelf", "-lW", exe], capture_output=True, text=True).stdout
+        maps = gdb.execute("info proc mappings", to_string=True)
+    except (OSError, gdb.error):
+        return CALL_SITES
+    first_load = next((l.split() for l in phdrs.splitlines() if l.strip().startswith("LOAD")), None)
+    base = next(
+        (
+            l.split()
+            for l in maps.splitlines()
+            if l.strip().endswith(exe) and len(l.split()) >= 5 and int(l.split()[3], 16) == 0
+        ),
+        None,
+    )
+    if first_load and base:
+        BIAS = int(base[0], 16) - int(first_load[2], 16)
+    site = param = None
+    for line in info.splitlines():
+        t = TAG.search(line)
+        if t:
+            tag = t.group(1)
+            if tag in ("DW_TAG_call_site", "DW_TAG_GNU_call_site"):
+                site, param = {"pc": None, "params": {}}, None
+            elif tag in ("DW_TAG_call_site_parameter", "DW_TAG_GNU_call_site_parameter"):
+                param = {} if site is not None else None
+            else:
+                site = param = None
+            continue
+        if "Abbrev Number: 0" in line:
+            param = None
+            continue
+        if site is None:
+            continue
+        if param is None and ("DW_AT_call_return_pc" in line or "DW_AT_low_pc" in line):
+            m = HEX_END.search(line)
+            if m:
+                site["pc"] = int(m.group(1), 16)
+                CALL_SITES[site["pc"]] = site["params"]
+        elif param is not None and "DW_AT_location" in line:
+            m = READELF_REG.search(line)
+            param["reg"] = m.group(1) if m else None
+        elif param is not None and ("DW_AT_call_value" in line or "call_site_value" in line):
+            if param.get("reg"):
+                site["params"][param["reg"]] = line
+    return CALL_SITES
+
+
+def physical_caller(frame):
+    """The frame that called `frame`'s physical frame (None at the outermost)."""
+    while frame is not None and frame.type() == gdb.INLINE_FRAME:
+        frame = frame.older()
+    return frame.older() if frame is not None else None
+
+
+def entry_value_caller_saved(frame, reg):
+    """Whether the value a DW_OP_entry_value of `reg` stands for is, at the caller's call site
+    (following entry values up the callers), computed from a caller-saved register of a caller
+    frame: gdb reads it anyway (its "same value"), corecatch treats it as clobbered."""
+    for _ in range(16):
+        caller = physical_caller(frame)
+        if caller is None:
+            return None
+        params = call_sites().get(caller.pc() - BIAS)
+        if params is None or reg not in params:
+            return None  # no call site parameter: gdb finds no value either
+        value = params[reg]
+        chained = READELF_ENTRY_REG.search(value)
+        if chained:
+            frame, reg = caller, chained.group(1)
+            continue
+        m = READELF_CALLER_SAVED.search(value)
+        return m.group(1) if m else None
+    return None
+
+
+def annotate_locations(vars_, pc, caller, frame):
     """Flag the variables whose location at `pc` is an entry value ("entry_value": read from
     the caller's DW_TAG_call_site_parameter) or, in a caller frame, a caller-saved register."""
     names = [v["name"] for v in vars_]
@@ -222,9 +320,14 @@ def annotate_locations(vars_, pc, caller):
         # bytes of a composite that no piece describes too, e.g. rustc -O2's `iter` in
         # vars_rs::process, whose only piece is its first 8 bytes in r13.
         v["implicit_pointer"] = "implicit_pointer" in loc
-        if "DW_OP_entry_value" in loc:
+        if "entry_value" in loc:
             v["entry_value"] = True
-            continue  # read from the caller's call site, not this frame's registers
+            # Read from the caller's call site, not this frame's registers.
+            m = ENTRY_REG.search(loc)
+            reg = m and entry_value_caller_saved(frame, m.group(1))
+            if reg and "piece" not in loc:
+                v["caller_saved"] = reg + " at the call site"
+            continue
         if not caller:
             continue
         if "piece" in loc:
@@ -279,7 +382,7 @@ def frame_record(frame, level, physical):
     frame.select()
     # A caller's pc is a return address: gdb looks its variables up at pc - 1.
     pc = frame.pc() - 1 if physical > 0 else frame.pc()
-    annotate_locations(rec["args"] + rec["locals"], pc, physical > 0)
+    annotate_locations(rec["args"] + rec["locals"], pc, physical > 0, frame)
     if any(v["value"] == GDB_BUG for v in rec["args"] + locals_):
         rec["info_skipped"] = "a value gdb cannot print (see gdb_bug)"
         return rec

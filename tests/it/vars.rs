@@ -199,7 +199,7 @@ fn vars(v: &Value) -> Option<Vec<Var>> {
                 };
                 if let Some(r) = x["caller_saved"].as_str() {
                     var.note = Some(format!(
-                        "caller-saved ${r} in a caller frame: gdb shows {}",
+                        "caller-saved ${r} of a caller frame: gdb shows {}",
                         var.value
                     ));
                     var.value = OPTIMIZED_OUT.to_string();
@@ -240,7 +240,9 @@ const SYNTHETIC: &str = "<synthetic pointer>";
 ///   whatever the register held when the process died, not the caller's variable: -O2's
 ///   `visit` keeps `color` in r11 across the call to peek_next, and gdb shows GREEN only
 ///   because peek_next happened not to touch r11. corecatch's unwinder drops those registers
-///   in callers. (An entry value or a composite with pieces is not flagged: compared as is.)
+///   in callers. The same holds for an entry value whose DW_TAG_call_site computes it from
+///   such a register of the caller (g++ -O2's settle passes `index` to post as r11), followed
+///   up chained entry values. (A composite with pieces is not flagged: compared as is.)
 /// - `<synthetic pointer>` in gdb's value of a variable whose location has no implicit pointer
 ///   (gdb_vars.py records `implicit_pointer: false`) is `<optimized out>` for us: gdb 13 says
 ///   so of the bytes of a composite that no piece describes (rustc -O2 keeps only the first 8
