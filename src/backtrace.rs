@@ -393,17 +393,49 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                 let f = tail_calls
                     .entry((c, ret))
                     .or_insert_with(|| tail_call_frame(&prepared, c, ret));
-                tb.frames.extend(f.clone());
+                if let Some(f) = f.clone() {
+                    let gone = tail_raw(&f, raw);
+                    tb.frames.push(f);
+                    if opts.args {
+                        // No registers survive a tail call; its arguments come from the
+                        // entry values its caller (this frame) passed, as gdb reads them.
+                        let at = tb.frames.len() - 1;
+                        add_variables(
+                            &prepared,
+                            &code,
+                            (&gone, Some(raw)),
+                            locals,
+                            &mut direct_calls,
+                            &mut tb.frames[at..],
+                        );
+                    }
+                }
             }
             callee = (!raw.signal_trampoline).then(|| raw.address.lookup());
             let first = tb.frames.len();
             symbolize_frame(&prepared, raw, late, &mut tb.frames);
             if opts.args && !late {
-                let caller = raw_frames.get(i + 1);
+                let mut caller = raw_frames.get(i + 1).cloned();
+                // A tail-call frame will stand between this frame and its caller: the call
+                // that reached this function is that frame's tail call, whose parameters say
+                // what it passed (registers themselves are gone).
+                if let Some(c) = &caller {
+                    if let (false, unwind::CodeAddress::ReturnAddress(ret)) =
+                        (raw.signal_trampoline, c.address)
+                    {
+                        let key = (raw.address.lookup(), ret);
+                        let f = tail_calls
+                            .entry(key)
+                            .or_insert_with(|| tail_call_frame(&prepared, key.0, ret));
+                        if let Some(f) = f {
+                            caller = Some(tail_raw(f, c));
+                        }
+                    }
+                }
                 add_variables(
                     &prepared,
                     &code,
-                    (raw, caller),
+                    (raw, caller.as_ref()),
                     locals,
                     &mut direct_calls,
                     &mut tb.frames[first..],
@@ -664,6 +696,19 @@ fn tail_call_frame(prepared: &[Prepared], callee: u64, ret: u64) -> Option<Frame
     }
 }
 
+/// The physical-frame view of a tail-call frame (whose caller is `caller`): its pc as a
+/// return address, no registers.
+fn tail_raw(f: &Frame, caller: &unwind::RawFrame) -> unwind::RawFrame {
+    unwind::RawFrame {
+        address: unwind::CodeAddress::ReturnAddress(f.pc),
+        trust: FrameTrust::TailCall,
+        sp: caller.sp,
+        signal_trampoline: false,
+        regs: Vec::new(),
+        cfa: None,
+    }
+}
+
 /// Fill the arguments (and with `locals`, the locals) of `frames`, the inlined and physical
 /// frames [`symbolize_frame`] made of `raw`; `caller`: the physical frame that called it, for
 /// `DW_OP_entry_value`; `direct_calls`: whether the call returning to an address calls the
@@ -728,6 +773,10 @@ fn add_variables(
     let Some(vars) = syms.variables(lookup.wrapping_sub(p.bias), &state, process, locals) else {
         return;
     };
+    let mut vars = vars;
+    if raw.trust == FrameTrust::TailCall {
+        vars.truncate(1); // a tail-call frame is named by its innermost function alone
+    }
     if vars.len() != frames.len() {
         return; // the frames came from another answer (the symbol table): nothing to pair
     }

@@ -16,6 +16,8 @@ pub const MAX_VALUE_BYTES: usize = 4096;
 
 /// What `bt full` prints for a frame without locals (at the start of the line, as gdb does).
 pub const NO_LOCALS: &str = "No locals.";
+/// What `bt full` prints for a frame without debug information.
+pub const NO_SYMBOLS: &str = "No symbol table info available.";
 
 /// Indent of each local under its frame, as in gdb's `bt full`.
 const LOCALS_INDENT: &str = "        ";
@@ -153,10 +155,13 @@ fn write_crash_line(r: &Report, w: &mut dyn Write) -> io::Result<()> {
 pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
     let what = if t.crashed { " (crashed)" } else { "" };
     line!(w, "Thread {}{what}:", t.tid)?;
+    // Locals were read for this thread (`bt full`): a frame without DWARF says so, as gdb.
+    let full = t.frames.iter().any(|f| f.locals.is_some());
     for (i, f) in t.frames.iter().enumerate() {
         // As gdb: `#0  0x…`, `#10 0x…`, `#100 0x…` (always a space after the number).
         line!(w, "#{i:<2} {}", frame_line(f))?;
         match f.locals.as_deref() {
+            None if full && f.args.is_none() && !f.inlined => line!(w, "{NO_SYMBOLS}")?,
             None => {}
             Some([]) => line!(w, "{NO_LOCALS}")?,
             Some(locals) => {
@@ -334,7 +339,8 @@ mod tests {
 
     /// gdb's `bt` and `bt full` forms: arguments on the frame line (aggregates as `...`),
     /// inlined frames' too, `()` for none, no parentheses without DWARF; locals indented by 8,
-    /// aggregates in full, `No locals.` for none, nothing where they were not read.
+    /// aggregates in full, `No locals.` for none, nothing where they were not read, and in a
+    /// thread whose locals were read, `No symbol table info available.` without DWARF.
     #[test]
     fn arguments_and_locals_as_gdb_prints_them() {
         let mut kill = frame(0x7f00_0000_1000, "__pthread_kill_implementation", None);
@@ -360,6 +366,7 @@ mod tests {
             text,
             "Thread 7 (crashed):\n\
              #0  0x00007f0000001000 in __pthread_kill_implementation from /lib/libc.so.6\n\
+             No symbol table info available.\n\
              #1                       inl (n=<optimized out>) at t.c:5 [inlined]\n\
              No locals.\n\
              #2  0x00005654cc26b1c2 in check (head=0x7ffd180af4b0, p=..., \
