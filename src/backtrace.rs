@@ -704,7 +704,7 @@ fn tail_raw(f: &Frame, caller: &unwind::RawFrame) -> unwind::RawFrame {
         trust: FrameTrust::TailCall,
         sp: caller.sp,
         signal_trampoline: false,
-        regs: Vec::new(),
+        regs: unwind::KnownRegs::default(),
         cfa: None,
     }
 }
@@ -753,8 +753,9 @@ fn add_variables(
     let entry_value = |reg: u16| -> Option<u64> {
         let (c, ret) = direct?;
         let cp = prepared_at(prepared, c.address.lookup())?;
+        let caller_regs = c.regs.to_vec();
         let state = crate::symbolize::FrameState {
-            regs: &c.regs,
+            regs: &caller_regs,
             cfa: c.cfa,
             bias: cp.bias,
             little_endian,
@@ -763,8 +764,9 @@ fn add_variables(
         cp.symbols()?
             .call_site_value(ret.wrapping_sub(cp.bias), reg, &state, process)
     };
+    let regs = raw.regs.to_vec();
     let state = crate::symbolize::FrameState {
-        regs: &raw.regs,
+        regs: &regs,
         cfa: raw.cfa,
         bias: p.bias,
         little_endian,

@@ -75,6 +75,9 @@ pub(super) struct Progressive {
     step: (Mutex<()>, Condvar),
 }
 
+/// Compressed bytes copied out per read while inflating progressively.
+const INPUT_CHUNK: usize = 64 << 10;
+
 impl Progressive {
     /// A section whose zlib stream is `stream` (within `file`) and inflates to `size` bytes;
     /// `None` when no memory can be mapped for it.
@@ -147,7 +150,11 @@ impl Progressive {
 
     /// [`Progressive::ensure`] with the inflater held.
     fn inflate_locked(&self, guard: &mut Option<flate2::Decompress>, end: usize) -> bool {
-        let stream = &(*self.file).as_ref()[self.stream.clone()];
+        // The compressed bytes are copied out a chunk at a time (`pread` for a mapped file)
+        // rather than read through the mapping, so they do not stay resident once inflated.
+        let mut read = self.file.reader();
+        let mut input = vec![0u8; INPUT_CHUNK];
+        let (mut input_at, mut input_len) = (0usize, 0usize);
         loop {
             let filled = self.filled.load(Ordering::Relaxed);
             if filled >= end {
@@ -163,9 +170,15 @@ impl Progressive {
             let out =
                 unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(filled), want) };
             let used = usize::try_from(z.total_in()).unwrap_or(usize::MAX);
+            let held = input_at..input_at + input_len;
+            if !held.contains(&used) || held.end - used < INPUT_CHUNK / 4 {
+                let n = INPUT_CHUNK.min(self.stream.len().saturating_sub(used));
+                input_len = read(self.stream.start.saturating_add(used), &mut input[..n]);
+                input_at = used;
+            }
             let before = z.total_out();
             let status = z.decompress(
-                stream.get(used..).unwrap_or_default(),
+                input.get(used - input_at..input_len).unwrap_or_default(),
                 out,
                 flate2::FlushDecompress::None,
             );

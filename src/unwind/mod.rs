@@ -161,10 +161,52 @@ pub struct RawFrame {
     /// frame 0 and in a frame the kernel saved for a signal; in a caller, those the CFI (or the
     /// frame-pointer chain) recovers and the callee-saved ones, never the caller-saved ones
     /// (a call clobbers them; gdb prints variables living there as `<optimized out>`).
-    pub regs: Vec<Option<u64>>,
+    pub regs: KnownRegs,
     /// The canonical frame address (the caller's stack pointer before the call), when the
     /// step to the caller computed one.
     pub cfa: Option<u64>,
+}
+
+/// Registers by DWARF number, only the known ones stored: a thread of a deep stack keeps one
+/// set per frame until its variables are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownRegs {
+    /// Bit `n`: register `n` is known (registers 64 and up are never kept).
+    known: u64,
+    /// The known registers' values, lowest number first.
+    values: Box<[u64]>,
+}
+
+impl KnownRegs {
+    pub fn new(regs: &[Option<u64>]) -> KnownRegs {
+        let mut known = 0u64;
+        let mut values = Vec::new();
+        for (i, r) in regs.iter().enumerate().take(64) {
+            if let Some(v) = r {
+                known |= 1 << i;
+                values.push(*v);
+            }
+        }
+        KnownRegs {
+            known,
+            values: values.into_boxed_slice(),
+        }
+    }
+
+    /// Every register up to the highest known one, `None` where unknown.
+    pub fn to_vec(&self) -> Vec<Option<u64>> {
+        let n = 64 - self.known.leading_zeros() as usize;
+        let mut it = self.values.iter();
+        (0..n)
+            .map(|i| {
+                if self.known & (1 << i) != 0 {
+                    it.next().copied()
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
 }
 
 /// The result of walking one thread.
@@ -199,7 +241,7 @@ pub fn unwind_thread(
                     trust: FrameTrust::Context,
                     sp: regs.sp().unwrap_or(0),
                     signal_trampoline: false,
-                    regs: Vec::new(),
+                    regs: KnownRegs::default(),
                     cfa: None,
                 })
                 .into_iter()

@@ -2,8 +2,8 @@
 //! trampoline's code bytes, and the frame-pointer (rbp chain) fallback.
 
 use super::{
-    cfi_step, module_at, CfiError, CodeAddress, FrameTrust, Limits, MemoryReader, RawFrame, Seen,
-    StopReason, UnwindModule, Unwound,
+    cfi_step, module_at, CfiError, CodeAddress, FrameTrust, KnownRegs, Limits, MemoryReader,
+    RawFrame, Seen, StopReason, UnwindModule, Unwound,
 };
 use crate::elf_core::Registers;
 
@@ -79,7 +79,7 @@ pub(crate) fn unwind(
         trust: FrameTrust::Context,
         sp,
         signal_trampoline: false,
-        regs: regs.clone(),
+        regs: KnownRegs::new(&regs),
         cfa: None,
     };
     let mut seen = Seen::new();
@@ -149,7 +149,7 @@ pub(crate) fn unwind(
             trust,
             sp: nsp,
             signal_trampoline: false,
-            regs: known,
+            regs: KnownRegs::new(&known),
             cfa: None,
         };
     };
