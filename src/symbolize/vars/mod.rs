@@ -170,6 +170,9 @@ impl ModuleSymbols {
         let site = *sites.site_by_return.get(&ret_svma)?;
         let locs = self.location_lists();
         let cached = self.site_plans.borrow().get(&(ret_svma, reg)).cloned();
+        if let Some(None) = cached {
+            return None; // known to have no usable value
+        }
         let (plan, value) = self.dwarf.as_ref()?.answer(probe, |ctx| {
             let Some(unit) = ctx.find_dwarf_and_unit(probe).skip_all_loads() else {
                 return Ok(None);
@@ -626,11 +629,11 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         if depth > 4 {
             return Err(Missing::OptimizedOut);
         }
-        if let Some(address) = self.simple_address(&expr, frame_base) {
+        if let Some(location) = self.simple_location(&expr, frame_base) {
             return Ok(vec![gimli::Piece {
                 size_in_bits: None,
                 bit_offset: None,
-                location: Location::Address { address },
+                location: location?,
             }]);
         }
         let fs = self.frame;
@@ -719,9 +722,40 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
         Err(Missing::OptimizedOut)
     }
 
-    /// The address an `-O0` location names, without an evaluation: `DW_OP_fbreg N` over a
-    /// `DW_OP_call_frame_cfa` frame base, or `DW_OP_bregR N`. `None` for anything else (or a
+    /// The commonest locations, without an evaluation: `-O0`'s `DW_OP_fbreg N` over a
+    /// `DW_OP_call_frame_cfa` frame base and `DW_OP_bregR N`, `-O2`'s `DW_OP_regR` and
+    /// `DW_OP_entry_value(DW_OP_regR), DW_OP_stack_value`. `None` for anything else (or a
     /// register that is not known), which gimli then evaluates.
+    fn simple_location(
+        &self,
+        expr: &gimli::Expression<Reader>,
+        frame_base: Option<&gimli::Expression<Reader>>,
+    ) -> Option<Result<Location<Reader>, Missing>> {
+        let bytes = expr.0.to_slice().ok()?;
+        match *bytes {
+            [op @ 0x50..=0x6f] => {
+                return Some(Ok(Location::Register {
+                    register: gimli::Register(u16::from(op - 0x50)),
+                }))
+            }
+            // DW_OP_entry_value (or GNU's), 1 byte: DW_OP_regR; DW_OP_stack_value
+            [0xa3 | 0xf3, 1, op @ 0x50..=0x6f, 0x9f] => {
+                let v = (self.frame.entry_value)(u16::from(op - 0x50));
+                return Some(
+                    v.map(|v| Location::Value {
+                        value: gimli::Value::Generic(v),
+                    })
+                    .ok_or(Missing::OptimizedOut),
+                );
+            }
+            _ => {}
+        }
+        self.simple_address(expr, frame_base)
+            .map(|address| Ok(Location::Address { address }))
+    }
+
+    /// The address `-O0`'s `DW_OP_fbreg N` (over a `DW_OP_call_frame_cfa` frame base) or
+    /// `DW_OP_bregR N` names.
     fn simple_address(
         &self,
         expr: &gimli::Expression<Reader>,
@@ -871,6 +905,11 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
             let Some(AttributeValue::Exprloc(x)) = value else {
                 return None;
             };
+            // A value that is itself the caller's entry value is not chained further (gdb
+            // does not either): the caller's registers at its own entry are not known here.
+            if matches!(x.0.clone().read_u8(), Ok(0xa3 | 0xf3)) {
+                return None;
+            }
             return Some((x, function.and_then(|f| self.frame_base(f))));
         }
         None
