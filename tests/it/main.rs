@@ -12,4 +12,5 @@ mod run;
 mod s3;
 mod systemd;
 mod util;
+mod vars;
 mod zoo;
