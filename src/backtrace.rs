@@ -373,7 +373,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         core,
         modules: &prepared,
     };
-    let mut direct_calls = HashMap::new();
+    let direct_calls = std::cell::RefCell::new(HashMap::new());
     for (mut tb, raw_frames) in walks {
         timed_out |= tb.stop == StopReason::Timeout;
         let mut callee: Option<u64> = None;
@@ -403,9 +403,9 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                         add_variables(
                             &prepared,
                             &code,
-                            (&gone, Some(raw)),
+                            (&gone, Some(raw), &raw_frames[i + 1..]),
                             locals,
-                            &mut direct_calls,
+                            &direct_calls,
                             &mut tb.frames[at..],
                         );
                     }
@@ -415,7 +415,10 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
             let first = tb.frames.len();
             symbolize_frame(&prepared, raw, late, &mut tb.frames);
             if opts.args && !late {
+                let callers = raw_frames.get(i + 2..).unwrap_or_default();
                 let mut caller = raw_frames.get(i + 1).cloned();
+                // With a tail-call frame between, the real caller comes after it.
+                let mut callers_after = callers;
                 // A tail-call frame will stand between this frame and its caller: the call
                 // that reached this function is that frame's tail call, whose parameters say
                 // what it passed (registers themselves are gone).
@@ -429,15 +432,16 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                             .or_insert_with(|| tail_call_frame(&prepared, key.0, ret));
                         if let Some(f) = f {
                             caller = Some(tail_raw(f, c));
+                            callers_after = &raw_frames[i + 1..];
                         }
                     }
                 }
                 add_variables(
                     &prepared,
                     &code,
-                    (raw, caller.as_ref()),
+                    (raw, caller.as_ref(), callers_after),
                     locals,
-                    &mut direct_calls,
+                    &direct_calls,
                     &mut tb.frames[first..],
                 );
             }
@@ -710,15 +714,20 @@ fn tail_raw(f: &Frame, caller: &unwind::RawFrame) -> unwind::RawFrame {
 }
 
 /// Fill the arguments (and with `locals`, the locals) of `frames`, the inlined and physical
-/// frames [`symbolize_frame`] made of `raw`; `caller`: the physical frame that called it, for
-/// `DW_OP_entry_value`; `direct_calls`: whether the call returning to an address calls the
-/// function at a lookup address, as found so far. Frames without a DWARF function keep `None`.
+/// frames [`symbolize_frame`] made of `raw`; `caller`: the physical frame that called it, and
+/// `callers` the ones above it, for `DW_OP_entry_value`; `direct_calls`: whether the call
+/// returning to an address calls the function at a lookup address, as found so far. Frames
+/// without a DWARF function keep `None`.
 fn add_variables(
     prepared: &[Prepared],
     process: &CodeReader<'_>,
-    (raw, caller): (&unwind::RawFrame, Option<&unwind::RawFrame>),
+    (raw, caller, callers): (
+        &unwind::RawFrame,
+        Option<&unwind::RawFrame>,
+        &[unwind::RawFrame],
+    ),
     locals: bool,
-    direct_calls: &mut HashMap<(u64, u64), bool>,
+    direct_calls: &std::cell::RefCell<HashMap<(u64, u64), bool>>,
     frames: &mut [Frame],
 ) {
     let lookup = raw.address.lookup();
@@ -732,38 +741,13 @@ fn add_variables(
     // The value a register had on entry: what the caller's call site put there.
     // As gdb, only from a call site known to call this very function: an indirect call (or
     // one that reached it through tail calls) says nothing about its registers.
-    let direct = caller
-        .filter(|_| !raw.signal_trampoline)
-        .and_then(|c| match c.address {
-            unwind::CodeAddress::ReturnAddress(ret) => Some((c, ret)),
-            unwind::CodeAddress::InstructionPointer(_) => None,
-        })
-        .filter(|&(c, ret)| {
-            *direct_calls.entry((ret, lookup)).or_insert_with(|| {
-                let calls = || -> Option<bool> {
-                    let cp = prepared_at(prepared, c.address.lookup())?;
-                    let target = cp.symbols()?.call_target(ret.wrapping_sub(cp.bias))?;
-                    Some(
-                        resolve_target(prepared, cp, &target)? == function_entry(prepared, lookup)?,
-                    )
-                };
-                calls().unwrap_or(false)
-            })
-        });
-    let entry_value = |reg: u16| -> Option<u64> {
-        let (c, ret) = direct?;
-        let cp = prepared_at(prepared, c.address.lookup())?;
-        let caller_regs = c.regs.to_vec();
-        let state = crate::symbolize::FrameState {
-            regs: &caller_regs,
-            cfa: c.cfa,
-            bias: cp.bias,
-            little_endian,
-            entry_value: &|_| None,
-        };
-        cp.symbols()?
-            .call_site_value(ret.wrapping_sub(cp.bias), reg, &state, process)
+    let ctx = EntryValues {
+        prepared,
+        process,
+        little_endian,
+        direct_calls,
     };
+    let entry_value = |reg: u16| ctx.value(raw, caller, callers, reg, 0);
     let regs = raw.regs.to_vec();
     let state = crate::symbolize::FrameState {
         regs: &regs,
@@ -787,6 +771,78 @@ fn add_variables(
             f.args = Some(v.args);
             f.locals = v.locals;
         }
+    }
+}
+
+/// Entry values chain at most this many callers up (gdb's are as short in practice).
+const MAX_ENTRY_CHAIN: usize = 8;
+
+/// What `DW_OP_entry_value` needs: the frames' modules and memory.
+struct EntryValues<'a> {
+    prepared: &'a [Prepared],
+    process: &'a CodeReader<'a>,
+    little_endian: bool,
+    direct_calls: &'a std::cell::RefCell<HashMap<(u64, u64), bool>>,
+}
+
+impl EntryValues<'_> {
+    /// The value register `reg` had on entry to `callee`'s function: what the call site in
+    /// `caller` that called it passed, evaluated in `caller`'s frame, which may itself ask for
+    /// its own entry values from `callers` (as gdb chains them). Only from a call site known to
+    /// call this very function: an indirect call says nothing about the callee's registers.
+    fn value(
+        &self,
+        callee: &unwind::RawFrame,
+        caller: Option<&unwind::RawFrame>,
+        callers: &[unwind::RawFrame],
+        reg: u16,
+        depth: usize,
+    ) -> Option<u64> {
+        if depth >= MAX_ENTRY_CHAIN || callee.signal_trampoline {
+            return None;
+        }
+        let c = caller?;
+        let unwind::CodeAddress::ReturnAddress(ret) = c.address else {
+            return None;
+        };
+        let lookup = callee.address.lookup();
+        if !self.calls(c, ret, lookup) {
+            return None;
+        }
+        let cp = prepared_at(self.prepared, c.address.lookup())?;
+        let caller_regs = c.regs.to_vec();
+        let (next, rest) = match callers.split_first() {
+            Some((n, r)) => (Some(n), r),
+            None => (None, callers),
+        };
+        let chain = |r: u16| self.value(c, next, rest, r, depth + 1);
+        let state = crate::symbolize::FrameState {
+            regs: &caller_regs,
+            cfa: c.cfa,
+            bias: cp.bias,
+            little_endian: self.little_endian,
+            entry_value: &chain,
+        };
+        cp.symbols()?
+            .call_site_value(ret.wrapping_sub(cp.bias), reg, &state, self.process)
+    }
+
+    /// Whether the call in `c` returning to `ret` calls the function holding `lookup`.
+    fn calls(&self, c: &unwind::RawFrame, ret: u64, lookup: u64) -> bool {
+        if let Some(&known) = self.direct_calls.borrow().get(&(ret, lookup)) {
+            return known;
+        }
+        let found = (|| -> Option<bool> {
+            let cp = prepared_at(self.prepared, c.address.lookup())?;
+            let target = cp.symbols()?.call_target(ret.wrapping_sub(cp.bias))?;
+            Some(
+                resolve_target(self.prepared, cp, &target)?
+                    == function_entry(self.prepared, lookup)?,
+            )
+        })()
+        .unwrap_or(false);
+        self.direct_calls.borrow_mut().insert((ret, lookup), found);
+        found
     }
 }
 

@@ -891,11 +891,6 @@ impl<'u, 'a, 'f> Scope<'u, 'a, 'f> {
             let Some(AttributeValue::Exprloc(x)) = value else {
                 return None;
             };
-            // A value that is itself the caller's entry value is not chained further (gdb
-            // does not either): the caller's registers at its own entry are not known here.
-            if matches!(x.0.clone().read_u8(), Ok(0xa3 | 0xf3)) {
-                return None;
-            }
             return Some((x, function.and_then(|f| self.frame_base(f))));
         }
         None

@@ -178,7 +178,10 @@ impl<'u, 'a> Types<'u, 'a> {
             gimli::DW_TAG_base_type | gimli::DW_TAG_unspecified_type => {
                 match e.attr_value(gimli::DW_AT_encoding) {
                     Some(AttributeValue::Encoding(encoding)) => Kind::Base {
-                        name: name.unwrap_or_default(),
+                        name: match self.lang {
+                            Lang::Rust => name.unwrap_or_default(),
+                            _ => canonical_c_name(name.unwrap_or_default()),
+                        },
                         encoding,
                         size: size.unwrap_or(0),
                     },
@@ -706,4 +709,18 @@ fn namespaces(unit: &UnitRef<'_>) -> HashMap<Off, String> {
         }
     }
     out
+}
+
+/// GCC's base type names as gdb canonicalizes them (`long int` is `long`).
+fn canonical_c_name(name: String) -> String {
+    let canonical = match name.as_str() {
+        "long int" => "long",
+        "long unsigned int" => "unsigned long",
+        "short int" => "short",
+        "short unsigned int" => "unsigned short",
+        "long long int" => "long long",
+        "long long unsigned int" => "unsigned long long",
+        _ => return name,
+    };
+    canonical.to_string()
 }
