@@ -81,13 +81,10 @@ pub(super) enum Kind {
     Pointer {
         target: Option<Off>,
         size: u64,
-        /// The name the DWARF gives the pointer type itself (Rust names `&str`, `*const u8`).
-        name: Option<String>,
     },
     Reference {
         target: Option<Off>,
         rvalue: bool,
-        name: Option<String>,
     },
     /// `const`, `volatile`, `restrict`, `_Atomic` of `target` (`None`: `void`).
     Qualified {
@@ -117,6 +114,8 @@ pub(super) enum Kind {
         size: u64,
         signed: bool,
         values: Vec<(String, i128)>,
+        /// C++'s `enum class`: its enumerators are named through it (`Kind::Debit`).
+        scoped: bool,
     },
     Function {
         ret: Option<Off>,
@@ -191,12 +190,10 @@ impl<'u, 'a> Types<'u, 'a> {
             gimli::DW_TAG_pointer_type | gimli::DW_TAG_ptr_to_member_type => Kind::Pointer {
                 target,
                 size: size.unwrap_or(u64::from(self.unit.encoding().address_size)),
-                name,
             },
             gimli::DW_TAG_reference_type | gimli::DW_TAG_rvalue_reference_type => Kind::Reference {
                 target,
                 rvalue: e.tag() == gimli::DW_TAG_rvalue_reference_type,
-                name,
             },
             gimli::DW_TAG_const_type => Kind::Qualified {
                 qualifier: "const",
@@ -247,6 +244,10 @@ impl<'u, 'a> Types<'u, 'a> {
                     size: size.unwrap_or(4),
                     signed,
                     values: self.enumerators(off, signed),
+                    scoped: matches!(
+                        e.attr_value(gimli::DW_AT_enum_class),
+                        Some(AttributeValue::Flag(true))
+                    ),
                 }
             }
             gimli::DW_TAG_subroutine_type => {
@@ -525,10 +526,31 @@ impl<'u, 'a> Types<'u, 'a> {
             }
         };
         match &*k {
-            Kind::Pointer { name: Some(n), .. } | Kind::Reference { name: Some(n), .. }
+            // gdb's Rust printer names every pointer and reference `*mut T` (`*const T`
+            // for a const target), whatever name rustc gave it.
+            Kind::Pointer { target, .. } | Kind::Reference { target, .. }
                 if self.lang == Lang::Rust =>
             {
-                (n.clone(), inner)
+                let (mutability, pointee) = match target.map(|t| self.get(t)).as_deref() {
+                    Some(Kind::Qualified {
+                        qualifier: "const",
+                        target: t,
+                    }) => ("const", *t),
+                    _ => ("mut", *target),
+                };
+                (format!("*{mutability} {}", self.name(pointee)), inner)
+            }
+            Kind::Array {
+                element, counts, ..
+            } if self.lang == Lang::Rust => {
+                let mut name = self.name(*element);
+                for c in counts.iter().rev() {
+                    name = match c {
+                        Some(n) => format!("[{name}; {n}]"),
+                        None => format!("[{name}]"),
+                    };
+                }
+                (name, inner)
             }
             Kind::Pointer { target, .. } => {
                 let mut d = format!("*{inner}");
@@ -590,16 +612,34 @@ impl<'u, 'a> Types<'u, 'a> {
         }
     }
 
-    /// A Rust type's name with the namespaces it is declared in (`core::option::Option<u32>`),
-    /// as gdb's Rust printer names it.
+    /// A C++ or Rust type's name with the namespaces and types it is declared in
+    /// (`bank::Ledger`, `core::option::Option<u32>`), as gdb names it.
     pub(super) fn qualified(&self, off: Off, name: &str) -> String {
-        if self.lang != Lang::Rust {
+        if self.lang == Lang::C {
             return name.to_string();
         }
         let scopes = self.cache.scopes.get_or_init(|| namespaces(self.unit));
         match scopes.get(&off) {
             Some(path) if !path.is_empty() => format!("{path}::{name}"),
             _ => name.to_string(),
+        }
+    }
+
+    /// What an enumerator of the enum at `off` is prefixed with, as gdb prints it: C++'s
+    /// namespaces (and the enum itself for an `enum class`), Rust's path to the enum.
+    pub(super) fn enumerator_prefix(&self, off: Off, name: Option<&str>, scoped: bool) -> String {
+        let path = match self.lang {
+            Lang::C => return String::new(),
+            Lang::Rust => name.map(|n| self.qualified(off, n)),
+            Lang::Cxx if scoped => name.map(|n| self.qualified(off, n)),
+            Lang::Cxx => {
+                let q = self.qualified(off, "");
+                q.strip_suffix("::").map(str::to_string)
+            }
+        };
+        match path {
+            Some(p) if !p.is_empty() => format!("{p}::"),
+            _ => String::new(),
         }
     }
 
@@ -612,15 +652,14 @@ impl<'u, 'a> Types<'u, 'a> {
 
     fn base_name(&self, off: Off, k: &Kind) -> String {
         let tagged = |keyword: &str, name: &Option<String>| match (self.lang, name) {
-            (Lang::Rust, Some(n)) => self.qualified(off, n),
+            (Lang::Rust | Lang::Cxx, Some(n)) => self.qualified(off, n),
             (Lang::C, Some(n)) => format!("{keyword} {n}"),
-            (_, Some(n)) => n.clone(),
             (Lang::C, None) => format!("{keyword} {{...}}"),
             (_, None) => "{...}".into(),
         };
         match k {
             Kind::Base { name, .. } => name.clone(),
-            Kind::Typedef { name, .. } => name.clone(),
+            Kind::Typedef { name, .. } => self.qualified(off, name),
             Kind::Aggregate { keyword, name, .. } => tagged(keyword, name),
             Kind::Enum { name, .. } => tagged("enum", name),
             Kind::Array { name: Some(n), .. } => n.clone(),
@@ -652,7 +691,8 @@ pub(super) fn type_ref(
     }
 }
 
-/// The namespace path (`core::option`) of each struct, union and enum type DIE of a Rust unit,
+/// The namespace path (`core::option`, `bank`) of each struct, class, union, enum and typedef
+/// DIE of a C++ or Rust unit,
 /// from one walk of its raw entries (only namespaces' names are decoded); bounded.
 fn namespaces(unit: &UnitRef<'_>) -> HashMap<Off, String> {
     let mut out = HashMap::new();
@@ -679,8 +719,10 @@ fn namespaces(unit: &UnitRef<'_>) -> HashMap<Off, String> {
             tag,
             gimli::DW_TAG_namespace
                 | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_class_type
                 | gimli::DW_TAG_union_type
                 | gimli::DW_TAG_enumeration_type
+                | gimli::DW_TAG_typedef
         );
         if !scope {
             if entries.skip_attributes(abbrev.attributes()).is_err() {
@@ -705,7 +747,12 @@ fn namespaces(unit: &UnitRef<'_>) -> HashMap<Off, String> {
             out.insert(off, path.join("::"));
         }
         if abbrev.has_children() {
-            open.push((depth, name.unwrap_or_default()));
+            let name = match name {
+                Some(n) => n,
+                None if tag == gimli::DW_TAG_namespace => "(anonymous namespace)".into(),
+                None => String::new(),
+            };
+            open.push((depth, name));
         }
     }
     out

@@ -154,7 +154,8 @@ impl Printer<'_, '_, '_> {
                 values,
                 signed,
                 size,
-                ..
+                name,
+                scoped,
             } => {
                 let b = self.bytes(st, offset, *size)?;
                 let v = if *signed {
@@ -162,7 +163,15 @@ impl Printer<'_, '_, '_> {
                 } else {
                     self.uint(&b) as i128
                 };
-                Ok(enum_text(values, v))
+                let prefix = self.types.enumerator_prefix(off, name.as_deref(), *scoped);
+                if prefix.is_empty() {
+                    return Ok(enum_text(values, v));
+                }
+                let named: Vec<(String, i128)> = values
+                    .iter()
+                    .map(|(n, x)| (format!("{prefix}{n}"), *x))
+                    .collect();
+                Ok(enum_text(&named, v))
             }
             Kind::Pointer { target, size, .. } => {
                 let b = self.bytes(st, offset, *size)?;
@@ -426,15 +435,22 @@ impl Printer<'_, '_, '_> {
             }
         }
         let mut out = fold_repeats(&items);
-        if (n as usize) > shown || items.last().is_some_and(|v| v == "...") {
-            if items.last().is_some_and(|v| v == "...") {
-                out.pop();
-                let s = format!("{{{}...}}", out.join(", "));
-                return Ok(s);
-            }
-            return Ok(format!("{{{}...}}", out.join(", ")));
+        // Rust arrays print as `[1, 2]`, C's as `{1, 2}`.
+        let (open, close) = if self.types.lang == Lang::Rust {
+            ('[', ']')
+        } else {
+            ('{', '}')
+        };
+        let budget_hit = items.last().is_some_and(|v| v == "...");
+        if budget_hit {
+            out.pop();
         }
-        Ok(format!("{{{}}}", out.join(", ")))
+        let more = if (n as usize) > shown || budget_hit {
+            "..."
+        } else {
+            ""
+        };
+        Ok(format!("{open}{}{more}{close}", out.join(", ")))
     }
 
     #[allow(clippy::too_many_arguments)]
