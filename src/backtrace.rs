@@ -373,7 +373,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         core,
         modules: &prepared,
     };
-    let direct_calls = std::cell::RefCell::new(HashMap::new());
+    let memo = EntryMemo::default();
     for (mut tb, raw_frames) in walks {
         timed_out |= tb.stop == StopReason::Timeout;
         let mut callee: Option<u64> = None;
@@ -405,7 +405,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                             &code,
                             (&gone, Some(raw), &raw_frames[i + 1..]),
                             locals,
-                            &direct_calls,
+                            &memo,
                             &mut tb.frames[at..],
                         );
                     }
@@ -441,7 +441,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                     &code,
                     (raw, caller.as_ref(), callers_after),
                     locals,
-                    &direct_calls,
+                    &memo,
                     &mut tb.frames[first..],
                 );
             }
@@ -715,9 +715,8 @@ fn tail_raw(f: &Frame, caller: &unwind::RawFrame) -> unwind::RawFrame {
 
 /// Fill the arguments (and with `locals`, the locals) of `frames`, the inlined and physical
 /// frames [`symbolize_frame`] made of `raw`; `caller`: the physical frame that called it, and
-/// `callers` the ones above it, for `DW_OP_entry_value`; `direct_calls`: whether the call
-/// returning to an address calls the function at a lookup address, as found so far. Frames
-/// without a DWARF function keep `None`.
+/// `callers` the ones above it, for `DW_OP_entry_value` ([`EntryMemo`]: what is known of
+/// them so far). Frames without a DWARF function keep `None`.
 fn add_variables(
     prepared: &[Prepared],
     process: &CodeReader<'_>,
@@ -727,7 +726,7 @@ fn add_variables(
         &[unwind::RawFrame],
     ),
     locals: bool,
-    direct_calls: &std::cell::RefCell<HashMap<(u64, u64), bool>>,
+    memo: &EntryMemo,
     frames: &mut [Frame],
 ) {
     let lookup = raw.address.lookup();
@@ -745,7 +744,7 @@ fn add_variables(
         prepared,
         process,
         little_endian,
-        direct_calls,
+        memo,
     };
     let entry_value = |reg: u16| ctx.value(raw, caller, callers, reg, 0);
     let regs = raw.regs.to_vec();
@@ -774,15 +773,29 @@ fn add_variables(
     }
 }
 
-/// Entry values chain at most this many callers up (gdb's are as short in practice).
-const MAX_ENTRY_CHAIN: usize = 8;
+/// Entry values chain at most this many callers up (each link is remembered, so a chain costs
+/// one evaluation per frame however many frames ask).
+const MAX_ENTRY_CHAIN: usize = 64;
 
 /// What `DW_OP_entry_value` needs: the frames' modules and memory.
 struct EntryValues<'a> {
     prepared: &'a [Prepared],
     process: &'a CodeReader<'a>,
     little_endian: bool,
-    direct_calls: &'a std::cell::RefCell<HashMap<(u64, u64), bool>>,
+    memo: &'a EntryMemo,
+}
+
+/// Entry values found so far, shared by every frame of every thread: a chain of callers
+/// passing a value on (`f(n) { g(n); }`) is walked once, not once per frame of it.
+#[derive(Default)]
+struct EntryMemo {
+    /// Whether the call returning to an address calls the function at a lookup address.
+    direct_calls: std::cell::RefCell<HashMap<(u64, u64), bool>>,
+    /// By (callee lookup address, callee stack pointer, return address, register).
+    values: std::cell::RefCell<HashMap<(u64, u64, u64, u16), Option<u64>>>,
+    /// The chain being resolved hit [`MAX_ENTRY_CHAIN`]: its failures are not remembered
+    /// (asked from nearer, the same value may be found).
+    cut: std::cell::Cell<bool>,
 }
 
 impl EntryValues<'_> {
@@ -798,13 +811,41 @@ impl EntryValues<'_> {
         reg: u16,
         depth: usize,
     ) -> Option<u64> {
-        if depth >= MAX_ENTRY_CHAIN || callee.signal_trampoline {
+        if callee.signal_trampoline {
             return None;
         }
         let c = caller?;
         let unwind::CodeAddress::ReturnAddress(ret) = c.address else {
             return None;
         };
+        let key = (callee.address.lookup(), callee.sp, ret, reg);
+        if let Some(&known) = self.memo.values.borrow().get(&key) {
+            return known;
+        }
+        if depth >= MAX_ENTRY_CHAIN {
+            self.memo.cut.set(true);
+            return None;
+        }
+        let outer_cut = self.memo.cut.replace(false);
+        let found = self.resolve(callee, c, ret, callers, reg, depth);
+        let cut = self.memo.cut.get();
+        if found.is_some() || !cut {
+            self.memo.values.borrow_mut().insert(key, found);
+        }
+        self.memo.cut.set(outer_cut || cut);
+        found
+    }
+
+    /// [`EntryValues::value`] not known yet: `c`'s call returning to `ret` called `callee`.
+    fn resolve(
+        &self,
+        callee: &unwind::RawFrame,
+        c: &unwind::RawFrame,
+        ret: u64,
+        callers: &[unwind::RawFrame],
+        reg: u16,
+        depth: usize,
+    ) -> Option<u64> {
         let lookup = callee.address.lookup();
         if !self.calls(c, ret, lookup) {
             return None;
@@ -829,7 +870,7 @@ impl EntryValues<'_> {
 
     /// Whether the call in `c` returning to `ret` calls the function holding `lookup`.
     fn calls(&self, c: &unwind::RawFrame, ret: u64, lookup: u64) -> bool {
-        if let Some(&known) = self.direct_calls.borrow().get(&(ret, lookup)) {
+        if let Some(&known) = self.memo.direct_calls.borrow().get(&(ret, lookup)) {
             return known;
         }
         let found = (|| -> Option<bool> {
@@ -841,7 +882,10 @@ impl EntryValues<'_> {
             )
         })()
         .unwrap_or(false);
-        self.direct_calls.borrow_mut().insert((ret, lookup), found);
+        self.memo
+            .direct_calls
+            .borrow_mut()
+            .insert((ret, lookup), found);
         found
     }
 }
