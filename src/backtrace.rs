@@ -785,14 +785,16 @@ struct EntryValues<'a> {
     memo: &'a EntryMemo,
 }
 
+/// (callee lookup address, callee stack pointer, return address, register).
+type EntryKey = (u64, u64, u64, u16);
+
 /// Entry values found so far, shared by every frame of every thread: a chain of callers
 /// passing a value on (`f(n) { g(n); }`) is walked once, not once per frame of it.
 #[derive(Default)]
 struct EntryMemo {
     /// Whether the call returning to an address calls the function at a lookup address.
     direct_calls: std::cell::RefCell<HashMap<(u64, u64), bool>>,
-    /// By (callee lookup address, callee stack pointer, return address, register).
-    values: std::cell::RefCell<HashMap<(u64, u64, u64, u16), Option<u64>>>,
+    values: std::cell::RefCell<HashMap<EntryKey, Option<u64>>>,
     /// The chain being resolved hit [`MAX_ENTRY_CHAIN`]: its failures are not remembered
     /// (asked from nearer, the same value may be found).
     cut: std::cell::Cell<bool>,
