@@ -11,7 +11,6 @@
 //! Nothing here fails: what could not be done becomes a warning or a [`StopReason`].
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +18,7 @@ use std::time::Instant;
 use crate::elf_core::Core;
 use crate::modules::{self, hex, Module, ModuleKind, SearchPaths};
 use crate::symbolize::loader::{self, LoadedObject};
-use crate::symbolize::{CallTarget, ModuleSymbols, SymFrame};
+use crate::symbolize::{CallTarget, FastMap, ModuleSymbols, SymFrame};
 use crate::unwind::{self, CfiSections, Limits, MemoryReader, Section, UnwindModule};
 
 pub use crate::symbolize::Variable;
@@ -151,7 +150,7 @@ struct Prepared {
     debug: Option<LoadedObject>,
     symbols: OnceCell<(ModuleSymbols, Vec<String>)>,
     /// Answers to the lookups of this module's frames, by SVMA, filled by [`Prepared::warm`].
-    answers: HashMap<u64, Vec<SymFrame>>,
+    answers: FastMap<u64, Vec<SymFrame>>,
 }
 
 impl Prepared {
@@ -200,7 +199,7 @@ impl Prepared {
         let Some(syms) = self.symbols_for(&work.lookups) else {
             return;
         };
-        let mut answers = HashMap::with_capacity(work.lookups.len());
+        let mut answers = FastMap::with_capacity_and_hasher(work.lookups.len(), Default::default());
         for svma in work.lookups {
             if past() {
                 break;
@@ -367,7 +366,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         opts.deadline,
     );
     // Threads of one program share most return addresses; call-site DWARF is read once each.
-    let mut tail_calls: HashMap<(u64, u64), Option<Frame>> = HashMap::new();
+    let mut tail_calls: FastMap<(u64, u64), Option<Frame>> = FastMap::default();
     let mut threads = Vec::new();
     let code = CodeReader {
         core,
@@ -556,7 +555,7 @@ fn prepare(
                 object: None,
                 debug: None,
                 symbols: OnceCell::new(),
-                answers: HashMap::new(),
+                answers: FastMap::default(),
             });
         }
     };
@@ -581,7 +580,7 @@ fn prepare(
                 object: None,
                 debug: None,
                 symbols: OnceCell::new(),
-                answers: HashMap::new(),
+                answers: FastMap::default(),
             });
         }
     }
@@ -616,7 +615,7 @@ fn prepare(
         object: Some(object),
         debug,
         symbols: OnceCell::new(),
-        answers: HashMap::new(),
+        answers: FastMap::default(),
     })
 }
 
@@ -793,8 +792,8 @@ type EntryKey = (u64, u64, u64, u16);
 #[derive(Default)]
 struct EntryMemo {
     /// Whether the call returning to an address calls the function at a lookup address.
-    direct_calls: std::cell::RefCell<HashMap<(u64, u64), bool>>,
-    values: std::cell::RefCell<HashMap<EntryKey, Option<u64>>>,
+    direct_calls: std::cell::RefCell<FastMap<(u64, u64), bool>>,
+    values: std::cell::RefCell<FastMap<EntryKey, Option<u64>>>,
     /// The chain being resolved hit [`MAX_ENTRY_CHAIN`]: its failures are not remembered
     /// (asked from nearer, the same value may be found).
     cut: std::cell::Cell<bool>,

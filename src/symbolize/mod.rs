@@ -13,6 +13,11 @@ mod vars;
 
 pub use vars::{FrameState, Process, Variable};
 
+/// A hash map over small keys (addresses, offsets) with a fast, non-cryptographic hasher: the
+/// keys come from the files being read, and nothing here is exposed to collisions an attacker
+/// could exploit beyond a slower lookup.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -295,7 +300,7 @@ pub struct ModuleSymbols {
     /// Data objects (`STT_OBJECT`) with their sizes, for gdb's `<table+4>` after pointers.
     objects: Vec<Symbol>,
     /// Call-site indexes by unit (its `.debug_info` offset), built on first question.
-    call_sites: std::cell::RefCell<HashMap<usize, std::sync::Arc<CallSites>>>,
+    call_sites: std::cell::RefCell<FastMap<usize, std::sync::Arc<CallSites>>>,
     /// Where `.debug_loc` and `.debug_loclists` lie in the DWARF file: read (or inflated)
     /// only when a variable's location is first asked for, as `bt` without variables never
     /// needs them.
@@ -305,9 +310,9 @@ pub struct ModuleSymbols {
     location_lists: std::cell::OnceCell<Option<LocationSections>>,
     /// What the DIEs say about the variables at a pc (with or without locals), kept for the
     /// next thread stopped there.
-    plans: std::cell::RefCell<HashMap<(u64, bool), Arc<vars::Plan>>>,
+    plans: std::cell::RefCell<FastMap<(u64, bool), Arc<vars::Plan>>>,
     /// The `DW_AT_call_value` planned for a (return address, register).
-    site_plans: std::cell::RefCell<HashMap<(u64, u16), vars::SitePlan>>,
+    site_plans: std::cell::RefCell<FastMap<(u64, u16), vars::SitePlan>>,
 }
 
 impl std::fmt::Debug for ModuleSymbols {
@@ -671,12 +676,12 @@ fn dwarf_frames(
 #[derive(Default)]
 struct CallSites {
     /// By return pc: the first call site's target DIE (`None` when it names none).
-    by_return: HashMap<u64, Option<gimli::UnitOffset<usize>>>,
+    by_return: FastMap<u64, Option<gimli::UnitOffset<usize>>>,
     /// By return pc: the first call site's own DIE (its parameters are its children).
-    site_by_return: HashMap<u64, gimli::UnitOffset<usize>>,
+    site_by_return: FastMap<u64, gimli::UnitOffset<usize>>,
     /// By the entry (DW_AT_low_pc) of a subprogram: the tail-call sites in its subtree, each
     /// with its return pc and target DIE, in DIE order. Only the first subprogram with an entry.
-    tail_by_entry: HashMap<u64, Vec<(u64, gimli::UnitOffset<usize>)>>,
+    tail_by_entry: FastMap<u64, Vec<(u64, gimli::UnitOffset<usize>)>>,
 }
 
 impl CallSites {

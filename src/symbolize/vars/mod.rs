@@ -205,7 +205,7 @@ impl ModuleSymbols {
 /// The type DIEs of one unit already read, shared by the plans made in it.
 #[derive(Default, Clone)]
 pub(super) struct TypeCache {
-    kinds: Arc<std::sync::Mutex<HashMap<Off, Arc<Kind>>>>,
+    kinds: Arc<std::sync::Mutex<super::FastMap<Off, Arc<Kind>>>>,
     scopes: Arc<std::sync::OnceLock<HashMap<Off, String>>>,
 }
 
