@@ -855,7 +855,12 @@ fn symbol_at(symbols: &[Symbol], svma: u64) -> Option<&Symbol> {
     sizeless
 }
 
+/// A DWARF function name demangled by its unit's language. Only mangled names (`_Z…`, `_R…`)
+/// are: a C++ unit's plain `f` is `f` (a demangler reads a bare `f` as the type `float`).
 fn demangle_with(raw: &str, lang: Option<gimli::DwLang>) -> String {
+    if !raw.starts_with("_Z") && !raw.starts_with("_R") {
+        return raw.to_string();
+    }
     match lang {
         Some(gimli::DW_LANG_Rust) => demangle_rust(raw).unwrap_or_else(|| raw.to_string()),
         Some(gimli::DW_LANG_C_plus_plus)
@@ -940,6 +945,29 @@ mod tests {
         assert_eq!(demangle("_Z3bazv"), "baz");
         assert_eq!(demangle("main"), "main");
         assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+
+    #[test]
+    fn only_mangled_names_are_demangled_whatever_the_language() {
+        let cxx = Some(gimli::DW_LANG_C_plus_plus_14);
+        assert_eq!(demangle_with("f", cxx), "f");
+        assert_eq!(demangle_with("i", cxx), "i");
+        assert_eq!(demangle_with("main", cxx), "main");
+        assert_eq!(demangle_with("_Z1fv", cxx), "f");
+        assert_eq!(
+            demangle_with("_ZN4bank6Ledger5coverEv", cxx),
+            "bank::Ledger::cover"
+        );
+        let rust = Some(gimli::DW_LANG_Rust);
+        assert_eq!(demangle_with("d", rust), "d");
+        assert_eq!(
+            demangle_with("_ZN4core9panicking5panic17h0123456789abcdefE", rust),
+            "core::panicking::panic"
+        );
+        assert_eq!(
+            demangle_with("_RNvCs1234_7mycrate3foo", rust),
+            "mycrate::foo"
+        );
     }
 
     #[test]

@@ -837,6 +837,26 @@ fn uncaught_cpp_exception_matches_gdb() {
     }
 }
 
+/// Only mangled names are demangled: a C++ unit's `extern "C"` functions `f`, `i` and `d`
+/// carry plain DWARF names, which a demangler would read as the types float, int, double.
+#[test]
+fn plain_cpp_names_are_not_demangled_into_types() {
+    skip_unless_kernel_cores!();
+    let exe = zoo("plain_names.cpp", "zoo-plain-names", &["-g", "-O0"]);
+    let (b, _) = check_against_gdb(exe, "plain C++ names");
+    let names = function_names(crashed_frames(&b));
+    let own: Vec<&str> = names
+        .iter()
+        .copied()
+        .skip_while(|n| *n != "f")
+        .take(4)
+        .collect();
+    assert_eq!(own, ["f", "i", "d", "main"], "{names:?}");
+    for typ in ["float", "int", "double"] {
+        assert!(!names.contains(&typ), "{typ} in {names:?}");
+    }
+}
+
 #[test]
 fn rust_panic_abort_matches_gdb() {
     skip_unless_kernel_cores!();
