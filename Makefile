@@ -21,7 +21,7 @@ build:
 # back as they were, so the other tests keep the machine's settings.
 deps:
 	@missing=""; \
-	for c in gcc g++ gdb gunzip strace chromium zstd; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for c in gcc g++ gdb gunzip strace chromium zstd bzip2; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	[ -x /lib/systemd/systemd-coredump ] || missing="$$missing systemd-coredump"; \
@@ -30,7 +30,7 @@ deps:
 		echo "installing:$$missing"; \
 		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
 		suid=$$(cat /proc/sys/fs/suid_dumpable); \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2; \
 		status=$$?; \
 		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
 		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \

@@ -21,12 +21,49 @@ impl Machine {
         }
     }
 
-    pub fn name(self) -> String {
+    /// The `e_machine` value this was read from.
+    pub fn e_machine(self) -> u16 {
         match self {
-            Machine::X86_64 => "x86_64".into(),
-            Machine::Aarch64 => "aarch64".into(),
-            Machine::Other(m) => format!("e_machine {m}"),
+            Machine::X86_64 => EM_X86_64,
+            Machine::Aarch64 => EM_AARCH64,
+            Machine::Other(m) => m,
         }
+    }
+
+    /// The architecture's name as `uname -m` and the toolchains spell it, from `e_machine`
+    /// and the core's class and byte order: an ELF32 x86-64 core is `x32`, a little-endian
+    /// PowerPC64 one `ppc64le`, a 64-bit S/390 one `s390x`. Never a bare number: an unknown
+    /// machine is `unknown-e_machine-N`.
+    pub fn name(self, is_64: bool, big_endian: bool) -> String {
+        let name = match (self.e_machine(), is_64, big_endian) {
+            (EM_X86_64, true, _) => "x86_64",
+            (EM_X86_64, false, _) => "x32",
+            (3, _, _) => "i386",
+            (6, _, _) => "i486",
+            (EM_AARCH64, _, false) => "aarch64",
+            (EM_AARCH64, _, true) => "aarch64_be",
+            (40, _, false) => "arm",
+            (40, _, true) => "armeb",
+            (243, true, _) => "riscv64",
+            (243, false, _) => "riscv32",
+            (20, _, _) => "ppc",
+            (21, _, true) => "ppc64",
+            (21, _, false) => "ppc64le",
+            (22, true, _) => "s390x",
+            (22, false, _) => "s390",
+            (2 | 18, _, _) => "sparc",
+            (43, _, _) => "sparc64",
+            (4, _, _) => "m68k",
+            (8, true, true) => "mips64",
+            (8, true, false) => "mips64el",
+            (8, false, true) => "mips",
+            (8, false, false) => "mipsel",
+            (258, _, _) => "loongarch64",
+            (42, _, _) => "sh",
+            (15, _, _) => "parisc",
+            (m, _, _) => return format!("unknown-e_machine-{m}"),
+        };
+        name.into()
     }
 
     /// Register names in `pr_reg` order, and the offset of `pr_reg` in NT_PRSTATUS (64-bit).

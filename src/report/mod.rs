@@ -321,7 +321,9 @@ impl Report {
             core: CoreFile {
                 path: path.to_string(),
                 bytes: core.size,
-                machine: core.machine.name(),
+                machine: core
+                    .machine
+                    .name(core.is_64, core.endian == crate::elf_core::Endian::Big),
                 from: None,
             },
             process: Process {

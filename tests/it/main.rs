@@ -8,6 +8,7 @@ mod ci_reports;
 mod golden;
 mod hostile;
 mod pattern;
+mod peer_cores;
 mod run;
 mod s3;
 mod systemd;
