@@ -290,6 +290,7 @@ pub fn move_aside(dir: &Path) -> Result<PathBuf, ManifestError> {
 /// Records the object key of each uploaded artifact (`(path, key)` pairs) in the manifest in
 /// `dir` and rewrites it atomically; entries not named keep what they had. `None` when `dir`
 /// has no manifest.
+#[cfg(feature = "s3")]
 pub fn record_keys(
     dir: &Path,
     keys: &[(String, String)],
