@@ -64,3 +64,55 @@ fn every_architectures_core_is_named_by_its_machine_class_and_byte_order() {
         wrong.join("\n")
     );
 }
+
+/// The crashed thread's function names, innermost first, from `bt --json`.
+fn crashed_names(r: &serde_json::Value) -> Vec<String> {
+    let t = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["crashed"] == true)
+        .expect("a crashed thread");
+    t["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function"].as_str().unwrap_or("??").to_string())
+        .collect()
+}
+
+/// `bt --json --exe EXE CORE` on two peer files, decompressed into `dir`.
+fn bt_peer(peers: &Path, dir: &Path, core: &str, exe: &str) -> serde_json::Value {
+    let core = unpack(peers, core, dir);
+    let exe = unpack(peers, exe, dir);
+    let o = util::corecatch(
+        dir,
+        &[
+            "bt",
+            "--json",
+            "--exe",
+            exe.to_str().unwrap(),
+            core.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", util::stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// elfutils' testfile-backtrace-demangle: `cxxfunc(int)`, then a function whose symbol is the
+/// plain name `f` (a demangler would make it `float`), then `main`.
+#[test]
+fn a_plain_name_in_a_cpp_program_stays_as_it_is() {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let r = bt_peer(
+        &peers,
+        dir.path(),
+        "testfile-backtrace-demangle.core.bz2",
+        "testfile-backtrace-demangle.bz2",
+    );
+    let names = crashed_names(&r);
+    assert_eq!(names[..3], ["cxxfunc", "f", "main"], "{names:?}");
+}
