@@ -10,6 +10,7 @@
 //! pushed), then CFI (gimli's unwind tables, with a small DWARF expression evaluator for the
 //! `DW_CFA_*_expression` rules PLT stubs and glibc use), then the frame-pointer chain.
 
+mod aarch64;
 mod x86_64;
 
 use std::collections::HashSet;
@@ -233,6 +234,7 @@ pub fn unwind_thread(
 ) -> Unwound {
     match regs.machine {
         Machine::X86_64 => x86_64::unwind(regs, modules, stack, code, limits),
+        Machine::Aarch64 => aarch64::unwind(regs, modules, stack, code, limits),
         _ => {
             let frames = regs
                 .pc()

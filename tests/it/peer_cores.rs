@@ -116,3 +116,71 @@ fn a_plain_name_in_a_cpp_program_stays_as_it_is() {
     let names = crashed_names(&r);
     assert_eq!(names[..3], ["cxxfunc", "f", "main"], "{names:?}");
 }
+
+/// Every thread's function names, innermost first.
+fn all_names(r: &serde_json::Value) -> Vec<Vec<String>> {
+    r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["function"].as_str().unwrap_or("??").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// elfutils' backtrace check on one of its backtrace.ARCH cores: the crashed thread reads
+/// `raise`, `sigusr2`, `stdarg`, `backtracegen` in that order (other frames may stand between:
+/// pthread_kill, a second sigusr2), some thread reaches `main`, and no frame is `gsignal`.
+fn elfutils_backtrace_check(arch: &str) {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let r = bt_peer(
+        &peers,
+        dir.path(),
+        &format!("backtrace.{arch}.core.bz2"),
+        &format!("backtrace.{arch}.exec.bz2"),
+    );
+    let crashed = crashed_names(&r);
+    let mut want = ["raise", "sigusr2", "stdarg", "backtracegen"]
+        .into_iter()
+        .peekable();
+    for n in &crashed {
+        if want.peek() == Some(&n.as_str()) {
+            want.next();
+        }
+    }
+    assert!(
+        want.peek().is_none(),
+        "{arch}: the crashed thread lacks {:?} in order: {crashed:?}",
+        want.collect::<Vec<_>>()
+    );
+    let all = all_names(&r);
+    assert!(
+        all.iter().any(|t| t.iter().any(|n| n == "main")),
+        "{arch}: no thread reaches main: {all:?}"
+    );
+    assert!(
+        !all.iter().flatten().any(|n| n == "gsignal"),
+        "{arch}: gsignal is raise's alias: {all:?}"
+    );
+}
+
+#[test]
+fn aarch64_cores_unwind_as_elfutils_expects() {
+    elfutils_backtrace_check("aarch64");
+    elfutils_backtrace_check("aarch64.fp");
+}
+
+#[test]
+fn x86_64_cores_unwind_as_elfutils_expects() {
+    elfutils_backtrace_check("x86_64");
+    elfutils_backtrace_check("x86_64.fp");
+}
