@@ -36,7 +36,7 @@ struct Build {
 
 fn build(src: &'static str, opt: &'static str) -> Build {
     let path = util::fixture(&format!("zoo/{src}"));
-    let name = format!("zoo-{}{opt}", src.replace('.', "-"));
+    let name = format!("zoo-{}{}", src.replace('.', "-"), opt.replace(' ', ""));
     let exe = match src.rsplit('.').next() {
         Some("rs") => {
             let level = format!("opt-level={}", &opt[2..]);
@@ -46,7 +46,11 @@ fn build(src: &'static str, opt: &'static str) -> Build {
                 &["-g", "-C", "panic=abort", "-C", &level, "--edition", "2021"],
             )
         }
-        Some("c") => util::compile(&path, &name, &["-g", opt, "-pthread"]),
+        Some("c") => {
+            let mut flags = vec!["-g", "-pthread"];
+            flags.extend(opt.split(' '));
+            util::compile(&path, &name, &flags)
+        }
         _ => util::compile(&path, &name, &["-g", opt]),
     };
     Build { src, opt, exe }
@@ -556,6 +560,14 @@ fn c_o0_args_and_locals_match_gdb() {
             assert!(f["args"].is_array(), "an own frame without args: {f}");
         }
     }
+}
+
+/// DWARF 4: location lists in `.debug_loc` (and GNU entry values) instead of DWARF 5's
+/// `.debug_loclists`.
+#[test]
+fn c_o2_dwarf4_args_and_locals_match_gdb() {
+    skip_unless_kernel_cores!();
+    check_against_gdb(build("vars.c", "-O2 -gdwarf-4"), C_FRAMES);
 }
 
 #[test]
