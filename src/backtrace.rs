@@ -532,20 +532,51 @@ fn prepare(
             let bytes = core.memory.slice_at(module.start, len)?.to_vec();
             loader::from_bytes(&module.path, bytes).ok_or_else(|| "vDSO image is not ELF".into())
         }
-        ModuleKind::File => {
-            let path = match (&opts.exe_override, exe) {
-                (Some(o), Some(e)) if e == module.path => o.clone(),
-                _ => search.host_path(&module.path),
-            };
-            loader::load(&path).map_err(|e| e.to_string())
-        }
+        ModuleKind::File => match (&opts.exe_override, exe) {
+            (Some(o), Some(e)) if e == module.path => loader::load(o).map_err(|e| e.to_string()),
+            _ => {
+                // The path the core names, then the same file name beside the executable.
+                let exe_dir = opts
+                    .exe_override
+                    .as_deref()
+                    .map(PathBuf::from)
+                    .or_else(|| exe.map(|e| search.host_path(&modules::normalize(e))))
+                    .and_then(|e| e.parent().map(PathBuf::from));
+                let mut first_error = None;
+                let mut found = None;
+                for path in search.candidates(&module.path, exe_dir.as_deref()) {
+                    match loader::load(&path) {
+                        Ok(o) => {
+                            found = Some(o);
+                            break;
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e.to_string());
+                        }
+                    }
+                }
+                found.ok_or_else(|| first_error.unwrap_or_else(|| "not found".into()))
+            }
+        },
     };
     let object = match loaded {
         Ok(o) => o,
         Err(e) => {
             // Without a header in the core and without the file we cannot even tell whether
-            // this mapping was an ELF object; only a known ELF module is worth a warning.
-            module.bias?;
+            // this mapping was an ELF object; a mapping of a file that is not there at all
+            // (no header in the core either) is still named: it may be the library a frame
+            // is in.
+            if module.bias.is_none() {
+                if module.end.saturating_sub(module.start) > 0
+                    && !search.host_path(&modules::normalize(&module.path)).exists()
+                {
+                    warnings.push(format!(
+                        "{}: {e}, and its ELF header is not in the core; it is left out",
+                        module.path
+                    ));
+                }
+                return None;
+            }
             warnings.push(format!("{}: {e}; no unwind info or symbols", module.path));
             return Some(Prepared {
                 bias: module.bias.unwrap_or(module.base),

@@ -200,6 +200,24 @@ pub struct SearchPaths {
     pub sysroot: Option<PathBuf>,
 }
 
+/// A path as the dynamic linker may record it (`.////dir//lib.so`) with its empty and `.`
+/// components dropped: `./dir/lib.so`, `/usr/lib/x.so` unchanged.
+pub fn normalize(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    match (absolute, parts.is_empty()) {
+        (true, _) => format!("/{}", parts.join("/")),
+        (false, true) => ".".into(),
+        (false, false) if path.starts_with('.') && !path.starts_with("..") => {
+            format!("./{}", parts.join("/"))
+        }
+        (false, false) => parts.join("/"),
+    }
+}
+
 impl SearchPaths {
     /// A path named by the core, under the sysroot if there is one.
     pub fn host_path(&self, core_path: &str) -> PathBuf {
@@ -207,6 +225,21 @@ impl SearchPaths {
             Some(root) => root.join(core_path.trim_start_matches('/')),
             None => PathBuf::from(core_path),
         }
+    }
+
+    /// Where to look for a file the core names, in order: the path itself (its `.//` and `//`
+    /// runs collapsed, under the sysroot if there is one), then a file of the same name beside
+    /// the executable (`exe_dir`), where a program's own libraries usually are.
+    pub fn candidates(&self, core_path: &str, exe_dir: Option<&Path>) -> Vec<PathBuf> {
+        let clean = normalize(core_path);
+        let mut out = vec![self.host_path(&clean)];
+        if let (Some(dir), Some(name)) = (exe_dir, Path::new(&clean).file_name()) {
+            let beside = dir.join(name);
+            if !out.contains(&beside) {
+                out.push(beside);
+            }
+        }
+        out
     }
 
     /// The debug directories in search order: `--debug-dir`s, then `/usr/lib/debug` (under the
@@ -265,6 +298,18 @@ pub fn debug_file_candidates(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn odd_linker_paths_are_normalized() {
+        assert_eq!(
+            normalize(".////////linkmap-cut-lib.so"),
+            "./linkmap-cut-lib.so"
+        );
+        assert_eq!(normalize("/usr//lib/./x.so"), "/usr/lib/x.so");
+        assert_eq!(normalize("/usr/lib/x.so"), "/usr/lib/x.so");
+        assert_eq!(normalize("lib/x.so"), "lib/x.so");
+        assert_eq!(normalize("../x.so"), "../x.so");
+    }
+
     use super::*;
 
     #[test]

@@ -184,3 +184,72 @@ fn x86_64_cores_unwind_as_elfutils_expects() {
     elfutils_backtrace_check("x86_64");
     elfutils_backtrace_check("x86_64.fp");
 }
+
+/// `bt --json --exe` on peer files unpacked into `dir/bin`, run from `dir`: the libraries are
+/// found beside the executable, not where the core says or relative to the working directory.
+fn bt_beside(peers: &Path, dir: &Path, core: &str, exe: &str, lib: &str) -> serde_json::Value {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let core = unpack(peers, core, &bin);
+    let exe = unpack(peers, exe, &bin);
+    unpack(peers, lib, &bin);
+    let o = util::corecatch(
+        dir,
+        &[
+            "bt",
+            "--json",
+            "--exe",
+            exe.to_str().unwrap(),
+            core.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", util::stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// elfutils' test-core: frame 0 is `libfunc` in test-core-lib.so, whose ELF header page is not
+/// in the core; the library is recognized from NT_FILE and the file beside the executable.
+/// A module that cannot be found and has no header in the core is named in the warnings.
+#[test]
+fn a_library_without_its_header_in_the_core_is_still_recognized() {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let r = bt_beside(
+        &peers,
+        dir.path(),
+        "test-core.core.bz2",
+        "test-core.exec.bz2",
+        "test-core-lib.so.bz2",
+    );
+    let names = crashed_names(&r);
+    assert_eq!(names[..2], ["libfunc", "main"], "{names:?}");
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("ld-2.16.so") && warnings.contains("left out"),
+        "the dropped loader is named: {warnings}"
+    );
+}
+
+/// elfutils' linkmap-cut: the library's path in the core is `.////…/linkmap-cut-lib.so`; it is
+/// found beside the executable whatever the working directory.
+#[test]
+fn an_odd_library_path_is_normalized_and_found_beside_the_executable() {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let r = bt_beside(
+        &peers,
+        dir.path(),
+        "linkmap-cut.core.bz2",
+        "linkmap-cut.bz2",
+        "linkmap-cut-lib.so.bz2",
+    );
+    let t = &r["threads"][0]["frames"];
+    assert_eq!(t[0]["function"], "libfunc", "{t}");
+    assert_eq!(t[0]["pc"], "0x7f08bc24d681", "{t}");
+    assert_eq!(t[1]["function"], "main", "{t}");
+    assert_eq!(t[1]["pc"], "0x4006b4", "{t}");
+}
