@@ -303,9 +303,13 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         debug_dirs: opts.debug_dirs.clone(),
         sysroot: opts.sysroot.clone(),
     };
-    let (mods, w) = modules::modules_from_core(core);
+    let (mut mods, w) = modules::modules_from_core(core);
     warnings.extend(w);
     let exe = core.executable();
+    if let Some(m) = placed_executable(core, &mods, opts) {
+        mods.push(m);
+        mods.sort_by_key(|m| m.start);
+    }
     let mut prepared: Vec<Prepared> = mods
         .into_iter()
         .filter_map(|m| prepare(core, m, exe.as_deref(), opts, &search, &mut warnings))
@@ -482,6 +486,34 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
     // thread can be started, the closure (and `prepared` with it) is dropped right here.
     let _ = std::thread::Builder::new().spawn(move || drop(prepared));
     b
+}
+
+/// `auxv`'s AT_ENTRY: the entry point's runtime address.
+const AT_ENTRY: u64 = 9;
+
+/// The executable given with `--exe`, placed where the core's auxv says it was loaded
+/// (`AT_ENTRY` − its `e_entry` is the bias), when no NT_FILE mapping covers that place: cores
+/// of kernels before 3.7, QEMU's and other dumpers' lack NT_FILE, and a static or PIE
+/// executable needs nothing else.
+fn placed_executable(core: &Core<'_>, mods: &[Module], opts: &Options) -> Option<Module> {
+    let path = opts.exe_override.as_ref()?;
+    let entry = core.auxv.get(AT_ENTRY).filter(|&e| e != 0)?;
+    if mods.iter().any(|m| m.contains(entry)) {
+        return None;
+    }
+    let obj = loader::load(path).ok()?;
+    let bias = entry.wrapping_sub(obj.info.entry);
+    let (lo, hi) = obj.info.load_span?;
+    let base = obj.info.load_vaddr.unwrap_or(lo).wrapping_add(bias);
+    Some(Module {
+        path: path.display().to_string(),
+        kind: ModuleKind::File,
+        start: lo.wrapping_add(bias),
+        end: hi.wrapping_add(bias),
+        base,
+        bias: Some(bias),
+        build_id: None,
+    })
 }
 
 /// Longest abort message read (glibc's are one line; the bound keeps garbage cheap).

@@ -52,6 +52,10 @@ pub struct ElfInfo {
     pub sections: Vec<SectionHeader>,
     /// `p_vaddr` of the first PT_LOAD with file offset 0: AVMA of the header − bias.
     pub load_vaddr: Option<u64>,
+    /// `e_entry`, the entry point's SVMA.
+    pub entry: u64,
+    /// The lowest and highest (exclusive) SVMA the PT_LOAD segments cover.
+    pub load_span: Option<(u64, u64)>,
     pub build_id: Option<Vec<u8>>,
     pub debuglink: Option<String>,
     /// Function symbols, sorted by address (from `.symtab` and `.dynsym`).
@@ -153,6 +157,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     let (shoff, shentsize, shnum, shstrndx) = (b.u64(40)?, b.u16(58)?, b.u16(60)?, b.u16(62)?);
 
     let mut load_vaddr = None;
+    let mut load_span: Option<(u64, u64)> = None;
     if phentsize >= 56 {
         for i in 0..u64::from(phnum) {
             let Some(o) = phoff
@@ -165,9 +170,16 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             let (Some(ty), Some(off), Some(vaddr)) = (b.u32(o), b.u64(o + 8), b.u64(o + 16)) else {
                 break;
             };
-            if ty == PT_LOAD && off == 0 {
-                load_vaddr = Some(vaddr);
-                break;
+            if ty == PT_LOAD {
+                if off == 0 && load_vaddr.is_none() {
+                    load_vaddr = Some(vaddr);
+                }
+                if let Some(end) = b.u64(o + 40).and_then(|memsz| vaddr.checked_add(memsz)) {
+                    load_span = Some(match load_span {
+                        Some((lo, hi)) => (lo.min(vaddr), hi.max(end)),
+                        None => (vaddr, end),
+                    });
+                }
             }
         }
     }
@@ -224,6 +236,8 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         endian,
         sections,
         load_vaddr,
+        entry: b.u64(24).unwrap_or(0),
+        load_span,
         build_id: None,
         debuglink: None,
         symbols: Vec::new(),

@@ -976,6 +976,8 @@ mod tests {
             endian: Endian::Little,
             sections: vec![],
             load_vaddr: None,
+            entry: 0,
+            load_span: None,
             build_id: None,
             debuglink: None,
             data_symbols: Vec::new(),

@@ -253,3 +253,56 @@ fn an_odd_library_path_is_normalized_and_found_beside_the_executable() {
     assert_eq!(t[1]["function"], "main", "{t}");
     assert_eq!(t[1]["pc"], "0x4006b4", "{t}");
 }
+
+/// elfutils' testfile70: a core without NT_FILE. The executable given with `--exe` is placed
+/// where the core's auxv says it was loaded (AT_ENTRY); frame 0 is `main`.
+#[test]
+fn a_core_without_nt_file_places_the_executable_from_auxv() {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let r = bt_peer(
+        &peers,
+        dir.path(),
+        "testfile70.core.bz2",
+        "testfile70.exec.bz2",
+    );
+    let names = crashed_names(&r);
+    assert_eq!(names.first().map(String::as_str), Some("main"), "{names:?}");
+}
+
+/// elfutils' testfiledwarfinlines: fubar inlined into foobar into bar into foo into fu(int),
+/// called from main, at lines 6, 14, 21, 27, 33, 39; frame 0's pc is 0x4006c8, main's 0x4004c5.
+#[test]
+fn inlined_frames_read_as_elfutils_expects() {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let r = bt_peer(
+        &peers,
+        dir.path(),
+        "testfiledwarfinlines.core.bz2",
+        "testfiledwarfinlines.bz2",
+    );
+    let frames = r["threads"][0]["frames"].as_array().unwrap();
+    let got: Vec<(&str, u64)> = frames
+        .iter()
+        .take(6)
+        .map(|f| (f["function"].as_str().unwrap(), f["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("fubar", 6),
+            ("foobar", 14),
+            ("bar", 21),
+            ("foo", 27),
+            ("fu", 33),
+            ("main", 39)
+        ]
+    );
+    assert_eq!(frames[0]["pc"], "0x4006c8");
+    assert_eq!(frames[5]["pc"], "0x4004c5");
+}
