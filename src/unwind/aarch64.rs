@@ -3,8 +3,8 @@
 //! fallback, and return addresses with their pointer-authentication bits stripped.
 
 use super::{
-    cfi_step, module_at, CfiError, CodeAddress, FrameTrust, KnownRegs, Limits, MemoryReader,
-    RawFrame, Seen, StopReason, UnwindModule, Unwound,
+    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
 
@@ -30,8 +30,6 @@ const SIGCONTEXT: u64 = 128 + 176;
 const SC_REGS: u64 = SIGCONTEXT + 8;
 const SC_SP: u64 = SC_REGS + 31 * 8;
 const SC_PC: u64 = SC_SP + 8;
-
-type Regs = Vec<Option<u64>>;
 
 fn from_core(regs: &Registers) -> Regs {
     DWARF_NAMES.iter().map(|n| regs.get(n)).collect()
@@ -59,99 +57,40 @@ fn regs_from_sigframe(sp: u64, stack: &dyn MemoryReader) -> Option<(Regs, u64)> 
     Some((out, pc))
 }
 
-pub(crate) fn unwind(
-    core_regs: &Registers,
-    modules: &[UnwindModule<'_>],
-    stack: &dyn MemoryReader,
-    code: &dyn MemoryReader,
-    limits: Limits,
-) -> Unwound {
-    let mut regs = from_core(core_regs);
-    let (Some(pc), Some(sp)) = (core_regs.pc(), regs[SP]) else {
-        return Unwound {
-            frames: vec![],
-            stop: StopReason::NoRegisters,
-        };
-    };
-    let mut frames = Vec::new();
-    let mut frame = RawFrame {
-        address: CodeAddress::InstructionPointer(pc),
-        trust: FrameTrust::Context,
-        sp,
-        signal_trampoline: false,
-        regs: KnownRegs::new(&regs),
-        cfa: None,
-    };
-    let mut seen = Seen::new();
-    seen.repeat(pc, sp);
-    let stop = loop {
-        if limits
-            .deadline
-            .is_some_and(|d| std::time::Instant::now() >= d)
-        {
-            break StopReason::Timeout;
-        }
-        let pc = frame.address.pc();
-        let sp = frame.sp;
-        frame.signal_trampoline = is_sigreturn(code, pc);
-        if frame.signal_trampoline {
-            frame.address = CodeAddress::InstructionPointer(pc);
-        }
-        let first = frames.is_empty();
-        let stepped = step(&regs, &frame, first, modules, stack);
-        if let Ok(s) = &stepped {
-            frame.cfa = s.cfa;
-        }
-        frames.push(frame);
-        if frames.len() >= limits.max_frames {
-            break StopReason::FrameLimit;
-        }
-        let s = match stepped {
-            Ok(s) => s,
-            Err(stop) => break stop,
-        };
-        let Some(nsp) = s.regs[SP] else {
-            break StopReason::UnreadableStack;
-        };
-        if s.pc == 0 {
-            break StopReason::EndOfStack;
-        }
-        if s.trust != FrameTrust::SignalContext && nsp < sp {
-            break StopReason::Loop;
-        }
-        if seen.repeat(s.pc, nsp) {
-            break StopReason::Loop;
-        }
-        let mut known = s.regs.clone();
-        if s.trust != FrameTrust::SignalContext {
-            for r in CALLER_SAVED {
-                known[r] = None;
-            }
-        }
-        regs = s.regs;
-        frame = RawFrame {
-            address: if s.next_is_ip {
-                CodeAddress::InstructionPointer(s.pc)
-            } else {
-                CodeAddress::ReturnAddress(s.pc)
-            },
-            trust: s.trust,
-            sp: nsp,
-            signal_trampoline: false,
-            regs: KnownRegs::new(&known),
-            cfa: None,
-        };
-    };
-    Unwound { frames, stop }
-}
+/// The aarch64 rules for [`super::walk`].
+pub(crate) struct Aarch64;
 
-/// One step to the caller.
-struct Step {
-    regs: Regs,
-    pc: u64,
-    trust: FrameTrust,
-    next_is_ip: bool,
-    cfa: Option<u64>,
+impl Arch for Aarch64 {
+    const SAME_SP: bool = true;
+
+    fn start(&self, regs: &Registers) -> Option<(Regs, u64, u64)> {
+        let r = from_core(regs);
+        let (pc, sp) = (regs.pc()?, r[SP]?);
+        Some((r, pc, sp))
+    }
+
+    fn is_sigreturn(&self, code: &dyn MemoryReader, pc: u64) -> bool {
+        is_sigreturn(code, pc)
+    }
+
+    fn step(
+        &self,
+        regs: &Regs,
+        frame: &RawFrame,
+        first: bool,
+        modules: &[UnwindModule<'_>],
+        stack: &dyn MemoryReader,
+    ) -> Result<Step, StopReason> {
+        step(regs, frame, first, modules, stack)
+    }
+
+    fn in_caller(&self, regs: &Regs) -> Regs {
+        let mut known = regs.clone();
+        for r in CALLER_SAVED {
+            known[r] = None;
+        }
+        known
+    }
 }
 
 fn step(
@@ -164,8 +103,9 @@ fn step(
     if frame.signal_trampoline {
         let (r, pc) = regs_from_sigframe(frame.sp, stack).ok_or(StopReason::UnreadableStack)?;
         return Ok(Step {
+            pc: Some(pc),
+            sp: r[SP],
             regs: r,
-            pc,
             trust: FrameTrust::SignalContext,
             next_is_ip: true,
             cfa: None,
@@ -188,8 +128,9 @@ fn step(
                     FrameTrust::Cfi
                 };
                 return Ok(Step {
+                    pc: Some(pc),
+                    sp: r[SP],
                     regs: r,
-                    pc,
                     trust,
                     next_is_ip: s.signal_frame,
                     cfa: Some(s.cfa),
@@ -208,8 +149,9 @@ fn step(
             let mut r = regs.clone();
             r[LR] = Some(lr);
             return Ok(Step {
+                pc: Some(lr),
+                sp: r[SP],
                 regs: r,
-                pc: lr,
                 trust: FrameTrust::FramePointer,
                 next_is_ip: false,
                 cfa: regs[SP],
@@ -219,7 +161,7 @@ fn step(
     // A frame record leading outside every module is the end of the chain (`_start`'s x29 is
     // whatever the kernel left there), not a frame.
     let s = frame_record_step(regs, stack)?;
-    if module_at(modules, s.pc).is_none() {
+    if !s.pc.is_some_and(|pc| module_at(modules, pc).is_some()) {
         return Err(StopReason::NoUnwindInfo);
     }
     Ok(s)
@@ -243,8 +185,9 @@ fn frame_record_step(regs: &Regs, stack: &dyn MemoryReader) -> Result<Step, Stop
     r[SP] = Some(fp + 16);
     r[LR] = Some(strip_pac(ra));
     Ok(Step {
+        pc: Some(strip_pac(ra)),
+        sp: r[SP],
         regs: r,
-        pc: strip_pac(ra),
         trust: FrameTrust::FramePointer,
         next_is_ip: false,
         cfa: Some(fp + 16),

@@ -233,8 +233,8 @@ pub fn unwind_thread(
     limits: Limits,
 ) -> Unwound {
     match regs.machine {
-        Machine::X86_64 => x86_64::unwind(regs, modules, stack, code, limits),
-        Machine::Aarch64 => aarch64::unwind(regs, modules, stack, code, limits),
+        Machine::X86_64 => walk(&x86_64::X86_64, regs, modules, stack, code, limits),
+        Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
         _ => {
             let frames = regs
                 .pc()
@@ -254,6 +254,135 @@ pub fn unwind_thread(
             }
         }
     }
+}
+
+type Regs = Vec<Option<u64>>;
+
+/// One step of a walk to the caller.
+pub(crate) struct Step {
+    /// The caller's registers by DWARF number.
+    pub regs: Regs,
+    /// The caller's pc and stack pointer (`None`: not recovered).
+    pub pc: Option<u64>,
+    pub sp: Option<u64>,
+    pub trust: FrameTrust,
+    /// The caller's pc is an instruction pointer (it was interrupted), not a return address.
+    pub next_is_ip: bool,
+    /// The stepped-from frame's CFA, when the step computed one.
+    pub cfa: Option<u64>,
+}
+
+/// What a stack walk needs of one architecture; [`walk`] is the same for all.
+pub(crate) trait Arch {
+    /// A caller's stack pointer may equal its callee's (aarch64's frameless leaf functions);
+    /// on x86_64 every call pushes, so a caller's is strictly above.
+    const SAME_SP: bool;
+    /// Frame 0's registers by DWARF number, its pc and its stack pointer.
+    fn start(&self, regs: &Registers) -> Option<(Regs, u64, u64)>;
+    /// The code at `pc` is the kernel's signal-return trampoline.
+    fn is_sigreturn(&self, code: &dyn MemoryReader, pc: u64) -> bool;
+    fn step(
+        &self,
+        regs: &Regs,
+        frame: &RawFrame,
+        first: bool,
+        modules: &[UnwindModule<'_>],
+        stack: &dyn MemoryReader,
+    ) -> Result<Step, StopReason>;
+    /// Of a caller's registers, those its variables may use: a call clobbers the rest.
+    fn in_caller(&self, regs: &Regs) -> Regs;
+}
+
+/// Walk one thread with `arch`'s rules: trampoline check, one step per frame, loop and limit
+/// checks, each frame's registers and CFA recorded for its variables.
+pub(crate) fn walk<A: Arch>(
+    arch: &A,
+    core_regs: &Registers,
+    modules: &[UnwindModule<'_>],
+    stack: &dyn MemoryReader,
+    code: &dyn MemoryReader,
+    limits: Limits,
+) -> Unwound {
+    let Some((mut regs, pc, sp)) = arch.start(core_regs) else {
+        return Unwound {
+            frames: vec![],
+            stop: StopReason::NoRegisters,
+        };
+    };
+    let mut frames = Vec::new();
+    let mut frame = RawFrame {
+        address: CodeAddress::InstructionPointer(pc),
+        trust: FrameTrust::Context,
+        sp,
+        signal_trampoline: false,
+        regs: KnownRegs::new(&regs),
+        cfa: None,
+    };
+    let mut seen = Seen::new();
+    seen.repeat(pc, sp);
+    let stop = loop {
+        if limits
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            break StopReason::Timeout;
+        }
+        let pc = frame.address.pc();
+        let sp = frame.sp;
+        frame.signal_trampoline = arch.is_sigreturn(code, pc);
+        if frame.signal_trampoline {
+            // The handler "returned" into the trampoline's first instruction; no call precedes
+            // it, so it is looked up at its own address.
+            frame.address = CodeAddress::InstructionPointer(pc);
+        }
+        let first = frames.is_empty();
+        let stepped = arch.step(&regs, &frame, first, modules, stack);
+        if let Ok(s) = &stepped {
+            frame.cfa = s.cfa;
+        }
+        frames.push(frame);
+        if frames.len() >= limits.max_frames {
+            break StopReason::FrameLimit;
+        }
+        let s = match stepped {
+            Ok(s) => s,
+            Err(stop) => break stop,
+        };
+        let (Some(npc), Some(nsp)) = (s.pc, s.sp) else {
+            break StopReason::UnreadableStack;
+        };
+        if npc == 0 {
+            break StopReason::EndOfStack;
+        }
+        // The stack grows down: a caller's frame is above its callee's. A signal frame may
+        // switch stacks (sigaltstack), so it is exempt.
+        let below = if A::SAME_SP { nsp < sp } else { nsp <= sp };
+        if s.trust != FrameTrust::SignalContext && below {
+            break StopReason::Loop;
+        }
+        if seen.repeat(npc, nsp) {
+            break StopReason::Loop;
+        }
+        let known = if s.trust == FrameTrust::SignalContext {
+            s.regs.clone()
+        } else {
+            arch.in_caller(&s.regs)
+        };
+        regs = s.regs;
+        frame = RawFrame {
+            address: if s.next_is_ip {
+                CodeAddress::InstructionPointer(npc)
+            } else {
+                CodeAddress::ReturnAddress(npc)
+            },
+            trust: s.trust,
+            sp: nsp,
+            signal_trampoline: false,
+            regs: KnownRegs::new(&known),
+            cfa: None,
+        };
+    };
+    Unwound { frames, stop }
 }
 
 fn module_at<'m, 'a>(modules: &'m [UnwindModule<'a>], avma: u64) -> Option<&'m UnwindModule<'a>> {

@@ -2,8 +2,8 @@
 //! trampoline's code bytes, and the frame-pointer (rbp chain) fallback.
 
 use super::{
-    cfi_step, module_at, CfiError, CodeAddress, FrameTrust, KnownRegs, Limits, MemoryReader,
-    RawFrame, Seen, StopReason, UnwindModule, Unwound,
+    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
 
@@ -31,8 +31,6 @@ const SIGCONTEXT_ORDER: [&str; 17] = [
     "rcx", "rsp", "rip",
 ];
 
-type Regs = Vec<Option<u64>>;
-
 /// The core's registers by DWARF number: the general ones, then xmm0..15 (17..32) when the
 /// core holds them.
 fn from_core(regs: &Registers) -> Regs {
@@ -59,112 +57,54 @@ fn is_sigreturn(code: &dyn MemoryReader, pc: u64) -> bool {
     code.read(pc, &mut b) && b == SIGRETURN_CODE
 }
 
-pub(crate) fn unwind(
-    core_regs: &Registers,
-    modules: &[UnwindModule<'_>],
-    stack: &dyn MemoryReader,
-    code: &dyn MemoryReader,
-    limits: Limits,
-) -> Unwound {
-    let mut regs = from_core(core_regs);
-    let (Some(pc), Some(sp)) = (regs[RIP], regs[RSP]) else {
-        return Unwound {
-            frames: vec![],
-            stop: StopReason::NoRegisters,
-        };
-    };
-    let mut frames = Vec::new();
-    let mut frame = RawFrame {
-        address: CodeAddress::InstructionPointer(pc),
-        trust: FrameTrust::Context,
-        sp,
-        signal_trampoline: false,
-        regs: KnownRegs::new(&regs),
-        cfa: None,
-    };
-    let mut seen = Seen::new();
-    seen.repeat(pc, sp);
-    let stop = loop {
-        if limits
-            .deadline
-            .is_some_and(|d| std::time::Instant::now() >= d)
-        {
-            break StopReason::Timeout;
+/// The x86_64 rules for [`super::walk`].
+pub(crate) struct X86_64;
+
+impl Arch for X86_64 {
+    const SAME_SP: bool = false;
+
+    fn start(&self, regs: &Registers) -> Option<(Regs, u64, u64)> {
+        let r = from_core(regs);
+        let (pc, sp) = (r[RIP]?, r[RSP]?);
+        Some((r, pc, sp))
+    }
+
+    fn is_sigreturn(&self, code: &dyn MemoryReader, pc: u64) -> bool {
+        is_sigreturn(code, pc)
+    }
+
+    fn step(
+        &self,
+        regs: &Regs,
+        frame: &RawFrame,
+        first: bool,
+        modules: &[UnwindModule<'_>],
+        stack: &dyn MemoryReader,
+    ) -> Result<Step, StopReason> {
+        step(regs, frame, first, modules, stack)
+    }
+
+    fn in_caller(&self, regs: &Regs) -> Regs {
+        let mut known = regs.clone();
+        for r in CALLER_SAVED {
+            known[r] = None;
         }
-        let pc = frame.address.pc();
-        let sp = frame.sp;
-        frame.signal_trampoline = is_sigreturn(code, pc);
-        if frame.signal_trampoline {
-            // The handler "returned" into the trampoline's first instruction; no call precedes
-            // it (glibc pads a nop there), so it is looked up at its own address.
-            frame.address = CodeAddress::InstructionPointer(pc);
-        }
-        let first = frames.is_empty();
-        let stepped = step(&regs, &frame, first, modules, stack);
-        if let Ok(s) = &stepped {
-            frame.cfa = s.cfa;
-        }
-        frames.push(frame);
-        if frames.len() >= limits.max_frames {
-            break StopReason::FrameLimit;
-        }
-        let Step {
-            regs: new_regs,
-            trust,
-            next_is_ip,
-            ..
-        } = match stepped {
-            Ok(s) => s,
-            Err(stop) => break stop,
-        };
-        let (Some(npc), Some(nsp)) = (new_regs[RIP], new_regs[RSP]) else {
-            break StopReason::UnreadableStack;
-        };
-        if npc == 0 {
-            break StopReason::EndOfStack;
-        }
-        // The stack grows down: a caller's frame is above its callee's. A signal frame may
-        // switch stacks (sigaltstack), so it is exempt.
-        if trust != FrameTrust::SignalContext && nsp <= sp {
-            break StopReason::Loop;
-        }
-        if seen.repeat(npc, nsp) {
-            break StopReason::Loop;
-        }
-        let mut known = new_regs.clone();
-        if trust != FrameTrust::SignalContext {
-            for r in CALLER_SAVED {
-                known[r] = None;
-            }
-            // Every vector register is caller-saved too.
-            known.truncate(DWARF_NAMES.len());
-        }
-        regs = new_regs;
-        frame = RawFrame {
-            address: if next_is_ip {
-                CodeAddress::InstructionPointer(npc)
-            } else {
-                CodeAddress::ReturnAddress(npc)
-            },
-            trust,
-            sp: nsp,
-            signal_trampoline: false,
-            regs: KnownRegs::new(&known),
-            cfa: None,
-        };
-    };
-    Unwound { frames, stop }
+        // Every vector register is caller-saved too.
+        known.truncate(DWARF_NAMES.len());
+        known
+    }
 }
 
-/// One step to the caller.
-pub(crate) struct Step {
-    /// The caller's registers.
-    pub regs: Regs,
-    pub trust: FrameTrust,
-    /// The caller's pc is an instruction pointer (it was interrupted), not a return address.
-    pub next_is_ip: bool,
-    /// The stepped-from frame's CFA, when the step computed one.
-    pub cfa: Option<u64>,
+/// A step whose caller pc and stack pointer are its rip and rsp.
+fn step_to(regs: Regs, trust: FrameTrust, next_is_ip: bool, cfa: Option<u64>) -> Step {
+    Step {
+        pc: regs[RIP],
+        sp: regs[RSP],
+        regs,
+        trust,
+        next_is_ip,
+        cfa,
+    }
 }
 
 /// Compute the caller's registers.
@@ -179,12 +119,7 @@ fn step(
     if frame.signal_trampoline {
         // Recognised by code bytes; its CFI (if any) says the same thing in DWARF expressions.
         return regs_from_ucontext(sp, stack)
-            .map(|r| Step {
-                regs: r,
-                trust: FrameTrust::SignalContext,
-                next_is_ip: true,
-                cfa: None,
-            })
+            .map(|r| step_to(r, FrameTrust::SignalContext, true, None))
             .ok_or(StopReason::UnreadableStack);
     }
     let lookup = frame.address.lookup();
@@ -202,12 +137,7 @@ fn step(
                 } else {
                     FrameTrust::Cfi
                 };
-                return Ok(Step {
-                    regs: r,
-                    trust,
-                    next_is_ip: s.signal_frame,
-                    cfa: Some(s.cfa),
-                });
+                return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
             }
             Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
             Err(CfiError::NoInfo) => {}
@@ -223,12 +153,7 @@ fn step(
             let mut r = regs.clone();
             r[RIP] = Some(ra);
             r[RSP] = Some(sp + 8);
-            return Ok(Step {
-                regs: r,
-                trust: FrameTrust::FramePointer,
-                next_is_ip: false,
-                cfa: Some(sp + 8),
-            });
+            return Ok(step_to(r, FrameTrust::FramePointer, false, Some(sp + 8)));
         }
     }
     frame_pointer_step(regs, stack)
@@ -256,10 +181,5 @@ pub(crate) fn frame_pointer_step(
     r[RBP] = Some(caller_bp);
     r[RSP] = Some(bp + 16);
     r[RIP] = Some(ra);
-    Ok(Step {
-        regs: r,
-        trust: FrameTrust::FramePointer,
-        next_is_ip: false,
-        cfa: Some(bp + 16),
-    })
+    Ok(step_to(r, FrameTrust::FramePointer, false, Some(bp + 16)))
 }
