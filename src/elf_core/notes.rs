@@ -187,24 +187,15 @@ fn note_name(t: u32) -> String {
 }
 
 /// `struct elf_prstatus` (64-bit): elf_siginfo (12) + cursig (2) + pad, sigpend, sighold (8 each),
-/// pid, ppid, pgrp, sid at 32..48, four timevals, then `pr_reg` at 112.
+/// pid, ppid, pgrp, sid at 32..48, four timevals, then `pr_reg` at 112 (72 in the 32-bit
+/// layout); each register one word of the core's class.
 fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
-    if !d.is_64 {
-        // 32-bit layout: cursig@12, pid@24, ppid@28, pgrp@32, sid@36; registers not decoded.
-        return Some(ThreadStatus {
-            cursig: d.u16(12)?,
-            tid: d.i32(24)?,
-            ppid: d.i32(28)?,
-            pgrp: d.i32(32)?,
-            sid: d.i32(36)?,
-            registers: None,
-        });
-    }
-    let registers = machine.pr_reg_layout().and_then(|(names, at)| {
+    let registers = machine.pr_reg_layout(d.is_64).and_then(|(names, at)| {
+        let word = d.word_size();
         let values = names
             .iter()
             .enumerate()
-            .map(|(i, &n)| d.u64(at + i * 8).map(|v| (n, v)))
+            .map(|(i, &n)| d.word(at + i * word).map(|v| (n, v)))
             .collect::<Option<Vec<_>>>()?;
         Some(Registers {
             machine,
@@ -212,6 +203,17 @@ fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
             vector: Vec::new(),
         })
     });
+    if !d.is_64 {
+        // 32-bit layout: cursig@12, pid@24, ppid@28, pgrp@32, sid@36.
+        return Some(ThreadStatus {
+            cursig: d.u16(12)?,
+            tid: d.i32(24)?,
+            ppid: d.i32(28)?,
+            pgrp: d.i32(32)?,
+            sid: d.i32(36)?,
+            registers,
+        });
+    }
     Some(ThreadStatus {
         cursig: d.u16(12)?,
         tid: d.i32(32)?,

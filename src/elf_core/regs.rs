@@ -6,17 +6,23 @@
 pub enum Machine {
     X86_64,
     Aarch64,
+    I386,
+    Riscv,
     Other(u16),
 }
 
 const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
+const EM_386: u16 = 3;
+const EM_RISCV: u16 = 243;
 
 impl Machine {
     pub fn from_e_machine(m: u16) -> Machine {
         match m {
             EM_X86_64 => Machine::X86_64,
             EM_AARCH64 => Machine::Aarch64,
+            EM_386 => Machine::I386,
+            EM_RISCV => Machine::Riscv,
             other => Machine::Other(other),
         }
     }
@@ -26,6 +32,8 @@ impl Machine {
         match self {
             Machine::X86_64 => EM_X86_64,
             Machine::Aarch64 => EM_AARCH64,
+            Machine::I386 => EM_386,
+            Machine::Riscv => EM_RISCV,
             Machine::Other(m) => m,
         }
     }
@@ -38,14 +46,14 @@ impl Machine {
         let name = match (self.e_machine(), is_64, big_endian) {
             (EM_X86_64, true, _) => "x86_64",
             (EM_X86_64, false, _) => "x32",
-            (3, _, _) => "i386",
+            (EM_386, _, _) => "i386",
             (6, _, _) => "i486",
             (EM_AARCH64, _, false) => "aarch64",
             (EM_AARCH64, _, true) => "aarch64_be",
             (40, _, false) => "arm",
             (40, _, true) => "armeb",
-            (243, true, _) => "riscv64",
-            (243, false, _) => "riscv32",
+            (EM_RISCV, true, _) => "riscv64",
+            (EM_RISCV, false, _) => "riscv32",
             (20, _, _) => "ppc",
             (21, _, true) => "ppc64",
             (21, _, false) => "ppc64le",
@@ -66,12 +74,17 @@ impl Machine {
         name.into()
     }
 
-    /// Register names in `pr_reg` order, and the offset of `pr_reg` in NT_PRSTATUS (64-bit).
-    pub(crate) fn pr_reg_layout(self) -> Option<(&'static [&'static str], usize)> {
-        match self {
-            Machine::X86_64 => Some((X86_64_NAMES, 112)),
-            Machine::Aarch64 => Some((AARCH64_NAMES, 112)),
-            Machine::Other(_) => None,
+    /// Register names in `pr_reg` order and the offset of `pr_reg` in NT_PRSTATUS, for a core
+    /// of this class (`is_64`); each register is one word of the class.
+    pub(crate) fn pr_reg_layout(self, is_64: bool) -> Option<(&'static [&'static str], usize)> {
+        match (self, is_64) {
+            (Machine::X86_64, true) => Some((X86_64_NAMES, 112)),
+            (Machine::Aarch64, true) => Some((AARCH64_NAMES, 112)),
+            (Machine::Riscv, true) => Some((RISCV_NAMES, 112)),
+            // elf_prstatus32: siginfo 12, cursig 2 + pad 2, sigpend 4, sighold 4, pid, ppid,
+            // pgrp, sid, four 8-byte timevals: pr_reg at 72.
+            (Machine::I386, false) => Some((I386_NAMES, 72)),
+            _ => None,
         }
     }
 }
@@ -113,7 +126,8 @@ impl Registers {
     pub fn pc(&self) -> Option<u64> {
         match self.machine {
             Machine::X86_64 => self.get("rip"),
-            Machine::Aarch64 => self.get("pc"),
+            Machine::Aarch64 | Machine::Riscv => self.get("pc"),
+            Machine::I386 => self.get("eip"),
             Machine::Other(_) => None,
         }
     }
@@ -122,7 +136,8 @@ impl Registers {
     pub fn sp(&self) -> Option<u64> {
         match self.machine {
             Machine::X86_64 => self.get("rsp"),
-            Machine::Aarch64 => self.get("sp"),
+            Machine::Aarch64 | Machine::Riscv => self.get("sp"),
+            Machine::I386 => self.get("esp"),
             Machine::Other(_) => None,
         }
     }
@@ -132,7 +147,22 @@ impl Registers {
         match self.machine {
             Machine::X86_64 => self.get("rbp"),
             Machine::Aarch64 => self.get("x29"),
+            Machine::I386 => self.get("ebp"),
+            Machine::Riscv => self.get("s0"),
             Machine::Other(_) => None,
         }
     }
 }
+
+/// `struct user_regs_struct` on i386 (the kernel's `pr_reg`), in order.
+pub const I386_NAMES: &[&str] = &[
+    "ebx", "ecx", "edx", "esi", "edi", "ebp", "eax", "ds", "es", "fs", "gs", "orig_eax", "eip",
+    "cs", "eflags", "esp", "ss",
+];
+
+/// `struct user_regs_struct` on RISC-V: pc, then x1..x31 by their ABI names.
+pub const RISCV_NAMES: &[&str] = &[
+    "pc", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5",
+    "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5",
+    "t6",
+];

@@ -306,3 +306,36 @@ fn inlined_frames_read_as_elfutils_expects() {
     assert_eq!(frames[0]["pc"], "0x4006c8");
     assert_eq!(frames[5]["pc"], "0x4004c5");
 }
+
+/// Cores of architectures without an unwinder yet still give each thread's registers in the
+/// architecture's own names and frame 0 at its pc (the values eu-stack reads from them).
+#[test]
+fn i386_and_riscv64_registers_are_read() {
+    let Some(peers) = peer_dir() else {
+        crate::skip_or_fail!("../shared/peer-cores/elfutils is not beside the checkout");
+    };
+    let dir = util::tempdir();
+    let cases = [
+        ("testfile_i686_core.bz2", "eip", "esp", "0x8048408"),
+        ("backtrace.i386.core.bz2", "eip", "esp", "0xf77f7430"),
+        ("testfile-riscv64-core.bz2", "pc", "sp", "0x1049a"),
+    ];
+    for (name, pc, sp, first_pc) in cases {
+        let core = unpack(&peers, name, dir.path());
+        let o = util::corecatch(dir.path(), &["bt", "--json", core.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", util::stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for t in r["threads"].as_array().unwrap() {
+            let regs = &t["registers"];
+            assert!(
+                regs[pc].is_string() && regs[sp].is_string(),
+                "{name}: {regs}"
+            );
+            assert_eq!(
+                t["frames"][0]["pc"], regs[pc],
+                "{name}: frame 0 is at the pc"
+            );
+        }
+        assert_eq!(r["threads"][0]["frames"][0]["pc"], first_pc, "{name}");
+    }
+}
