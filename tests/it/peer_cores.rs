@@ -81,12 +81,10 @@ fn crashed_names(r: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// `bt --json --exe EXE CORE` on two peer files, decompressed into `dir`.
-fn bt_peer(peers: &Path, dir: &Path, core: &str, exe: &str) -> serde_json::Value {
-    let core = unpack(peers, core, dir);
-    let exe = unpack(peers, exe, dir);
+/// `bt --json --exe EXE CORE` run in `cwd`: exit status 0, the report.
+fn bt_json(cwd: &Path, exe: &Path, core: &Path) -> serde_json::Value {
     let o = util::corecatch(
-        dir,
+        cwd,
         &[
             "bt",
             "--json",
@@ -97,6 +95,13 @@ fn bt_peer(peers: &Path, dir: &Path, core: &str, exe: &str) -> serde_json::Value
     );
     assert_eq!(o.status.code(), Some(0), "{}", util::stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `bt --json --exe EXE CORE` on two peer files, decompressed into `dir`.
+fn bt_peer(peers: &Path, dir: &Path, core: &str, exe: &str) -> serde_json::Value {
+    let core = unpack(peers, core, dir);
+    let exe = unpack(peers, exe, dir);
+    bt_json(dir, &exe, &core)
 }
 
 /// elfutils' testfile-backtrace-demangle: `cxxfunc(int)`, then a function whose symbol is the
@@ -193,18 +198,7 @@ fn bt_beside(peers: &Path, dir: &Path, core: &str, exe: &str, lib: &str) -> serd
     let core = unpack(peers, core, &bin);
     let exe = unpack(peers, exe, &bin);
     unpack(peers, lib, &bin);
-    let o = util::corecatch(
-        dir,
-        &[
-            "bt",
-            "--json",
-            "--exe",
-            exe.to_str().unwrap(),
-            core.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", util::stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    bt_json(dir, &exe, &core)
 }
 
 /// elfutils' test-core: frame 0 is `libfunc` in test-core-lib.so, whose ELF header page is not

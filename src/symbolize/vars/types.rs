@@ -195,20 +195,16 @@ impl<'u, 'a> Types<'u, 'a> {
                 target,
                 rvalue: e.tag() == gimli::DW_TAG_rvalue_reference_type,
             },
-            gimli::DW_TAG_const_type => Kind::Qualified {
-                qualifier: "const",
-                target,
-            },
-            gimli::DW_TAG_volatile_type => Kind::Qualified {
-                qualifier: "volatile",
-                target,
-            },
-            gimli::DW_TAG_restrict_type => Kind::Qualified {
-                qualifier: "restrict",
-                target,
-            },
-            gimli::DW_TAG_atomic_type => Kind::Qualified {
-                qualifier: "_Atomic",
+            tag @ (gimli::DW_TAG_const_type
+            | gimli::DW_TAG_volatile_type
+            | gimli::DW_TAG_restrict_type
+            | gimli::DW_TAG_atomic_type) => Kind::Qualified {
+                qualifier: match tag {
+                    gimli::DW_TAG_const_type => "const",
+                    gimli::DW_TAG_volatile_type => "volatile",
+                    gimli::DW_TAG_restrict_type => "restrict",
+                    _ => "_Atomic",
+                },
                 target,
             },
             gimli::DW_TAG_typedef => Kind::Typedef {
