@@ -538,7 +538,7 @@ fn abort_message(core: &Core<'_>, prepared: &[Prepared]) -> Option<String> {
                     .find(|(n, _)| n == "__abort_msg")
                     .map(|&(_, a)| a)
             })?;
-        let ptr = core.memory.read_u64(svma.wrapping_add(p.bias))?;
+        let ptr = core.read_word(svma.wrapping_add(p.bias))?;
         if ptr == 0 {
             return None;
         }
@@ -669,6 +669,7 @@ fn prepare(
         text_svma: object.info.section(".text").map(|s| s.addr),
         got_svma: object.info.section(".got").map(|s| s.addr),
         big_endian: object.info.endian == crate::elf_core::Endian::Big,
+        elf32: !object.info.is_64,
     };
     Some(Prepared {
         module,
@@ -1061,5 +1062,9 @@ impl MemoryReader for CodeReader<'_> {
         };
         buf.copy_from_slice(src);
         true
+    }
+
+    fn big_endian(&self) -> bool {
+        self.core.endian == crate::elf_core::Endian::Big
     }
 }

@@ -10,6 +10,7 @@
 //! probe, in gdb's order.
 
 use crate::elf_core::bytes::Reader;
+use crate::elf_core::headers::{self, Ehdr, Phdr};
 use std::path::{Path, PathBuf};
 
 use crate::elf_core::{Core, Endian, Memory};
@@ -85,7 +86,7 @@ pub fn modules_from_core(core: &Core<'_>) -> (Vec<Module>, Vec<String>) {
         }
         // When the first page was not dumped the header is unreadable: the bias and build-id
         // then come from the file on disk (the loader decides whether it is ELF at all).
-        let header = read_elf_header(&core.memory, base, core.endian);
+        let header = read_elf_header(&core.memory, base, core.endian, core.is_64);
         modules.push(Module {
             path,
             kind: ModuleKind::File,
@@ -99,7 +100,7 @@ pub fn modules_from_core(core: &Core<'_>) -> (Vec<Module>, Vec<String>) {
     if let Some(vdso) = core.auxv.get(AT_SYSINFO_EHDR).filter(|&a| a != 0) {
         match core.memory.segment_at(vdso) {
             Some(seg) if is_elf_at(&core.memory, vdso) => {
-                let h = read_elf_header(&core.memory, vdso, core.endian);
+                let h = read_elf_header(&core.memory, vdso, core.endian, core.is_64);
                 modules.push(Module {
                     path: VDSO_PATH.into(),
                     kind: ModuleKind::Vdso,
@@ -132,33 +133,34 @@ struct HeaderInfo {
     build_id: Option<Vec<u8>>,
 }
 
-/// Read a 64-bit ELF header and its program headers from process memory at `base`.
-fn read_elf_header(mem: &Memory<'_>, base: u64, endian: Endian) -> Option<HeaderInfo> {
+/// Read an ELF header (of the core's class and byte order) and its program headers from
+/// process memory at `base`.
+fn read_elf_header(mem: &Memory<'_>, base: u64, endian: Endian, is_64: bool) -> Option<HeaderInfo> {
     let mut ehdr = [0u8; 64];
-    if !mem.read(base, &mut ehdr) || ehdr[4] != 2 {
-        // Only 64-bit objects; a 32-bit module in a 64-bit core does not happen on Linux.
+    let ehdr = &mut ehdr[..Ehdr::size(is_64)];
+    if !mem.read(base, ehdr) || headers::ident(ehdr) != Some((is_64, endian)) {
+        // A module of another class or byte order than its core does not happen on Linux.
         return None;
     }
-    let e = Reader::new(&ehdr, endian, true);
-    let phoff = e.u64(32)?;
-    let phentsize = u64::from(e.u16(54)?);
-    let phnum = u64::from(e.u16(56)?).min(256);
-    if phentsize < 56 {
+    let e = Ehdr::read(&Reader::new(ehdr, endian, is_64))?;
+    let phentsize = u64::from(e.phentsize);
+    let phnum = u64::from(e.phnum).min(256);
+    if phentsize < Phdr::size(is_64) as u64 {
         return None;
     }
     let mut bias = None;
     let mut notes = Vec::new();
     for i in 0..phnum {
         let mut ph = [0u8; 56];
-        let at = base.checked_add(phoff)?.checked_add(i * phentsize)?;
-        if !mem.read(at, &mut ph) {
+        let ph = &mut ph[..Phdr::size(is_64)];
+        let at = base.checked_add(e.phoff)?.checked_add(i * phentsize)?;
+        if !mem.read(at, ph) {
             break;
         }
-        let p = Reader::new(&ph, endian, true);
-        let (p_type, p_offset, p_vaddr, p_filesz) = (p.u32(0)?, p.u64(8)?, p.u64(16)?, p.u64(32)?);
-        match p_type {
-            PT_LOAD if p_offset == 0 && bias.is_none() => bias = Some(base.wrapping_sub(p_vaddr)),
-            PT_NOTE => notes.push((p_vaddr, p_filesz)),
+        let p = Phdr::read(&Reader::new(ph, endian, is_64), 0)?;
+        match p.p_type {
+            PT_LOAD if p.offset == 0 && bias.is_none() => bias = Some(base.wrapping_sub(p.vaddr)),
+            PT_NOTE => notes.push((p.vaddr, p.filesz)),
             _ => {}
         }
     }

@@ -42,6 +42,11 @@ impl<'a> Memory<'a> {
         }
     }
 
+    /// The byte order of the process's words.
+    pub fn endian(&self) -> Endian {
+        self.endian
+    }
+
     /// The PT_LOAD segments, sorted by address.
     pub fn segments(&self) -> &[Segment] {
         &self.segments

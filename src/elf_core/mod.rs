@@ -8,6 +8,7 @@
 
 pub(crate) mod bytes;
 pub(crate) mod constants;
+pub(crate) mod headers;
 mod memory;
 mod notes;
 pub mod regs;
@@ -21,6 +22,7 @@ pub use regs::{Machine, Registers};
 pub use start_info::StartInfo;
 
 use bytes::Reader;
+use headers::Phdr;
 
 use constants::{ET_CORE, PT_LOAD, PT_NOTE};
 
@@ -103,6 +105,15 @@ impl Core<'_> {
             .or_else(|| self.files.first().map(|f| f.path.clone()))
     }
 
+    /// A pointer-sized word of the process (4 bytes in an ELF32 core, 8 in an ELF64 one).
+    pub fn read_word(&self, addr: u64) -> Option<u64> {
+        if self.is_64 {
+            self.memory.read_u64(addr)
+        } else {
+            self.memory.read_u32(addr).map(u64::from)
+        }
+    }
+
     fn main_mapping_path(&self) -> Option<String> {
         let phdr = self.auxv.get(notes::AT_PHDR)?;
         self.files
@@ -138,7 +149,7 @@ pub fn parse(data: &[u8]) -> Result<Core<'_>, CoreParseError> {
     if e_type != ET_CORE {
         return Err(CoreParseError::NotCore(e_type));
     }
-    let machine = Machine::from_e_machine(r.u16(18).unwrap_or(0));
+    let machine = Machine::from_header(r.u16(18).unwrap_or(0), is_64);
     let (phoff, phentsize, phnum) = if is_64 {
         (r.u64(32), r.u16(54), r.u16(56))
     } else {
@@ -174,7 +185,7 @@ pub fn parse(data: &[u8]) -> Result<Core<'_>, CoreParseError> {
         let Some(off) = phoff.checked_add(i.saturating_mul(phentsize)) else {
             break;
         };
-        let Some(ph) = read_phdr(&r, off, is_64) else {
+        let Some(ph) = Phdr::read(&r, off) else {
             warnings.push(format!(
                 "core is truncated: program header {i} of {phnum} lies past the end of the file"
             ));
@@ -220,38 +231,6 @@ pub fn parse(data: &[u8]) -> Result<Core<'_>, CoreParseError> {
         size: data.len() as u64,
         warnings,
     })
-}
-
-struct Phdr {
-    p_type: u32,
-    flags: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    memsz: u64,
-}
-
-fn read_phdr(r: &Reader<'_>, off: u64, is_64: bool) -> Option<Phdr> {
-    let o = usize::try_from(off).ok()?;
-    if is_64 {
-        Some(Phdr {
-            p_type: r.u32(o)?,
-            flags: r.u32(o + 4)?,
-            offset: r.u64(o + 8)?,
-            vaddr: r.u64(o + 16)?,
-            filesz: r.u64(o + 32)?,
-            memsz: r.u64(o + 40)?,
-        })
-    } else {
-        Some(Phdr {
-            p_type: r.u32(o)?,
-            offset: r.u32(o + 4)?.into(),
-            vaddr: r.u32(o + 8)?.into(),
-            filesz: r.u32(o + 16)?.into(),
-            memsz: r.u32(o + 20)?.into(),
-            flags: r.u32(o + 24)?,
-        })
-    }
 }
 
 fn pn_xnum(r: &Reader<'_>, is_64: bool) -> Option<u64> {

@@ -190,19 +190,28 @@ fn note_name(t: u32) -> String {
 /// pid, ppid, pgrp, sid at 32..48, four timevals, then `pr_reg` at 112 (72 in the 32-bit
 /// layout); each register one word of the core's class.
 fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
-    let registers = machine.pr_reg_layout(d.is_64).and_then(|(names, at)| {
-        let word = d.word_size();
-        let values = names
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| d.word(at + i * word).map(|v| (n, v)))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Registers {
-            machine,
-            values,
-            vector: Vec::new(),
-        })
-    });
+    let registers = machine
+        .pr_reg_layout(d.is_64)
+        .and_then(|(names, at, size)| {
+            let values = names
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let o = at + i * size;
+                    let v = if size == 8 {
+                        d.u64(o)
+                    } else {
+                        d.u32(o).map(u64::from)
+                    };
+                    v.map(|v| (n, v))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(Registers {
+                machine,
+                values,
+                vector: Vec::new(),
+            })
+        });
     if !d.is_64 {
         // 32-bit layout: cursig@12, pid@24, ppid@28, pgrp@32, sid@36.
         return Some(ThreadStatus {
@@ -227,10 +236,24 @@ fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
 /// `struct elf_prpsinfo`: state, sname, zomb, nice (1 byte each), flag (word), uid, gid, pid, ppid,
 /// pgrp, sid, fname[16], psargs[80].
 fn prpsinfo(d: &Reader<'_>) -> Option<ProcessInfo> {
-    // 64-bit: flag at 8, uid at 16; 32-bit: flag at 4, uid (16-bit on i386) at 8. Only the
-    // 64-bit layout (shared by x86_64 and aarch64) is decoded.
+    // 64-bit: flag at 8, uid at 16; 32-bit: flag at 4, uid at 8, 16 bits wide on i386, x32,
+    // arm and sparc (a 124-byte note), 32 on ppc, s390 and mips (132 bytes).
     if !d.is_64 {
-        return None;
+        let (uid, gid, at) = if d.data.len() >= 132 {
+            (d.u32(8)?, d.u32(12)?, 16)
+        } else {
+            (u32::from(d.u16(8)?), u32::from(d.u16(10)?), 12)
+        };
+        return Some(ProcessInfo {
+            uid,
+            gid,
+            pid: d.i32(at)?,
+            ppid: d.i32(at + 4)?,
+            pgrp: d.i32(at + 8)?,
+            sid: d.i32(at + 12)?,
+            fname: fixed_str(d.bytes(at + 16, 16)?),
+            psargs: fixed_str(d.bytes(at + 32, 80)?).trim_end().to_string(),
+        });
     }
     Some(ProcessInfo {
         uid: d.u32(16)?,

@@ -1,39 +1,67 @@
 //! CPU architectures and their general-purpose register sets as the kernel writes them in
 //! NT_PRSTATUS (`pr_reg`, i.e. `struct user_regs_struct` / `user_pt_regs`).
 
-/// The architecture of a core, from `e_machine`.
+/// The architecture of a core, from `e_machine` and the class (`EI_CLASS`): an ELF32 x86-64
+/// core is x32, a 32-bit S/390 one s390.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
     X86_64,
+    X32,
     Aarch64,
     I386,
+    Arm,
     Riscv,
+    /// 32-bit PowerPC.
+    Ppc,
+    /// 64-bit PowerPC, either byte order.
+    Ppc64,
+    /// 31-bit S/390.
+    S390,
+    S390x,
+    Sparc64,
     Other(u16),
 }
 
 const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
 const EM_386: u16 = 3;
+const EM_ARM: u16 = 40;
 const EM_RISCV: u16 = 243;
+const EM_PPC: u16 = 20;
+const EM_PPC64: u16 = 21;
+const EM_S390: u16 = 22;
+const EM_SPARCV9: u16 = 43;
 
 impl Machine {
-    pub fn from_e_machine(m: u16) -> Machine {
-        match m {
-            EM_X86_64 => Machine::X86_64,
-            EM_AARCH64 => Machine::Aarch64,
-            EM_386 => Machine::I386,
-            EM_RISCV => Machine::Riscv,
-            other => Machine::Other(other),
+    pub fn from_header(m: u16, is_64: bool) -> Machine {
+        match (m, is_64) {
+            (EM_X86_64, true) => Machine::X86_64,
+            (EM_X86_64, false) => Machine::X32,
+            (EM_AARCH64, _) => Machine::Aarch64,
+            (EM_386, _) => Machine::I386,
+            (EM_ARM, _) => Machine::Arm,
+            (EM_RISCV, _) => Machine::Riscv,
+            (EM_PPC, _) => Machine::Ppc,
+            (EM_PPC64, _) => Machine::Ppc64,
+            (EM_S390, false) => Machine::S390,
+            (EM_S390, true) => Machine::S390x,
+            (EM_SPARCV9, _) => Machine::Sparc64,
+            (other, _) => Machine::Other(other),
         }
     }
 
     /// The `e_machine` value this was read from.
     pub fn e_machine(self) -> u16 {
         match self {
-            Machine::X86_64 => EM_X86_64,
+            Machine::X86_64 | Machine::X32 => EM_X86_64,
             Machine::Aarch64 => EM_AARCH64,
             Machine::I386 => EM_386,
+            Machine::Arm => EM_ARM,
             Machine::Riscv => EM_RISCV,
+            Machine::Ppc => EM_PPC,
+            Machine::Ppc64 => EM_PPC64,
+            Machine::S390 | Machine::S390x => EM_S390,
+            Machine::Sparc64 => EM_SPARCV9,
             Machine::Other(m) => m,
         }
     }
@@ -74,20 +102,62 @@ impl Machine {
         name.into()
     }
 
-    /// Register names in `pr_reg` order and the offset of `pr_reg` in NT_PRSTATUS, for a core
-    /// of this class (`is_64`); each register is one word of the class.
-    pub(crate) fn pr_reg_layout(self, is_64: bool) -> Option<(&'static [&'static str], usize)> {
-        match (self, is_64) {
-            (Machine::X86_64, true) => Some((X86_64_NAMES, 112)),
-            (Machine::Aarch64, true) => Some((AARCH64_NAMES, 112)),
-            (Machine::Riscv, true) => Some((RISCV_NAMES, 112)),
-            // elf_prstatus32: siginfo 12, cursig 2 + pad 2, sigpend 4, sighold 4, pid, ppid,
-            // pgrp, sid, four 8-byte timevals: pr_reg at 72.
-            (Machine::I386, false) => Some((I386_NAMES, 72)),
-            _ => None,
-        }
+    /// Register names in `pr_reg` order, the offset of `pr_reg` in NT_PRSTATUS and the size
+    /// of each register, for a core of this class (`is_64`). The 64-bit `elf_prstatus` puts
+    /// `pr_reg` at 112, the 32-bit one at 72 (siginfo 12, cursig 2 + pad 2, sigpend 4, sighold
+    /// 4, pid, ppid, pgrp, sid, four 8-byte timevals). x32's registers are x86_64's 8-byte
+    /// ones in the 32-bit layout. Only the leading registers of a set are named where the rest
+    /// differ in size (s390x's 4-byte access registers).
+    pub(crate) fn pr_reg_layout(
+        self,
+        is_64: bool,
+    ) -> Option<(&'static [&'static str], usize, usize)> {
+        let at = if is_64 { 112 } else { 72 };
+        let word = if is_64 { 8 } else { 4 };
+        let names = match self {
+            Machine::X86_64 | Machine::X32 => return Some((X86_64_NAMES, at, 8)),
+            Machine::Aarch64 => AARCH64_NAMES,
+            Machine::I386 => I386_NAMES,
+            Machine::Arm => ARM_NAMES,
+            Machine::Riscv => RISCV_NAMES,
+            Machine::Ppc | Machine::Ppc64 => PPC_NAMES,
+            Machine::S390 | Machine::S390x => S390_NAMES,
+            Machine::Sparc64 => SPARC64_NAMES,
+            Machine::Other(_) => return None,
+        };
+        Some((names, at, word))
     }
 }
+
+/// `struct pt_regs` of 32-bit ARM (`elf_gregset_t`): r0..r15, cpsr, orig_r0.
+pub const ARM_NAMES: &[&str] = &[
+    "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "sp", "lr",
+    "pc", "cpsr", "orig_r0",
+];
+
+/// PowerPC's `struct pt_regs` (both word sizes): gpr0..31, nip, msr, orig_gpr3, ctr, link,
+/// xer, ccr, then softe/mq, trap, dar, dsisr, result.
+pub const PPC_NAMES: &[&str] = &[
+    "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+    "r15", "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", "r24", "r25", "r26", "r27",
+    "r28", "r29", "r30", "r31", "pc", "msr", "orig_r3", "ctr", "lr", "xer", "cr", "softe", "trap",
+    "dar", "dsisr", "result",
+];
+
+/// S/390's `s390_regs`: the PSW (mask, address), then r0..r15 (the access registers and
+/// orig_gpr2 after them are not read).
+pub const S390_NAMES: &[&str] = &[
+    "pswm", "pswa", "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11",
+    "r12", "r13", "r14", "r15",
+];
+
+/// sparc64's `elf_gregset_t`: the globals, outs, locals and ins (the last two read from the
+/// register window), then tstate, tpc, tnpc, y.
+pub const SPARC64_NAMES: &[&str] = &[
+    "g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", "o0", "o1", "o2", "o3", "o4", "o5", "sp", "o7",
+    "l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "i0", "i1", "i2", "i3", "i4", "i5", "fp", "i7",
+    "tstate", "pc", "npc", "y",
+];
 
 /// `struct user_regs_struct` on x86_64, in order.
 pub const X86_64_NAMES: &[&str] = &[
@@ -125,30 +195,39 @@ impl Registers {
     /// Program counter.
     pub fn pc(&self) -> Option<u64> {
         match self.machine {
-            Machine::X86_64 => self.get("rip"),
-            Machine::Aarch64 | Machine::Riscv => self.get("pc"),
+            Machine::X86_64 | Machine::X32 => self.get("rip"),
             Machine::I386 => self.get("eip"),
+            // The PSW address; in 31-bit mode its top bit is the addressing-mode flag.
+            Machine::S390 => self.get("pswa").map(|a| a & 0x7fff_ffff),
+            Machine::S390x => self.get("pswa"),
             Machine::Other(_) => None,
+            _ => self.get("pc"),
         }
     }
 
     /// Stack pointer.
     pub fn sp(&self) -> Option<u64> {
         match self.machine {
-            Machine::X86_64 => self.get("rsp"),
-            Machine::Aarch64 | Machine::Riscv => self.get("sp"),
+            Machine::X86_64 | Machine::X32 => self.get("rsp"),
             Machine::I386 => self.get("esp"),
+            Machine::Ppc | Machine::Ppc64 => self.get("r1"),
+            Machine::S390 | Machine::S390x => self.get("r15"),
             Machine::Other(_) => None,
+            _ => self.get("sp"),
         }
     }
 
     /// Frame pointer.
     pub fn fp(&self) -> Option<u64> {
         match self.machine {
-            Machine::X86_64 => self.get("rbp"),
+            Machine::X86_64 | Machine::X32 => self.get("rbp"),
             Machine::Aarch64 => self.get("x29"),
             Machine::I386 => self.get("ebp"),
+            Machine::Arm => self.get("r11"),
             Machine::Riscv => self.get("s0"),
+            Machine::Ppc | Machine::Ppc64 => self.get("r1"),
+            Machine::S390 | Machine::S390x => self.get("r11"),
+            Machine::Sparc64 => self.get("fp"),
             Machine::Other(_) => None,
         }
     }

@@ -3,11 +3,12 @@
 //!
 //! Hand-written rather than goblin's `Elf::parse` because separate debug files have most sections
 //! as `SHT_NOBITS` with meaningless offsets, and we want every damaged table to degrade to "absent"
-//! instead of failing the whole file. Only 64-bit objects are read.
+//! instead of failing the whole file. Both classes (ELF32, ELF64) and both byte orders are read.
 
 use std::borrow::Cow;
 
 use crate::elf_core::bytes::Reader;
+use crate::elf_core::headers::{self, Ehdr, Phdr, Shdr, Sym};
 use crate::elf_core::Endian;
 
 pub const SHT_SYMTAB: u32 = 2;
@@ -49,6 +50,8 @@ pub struct Symbol {
 #[derive(Debug, Clone)]
 pub struct ElfInfo {
     pub endian: Endian,
+    /// ELFCLASS64 (else ELFCLASS32): the size of an address in the file's tables.
+    pub is_64: bool,
     pub sections: Vec<SectionHeader>,
     /// `p_vaddr` of the first PT_LOAD with file offset 0: AVMA of the header − bias.
     pub load_vaddr: Option<u64>,
@@ -94,17 +97,12 @@ impl ElfInfo {
         if s.flags & SHF_COMPRESSED == 0 {
             return Some(SectionSource::Plain(raw));
         }
-        // Elf64_Chdr: ch_type u32, ch_reserved u32, ch_size u64, ch_addralign u64.
-        let b = Reader::new(raw, self.endian, true);
-        if b.u32(0)? != ELFCOMPRESS_ZLIB {
-            return None;
-        }
-        let size = b.u64(8)?;
-        if size > MAX_DECOMPRESSED {
+        let (ch_type, size, header) = headers::chdr(&Reader::new(raw, self.endian, self.is_64))?;
+        if ch_type != ELFCOMPRESS_ZLIB || size > MAX_DECOMPRESSED {
             return None;
         }
         Some(SectionSource::Zlib {
-            stream: raw.get(24..)?,
+            stream: raw.get(header..)?,
             size: usize::try_from(size).ok()?,
         })
     }
@@ -142,42 +140,34 @@ pub fn inflate_into(stream: &[u8], out: &mut [u8]) -> bool {
     ) && z.total_out() == out.len() as u64
 }
 
-/// Parse a 64-bit ELF file. `None` when it is not one.
+/// Parse an ELF file of either class and byte order. `None` when it is not one.
 pub fn parse(data: &[u8]) -> Option<ElfInfo> {
-    if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
+    let (is_64, endian) = headers::ident(data)?;
+    if data.len() < Ehdr::size(is_64) {
         return None;
     }
-    let endian = match data[5] {
-        1 => Endian::Little,
-        2 => Endian::Big,
-        _ => return None,
-    };
-    let b = Reader::new(data, endian, true);
-    let (phoff, phentsize, phnum) = (b.u64(32)?, b.u16(54)?, b.u16(56)?);
-    let (shoff, shentsize, shnum, shstrndx) = (b.u64(40)?, b.u16(58)?, b.u16(60)?, b.u16(62)?);
+    let b = Reader::new(data, endian, is_64);
+    let e = Ehdr::read(&b)?;
 
     let mut load_vaddr = None;
     let mut load_span: Option<(u64, u64)> = None;
-    if phentsize >= 56 {
-        for i in 0..u64::from(phnum) {
-            let Some(o) = phoff
-                .checked_add(i * u64::from(phentsize))
-                .and_then(|o| usize::try_from(o).ok())
-                .filter(|&o| o <= data.len())
+    if usize::from(e.phentsize) >= Phdr::size(is_64) {
+        for i in 0..u64::from(e.phnum) {
+            let Some(p) = e
+                .phoff
+                .checked_add(i * u64::from(e.phentsize))
+                .and_then(|o| Phdr::read(&b, o))
             else {
                 break;
             };
-            let (Some(ty), Some(off), Some(vaddr)) = (b.u32(o), b.u64(o + 8), b.u64(o + 16)) else {
-                break;
-            };
-            if ty == PT_LOAD {
-                if off == 0 && load_vaddr.is_none() {
-                    load_vaddr = Some(vaddr);
+            if p.p_type == PT_LOAD {
+                if p.offset == 0 && load_vaddr.is_none() {
+                    load_vaddr = Some(p.vaddr);
                 }
-                if let Some(end) = b.u64(o + 40).and_then(|memsz| vaddr.checked_add(memsz)) {
+                if let Some(end) = p.vaddr.checked_add(p.memsz) {
                     load_span = Some(match load_span {
-                        Some((lo, hi)) => (lo.min(vaddr), hi.max(end)),
-                        None => (vaddr, end),
+                        Some((lo, hi)) => (lo.min(p.vaddr), hi.max(end)),
+                        None => (p.vaddr, end),
                     });
                 }
             }
@@ -185,34 +175,30 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     }
 
     let mut raw = Vec::new();
-    if shentsize >= 64 {
-        for i in 0..u64::from(shnum) {
-            let Some(o) = shoff
-                .checked_add(i * u64::from(shentsize))
-                .and_then(|o| usize::try_from(o).ok())
-                .filter(|&o| o <= data.len())
+    if usize::from(e.shentsize) >= Shdr::size(is_64) {
+        for i in 0..u64::from(e.shnum) {
+            let Some(h) = e
+                .shoff
+                .checked_add(i * u64::from(e.shentsize))
+                .and_then(|o| Shdr::read(&b, o))
             else {
                 break;
             };
-            let Some(h) = (|| {
-                Some((
-                    b.u32(o)?,
-                    SectionHeader {
-                        name: String::new(),
-                        sh_type: b.u32(o + 4)?,
-                        flags: b.u64(o + 8)?,
-                        addr: b.u64(o + 16)?,
-                        offset: b.u64(o + 24)?,
-                        size: b.u64(o + 32)?,
-                    },
-                    b.u32(o + 40)?,
-                ))
-            })() else {
-                break;
-            };
-            raw.push(h);
+            raw.push((
+                h.name,
+                SectionHeader {
+                    name: String::new(),
+                    sh_type: h.sh_type,
+                    flags: h.flags,
+                    addr: h.addr,
+                    offset: h.offset,
+                    size: h.size,
+                },
+                h.link,
+            ));
         }
     }
+    let shstrndx = e.shstrndx;
     let strtab_of = |idx: usize| -> Option<&[u8]> {
         let (_, h, _) = raw.get(idx)?;
         if h.sh_type == SHT_NOBITS {
@@ -234,9 +220,10 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
 
     let mut info = ElfInfo {
         endian,
+        is_64,
         sections,
         load_vaddr,
-        entry: b.u64(24).unwrap_or(0),
+        entry: e.entry,
         load_span,
         build_id: None,
         debuglink: None,
@@ -267,13 +254,18 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         let (Some(tab), Some(strs)) = (strtab_of(i), strtab_of(*link as usize)) else {
             continue;
         };
-        for sym in tab.chunks_exact(24) {
-            let s = Reader::new(sym, endian, true);
-            let (Some(name), Some(value), Some(size)) = (s.u32(0), s.u64(8), s.u64(16)) else {
+        for sym in tab.chunks_exact(Sym::size(is_64)) {
+            let Some(Sym {
+                name,
+                info: st_info,
+                shndx,
+                value,
+                size,
+            }) = Sym::read(&Reader::new(sym, endian, is_64))
+            else {
                 continue;
             };
-            let ty = sym[4] & 0xf;
-            let shndx = s.u16(6).unwrap_or(0);
+            let ty = st_info & 0xf;
             if ty == STT_OBJECT && shndx != 0 && value != 0 && size != 0 {
                 if let Some(n) = cstr_bytes_at(strs, name as usize).filter(|n| !n.is_empty()) {
                     objects.push(Symbol {
@@ -352,10 +344,12 @@ mod tests {
     #[test]
     fn garbage_is_not_elf_and_never_panics() {
         assert!(parse(b"").is_none());
-        let mut d = [0xffu8; 200];
-        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        for n in 0..d.len() {
-            let _ = parse(&d[..n]);
+        for ident in [b"\x7fELF\x02\x01", b"\x7fELF\x01\x02", b"\x7fELF\x01\x01"] {
+            let mut d = [0xffu8; 200];
+            d[..6].copy_from_slice(ident);
+            for n in 0..d.len() {
+                let _ = parse(&d[..n]);
+            }
         }
     }
 }

@@ -974,6 +974,7 @@ mod tests {
     fn symbol_fallback_gives_name_and_offset() {
         let info = ElfInfo {
             endian: Endian::Little,
+            is_64: true,
             sections: vec![],
             load_vaddr: None,
             entry: 0,

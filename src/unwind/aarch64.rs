@@ -113,7 +113,7 @@ fn step(
     }
     let lookup = frame.address.lookup();
     if let Some(m) = module_at(modules, lookup) {
-        match cfi_step(m, lookup, regs, LR as u16, stack) {
+        match cfi_step(m, lookup, regs, 8, stack) {
             Ok(s) => {
                 if s.ra_undefined {
                     return Err(StopReason::EndOfStack);
@@ -121,7 +121,7 @@ fn step(
                 let mut r = s.regs;
                 // The caller's stack pointer is the CFA, and its pc the return address.
                 r[SP] = Some(s.cfa);
-                let pc = strip_pac(r[LR].ok_or(StopReason::UnreadableStack)?);
+                let pc = strip_pac(s.ra.ok_or(StopReason::UnreadableStack)?);
                 let trust = if s.signal_frame {
                     FrameTrust::SignalContext
                 } else {

@@ -11,6 +11,7 @@
 //! `DW_CFA_*_expression` rules PLT stubs and glibc use), then the frame-pointer chain.
 
 mod aarch64;
+mod i386;
 mod x86_64;
 
 use std::collections::HashSet;
@@ -117,6 +118,20 @@ pub struct CfiSections {
     pub text_svma: Option<u64>,
     pub got_svma: Option<u64>,
     pub big_endian: bool,
+    /// The module is ELF32: its addresses, and the words its CFI saves registers in, are 4
+    /// bytes.
+    pub elf32: bool,
+}
+
+impl CfiSections {
+    /// The size of an address (and of a saved register) in bytes.
+    pub fn address_size(&self) -> u8 {
+        if self.elf32 {
+            4
+        } else {
+            8
+        }
+    }
 }
 
 /// A module as the unwinder sees it: an AVMA range, its bias and its CFI.
@@ -134,9 +149,52 @@ pub trait MemoryReader {
     /// Fill `buf` from `addr`; false when any byte is unreadable.
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool;
 
-    fn read_u64(&self, addr: u64) -> Option<u64> {
+    /// The process's byte order is big endian.
+    fn big_endian(&self) -> bool {
+        false
+    }
+
+    /// An unsigned integer of `size` bytes (at most 8) in the process's byte order.
+    fn read_uint(&self, addr: u64, size: usize) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.read(addr, &mut b).then(|| u64::from_le_bytes(b))
+        let b = b.get_mut(..size)?;
+        if !self.read(addr, b) {
+            return None;
+        }
+        let fold = |v: u64, &x: &u8| (v << 8) | u64::from(x);
+        Some(if self.big_endian() {
+            b.iter().fold(0, fold)
+        } else {
+            b.iter().rev().fold(0, fold)
+        })
+    }
+
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        self.read_uint(addr, 8)
+    }
+
+    fn read_u32(&self, addr: u64) -> Option<u32> {
+        self.read_uint(addr, 4).map(|v| v as u32)
+    }
+
+    /// A word of `size` bytes (4 or 8).
+    fn read_word(&self, addr: u64, size: u8) -> Option<u64> {
+        self.read_uint(addr, if size == 4 { 4 } else { 8 })
+    }
+}
+
+/// A memory reader for one CFI row: saved registers are `size` bytes, addresses in DWARF
+/// expressions `address_size`.
+pub(crate) struct Words<'a> {
+    pub mem: &'a dyn MemoryReader,
+    pub size: u8,
+    pub address_size: u8,
+}
+
+impl Words<'_> {
+    /// One saved register at `addr`.
+    pub fn word(&self, addr: u64) -> Option<u64> {
+        self.mem.read_word(addr, self.size)
     }
 }
 
@@ -146,6 +204,12 @@ impl MemoryReader for crate::elf_core::Memory<'_> {
     }
     fn read_u64(&self, addr: u64) -> Option<u64> {
         crate::elf_core::Memory::read_u64(self, addr)
+    }
+    fn read_u32(&self, addr: u64) -> Option<u32> {
+        crate::elf_core::Memory::read_u32(self, addr)
+    }
+    fn big_endian(&self) -> bool {
+        self.endian() == crate::elf_core::Endian::Big
     }
 }
 
@@ -233,7 +297,13 @@ pub fn unwind_thread(
     limits: Limits,
 ) -> Unwound {
     match regs.machine {
-        Machine::X86_64 => walk(&x86_64::X86_64, regs, modules, stack, code, limits),
+        Machine::X86_64 | Machine::X32 => {
+            let arch = x86_64::X86_64 {
+                x32: regs.machine == Machine::X32,
+            };
+            walk(&arch, regs, modules, stack, code, limits)
+        }
+        Machine::I386 => walk(&i386::I386, regs, modules, stack, code, limits),
         Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
         _ => {
             let frames = regs
@@ -396,6 +466,9 @@ pub(crate) struct CfiStep {
     /// Caller registers (DWARF numbering); `None` = unknown.
     pub regs: Vec<Option<u64>>,
     pub cfa: u64,
+    /// The return address: the value of the CIE's return-address column (which is not always
+    /// a real register: the ppc vDSO's signal trampoline names a column of its own).
+    pub ra: Option<u64>,
     /// The return-address column was explicitly undefined: the outermost frame.
     pub ra_undefined: bool,
     /// The FDE's CIE has the 'S' augmentation: the caller's pc is not a return address.
@@ -412,11 +485,13 @@ pub(crate) enum CfiError {
 type R<'a> = EndianSlice<'a, RunTimeEndian>;
 
 /// Find the CFI row for `lookup_avma` in `module` and apply it to `regs` (DWARF numbering).
+/// Registers saved on the stack are `slot` bytes (the architecture's register size, which is
+/// not always the module's address size: x32 saves 8-byte registers).
 pub(crate) fn cfi_step(
     module: &UnwindModule<'_>,
     lookup_avma: u64,
     regs: &[Option<u64>],
-    ra_reg: u16,
+    slot: u8,
     stack: &dyn MemoryReader,
 ) -> Result<CfiStep, CfiError> {
     let cfi = module.cfi;
@@ -424,6 +499,11 @@ pub(crate) fn cfi_step(
         RunTimeEndian::Big
     } else {
         RunTimeEndian::Little
+    };
+    let words = Words {
+        mem: stack,
+        size: slot,
+        address_size: cfi.address_size(),
     };
     let svma = lookup_avma.wrapping_sub(module.bias);
     let mut bases = BaseAddresses::default();
@@ -436,13 +516,14 @@ pub(crate) fn cfi_step(
     let mut ctx = UnwindContext::new();
     if let Some(eh) = &cfi.eh_frame {
         bases = bases.set_eh_frame(eh.svma);
-        let section = EhFrame::from(EndianSlice::new((*eh.data).as_ref(), endian));
+        let mut section = EhFrame::from(EndianSlice::new((*eh.data).as_ref(), endian));
+        section.set_address_size(cfi.address_size());
         // The binary search table of .eh_frame_hdr when there is one; a linear scan otherwise.
         let mut fde = None;
         if let Some(hdr) = &cfi.eh_frame_hdr {
             let b = bases.clone().set_eh_frame_hdr(hdr.svma);
-            let parsed =
-                EhFrameHdr::from(EndianSlice::new((*hdr.data).as_ref(), endian)).parse(&b, 8);
+            let parsed = EhFrameHdr::from(EndianSlice::new((*hdr.data).as_ref(), endian))
+                .parse(&b, cfi.address_size());
             if let Some(table) = parsed.as_ref().ok().and_then(|p| p.table()) {
                 fde = Some(table.fde_for_address(&section, &b, svma, EhFrame::cie_from_offset));
                 bases = b;
@@ -453,31 +534,17 @@ pub(crate) fn cfi_step(
         if let Ok(fde) = fde {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
                 let row = row.clone();
-                return apply_row(
-                    &section,
-                    &row,
-                    regs,
-                    ra_reg,
-                    stack,
-                    fde.is_signal_trampoline(),
-                );
+                return apply_row(&section, &row, regs, &fde, &words);
             }
         }
     }
     if let Some(df) = &cfi.debug_frame {
         let mut section = DebugFrame::from(EndianSlice::new((*df.data).as_ref(), endian));
-        section.set_address_size(8);
+        section.set_address_size(cfi.address_size());
         if let Ok(fde) = section.fde_for_address(&bases, svma, DebugFrame::cie_from_offset) {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
                 let row = row.clone();
-                return apply_row(
-                    &section,
-                    &row,
-                    regs,
-                    ra_reg,
-                    stack,
-                    fde.is_signal_trampoline(),
-                );
+                return apply_row(&section, &row, regs, &fde, &words);
             }
         }
     }
@@ -488,10 +555,10 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
     section: &S,
     row: &UnwindTableRow<usize>,
     regs: &[Option<u64>],
-    ra_reg: u16,
-    stack: &dyn MemoryReader,
-    signal_frame: bool,
+    fde: &gimli::FrameDescriptionEntry<R<'a>, usize>,
+    stack: &Words<'_>,
 ) -> Result<CfiStep, CfiError> {
+    let ra_reg = fde.cie().return_address_register();
     let get = |r: gimli::Register| regs.get(usize::from(r.0)).copied().flatten();
     let cfa = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => get(*register)
@@ -506,57 +573,66 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
     // what gdb and framehop assume for x86_64.
     let mut out: Vec<Option<u64>> = regs.to_vec();
     let mut ra_undefined = false;
-    for (i, slot) in out.iter_mut().enumerate() {
-        let reg = gimli::Register(i as u16);
-        let Some(rule) = row.register(reg) else {
-            continue;
-        };
+    for (reg, rule) in row.registers() {
+        let i = usize::from(reg.0);
+        if i >= MAX_CFI_REGISTER {
+            continue; // a garbage column number must not allocate
+        }
         let v = match rule {
             RegisterRule::Undefined => {
-                if i == usize::from(ra_reg) {
+                if *reg == ra_reg {
                     ra_undefined = true;
                 }
                 None
             }
-            RegisterRule::SameValue => get(reg),
-            RegisterRule::Offset(o) => stack.read_u64(cfa.wrapping_add_signed(o)),
-            RegisterRule::ValOffset(o) => Some(cfa.wrapping_add_signed(o)),
-            RegisterRule::Register(r) => get(r),
+            RegisterRule::SameValue => get(*reg),
+            RegisterRule::Offset(o) => stack.word(cfa.wrapping_add_signed(*o)),
+            RegisterRule::ValOffset(o) => Some(cfa.wrapping_add_signed(*o)),
+            RegisterRule::Register(r) => get(*r),
             RegisterRule::Expression(e) => e
                 .get(section)
                 .ok()
                 .and_then(|x| eval_expr(x, regs, stack, Some(cfa)))
-                .and_then(|a| stack.read_u64(a)),
+                .and_then(|a| stack.word(a)),
             RegisterRule::ValExpression(e) => e
                 .get(section)
                 .ok()
                 .and_then(|x| eval_expr(x, regs, stack, Some(cfa))),
             RegisterRule::Architectural => None,
-            RegisterRule::Constant(c) => Some(c),
+            RegisterRule::Constant(c) => Some(*c),
         };
-        *slot = v;
+        if out.len() <= i {
+            out.resize(i + 1, None);
+        }
+        out[i] = v;
     }
-    if !ra_undefined && out.get(usize::from(ra_reg)).copied().flatten().is_none() {
+    let ra = out.get(usize::from(ra_reg.0)).copied().flatten();
+    if !ra_undefined && ra.is_none() {
         // The return address could not be read (its slot is outside the core).
         return Err(CfiError::Unreadable);
     }
     Ok(CfiStep {
         regs: out,
         cfa,
+        ra,
         ra_undefined,
-        signal_frame,
+        signal_frame: fde.is_signal_trampoline(),
     })
 }
+
+/// Columns past this are ignored (the highest real one, ppc's vector registers, is 1200-odd;
+/// none we unwind with is above 110).
+const MAX_CFI_REGISTER: usize = 128;
 
 /// Evaluate a CFI DWARF expression to a value (an address for `DW_CFA_expression`).
 fn eval_expr(
     expr: gimli::Expression<R<'_>>,
     regs: &[Option<u64>],
-    stack: &dyn MemoryReader,
+    stack: &Words<'_>,
     initial: Option<u64>,
 ) -> Option<u64> {
     let encoding = gimli::Encoding {
-        address_size: 8,
+        address_size: stack.address_size,
         format: gimli::Format::Dwarf32,
         version: 4,
     };
@@ -577,13 +653,8 @@ fn eval_expr(
                 };
             }
             gimli::EvaluationResult::RequiresMemory { address, size, .. } => {
-                let mut b = [0u8; 8];
-                let n = usize::from(size).min(8);
-                if !stack.read(address, &mut b[..n]) {
-                    return None;
-                }
-                eval.resume_with_memory(gimli::Value::Generic(u64::from_le_bytes(b)))
-                    .ok()?
+                let v = stack.mem.read_uint(address, usize::from(size).min(8))?;
+                eval.resume_with_memory(gimli::Value::Generic(v)).ok()?
             }
             gimli::EvaluationResult::RequiresRegister { register, .. } => {
                 let v = regs.get(usize::from(register.0)).copied().flatten()?;

@@ -1,5 +1,7 @@
-//! x86_64 specifics: DWARF register numbers, the kernel's signal frame layout, the sigreturn
-//! trampoline's code bytes, and the frame-pointer (rbp chain) fallback.
+//! x86_64 and x32 specifics: DWARF register numbers, the kernel's signal frame layouts, the
+//! sigreturn trampolines' code bytes, and the frame-pointer (rbp chain) fallback. x32 is the
+//! same machine with 4-byte pointers: its registers, pushes and saved slots stay 8 bytes; only
+//! its `ucontext_t` and `rt_sigreturn` number differ.
 
 use super::{
     cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
@@ -22,8 +24,14 @@ const RIP: usize = 16;
 /// `__restore_rt` in glibc (and musl's equivalent): `mov $15,%rax` (rt_sigreturn); `syscall`.
 pub(crate) const SIGRETURN_CODE: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
 
+/// x32's `__restore_rt`: `mov $0x40000201,%eax` (rt_sigreturn with `__X32_SYSCALL_BIT`);
+/// `syscall`.
+const X32_SIGRETURN_CODE: [u8; 7] = [0xb8, 0x01, 0x02, 0x00, 0x40, 0x0f, 0x05];
+
 /// Offset of `uc_mcontext` in `ucontext_t`: uc_flags (8), uc_link (8), uc_stack (24).
 const UC_MCONTEXT: u64 = 40;
+/// In x32's `ucontext_x32`: uc_flags (4), uc_link (4), uc_stack (12), padding (4).
+const X32_UC_MCONTEXT: u64 = 24;
 /// `struct sigcontext` (arch/x86/include/uapi/asm/sigcontext.h) general registers in order,
 /// 8 bytes each, from the start of `uc_mcontext`.
 const SIGCONTEXT_ORDER: [&str; 17] = [
@@ -42,23 +50,30 @@ fn from_core(regs: &Registers) -> Regs {
 /// Registers saved by the kernel in the `ucontext_t` at `uc`. When a handler returns into the
 /// trampoline, the trampoline's stack pointer points at `rt_sigframe.uc` (the return address,
 /// `pretcode`, has been popped).
-pub(crate) fn regs_from_ucontext(uc: u64, stack: &dyn MemoryReader) -> Option<Regs> {
+pub(crate) fn regs_from_ucontext(uc: u64, stack: &dyn MemoryReader, x32: bool) -> Option<Regs> {
+    let mcontext = if x32 { X32_UC_MCONTEXT } else { UC_MCONTEXT };
     let mut out: Regs = vec![None; 17];
     for (i, name) in SIGCONTEXT_ORDER.iter().enumerate() {
-        let v = stack.read_u64(uc.checked_add(UC_MCONTEXT + 8 * i as u64)?)?;
+        let v = stack.read_u64(uc.checked_add(mcontext + 8 * i as u64)?)?;
         let dw = DWARF_NAMES.iter().position(|n| n == name)?;
         out[dw] = Some(v);
     }
     Some(out)
 }
 
-fn is_sigreturn(code: &dyn MemoryReader, pc: u64) -> bool {
+fn is_sigreturn(code: &dyn MemoryReader, pc: u64, x32: bool) -> bool {
+    if x32 {
+        let mut b = [0u8; 7];
+        return code.read(pc, &mut b) && b == X32_SIGRETURN_CODE;
+    }
     let mut b = [0u8; 9];
     code.read(pc, &mut b) && b == SIGRETURN_CODE
 }
 
-/// The x86_64 rules for [`super::walk`].
-pub(crate) struct X86_64;
+/// The x86_64 (or, with `x32`, the x32) rules for [`super::walk`].
+pub(crate) struct X86_64 {
+    pub x32: bool,
+}
 
 impl Arch for X86_64 {
     const SAME_SP: bool = false;
@@ -70,7 +85,7 @@ impl Arch for X86_64 {
     }
 
     fn is_sigreturn(&self, code: &dyn MemoryReader, pc: u64) -> bool {
-        is_sigreturn(code, pc)
+        is_sigreturn(code, pc, self.x32)
     }
 
     fn step(
@@ -81,7 +96,7 @@ impl Arch for X86_64 {
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
-        step(regs, frame, first, modules, stack)
+        step(regs, frame, first, modules, stack, self.x32)
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
@@ -114,17 +129,18 @@ fn step(
     first: bool,
     modules: &[UnwindModule<'_>],
     stack: &dyn MemoryReader,
+    x32: bool,
 ) -> Result<Step, StopReason> {
     let sp = frame.sp;
     if frame.signal_trampoline {
         // Recognised by code bytes; its CFI (if any) says the same thing in DWARF expressions.
-        return regs_from_ucontext(sp, stack)
+        return regs_from_ucontext(sp, stack, x32)
             .map(|r| step_to(r, FrameTrust::SignalContext, true, None))
             .ok_or(StopReason::UnreadableStack);
     }
     let lookup = frame.address.lookup();
     if let Some(m) = module_at(modules, lookup) {
-        match cfi_step(m, lookup, regs, RIP as u16, stack) {
+        match cfi_step(m, lookup, regs, 8, stack) {
             Ok(s) => {
                 if s.ra_undefined {
                     return Err(StopReason::EndOfStack);

@@ -190,6 +190,13 @@ fn x86_64_cores_unwind_as_elfutils_expects() {
     elfutils_backtrace_check("x86_64.fp");
 }
 
+#[test]
+fn i386_and_x32_cores_unwind_as_elfutils_expects() {
+    elfutils_backtrace_check("i386");
+    elfutils_backtrace_check("i386.fp");
+    elfutils_backtrace_check("x32");
+}
+
 /// `bt --json --exe` on peer files unpacked into `dir/bin`, run from `dir`: the libraries are
 /// found beside the executable, not where the core says or relative to the working directory.
 fn bt_beside(peers: &Path, dir: &Path, core: &str, exe: &str, lib: &str) -> serde_json::Value {
