@@ -237,9 +237,9 @@ fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
 /// pgrp, sid, fname[16], psargs[80].
 fn prpsinfo(d: &Reader<'_>) -> Option<ProcessInfo> {
     // 64-bit: flag at 8, uid at 16; 32-bit: flag at 4, uid at 8, 16 bits wide on i386, x32,
-    // arm and sparc (a 124-byte note), 32 on ppc, s390 and mips (132 bytes).
+    // arm and sparc (a 124-byte note), 32 on ppc, s390 and mips (128 bytes).
     if !d.is_64 {
-        let (uid, gid, at) = if d.data.len() >= 132 {
+        let (uid, gid, at) = if d.data.len() >= 128 {
             (d.u32(8)?, d.u32(12)?, 16)
         } else {
             (u32::from(d.u16(8)?), u32::from(d.u16(10)?), 12)

@@ -12,6 +12,8 @@
 
 mod aarch64;
 mod i386;
+mod ppc;
+mod s390;
 mod x86_64;
 
 use std::collections::HashSet;
@@ -304,6 +306,18 @@ pub fn unwind_thread(
             walk(&arch, regs, modules, stack, code, limits)
         }
         Machine::I386 => walk(&i386::I386, regs, modules, stack, code, limits),
+        Machine::Ppc | Machine::Ppc64 => {
+            let arch = ppc::Ppc {
+                is_64: regs.machine == Machine::Ppc64,
+            };
+            walk(&arch, regs, modules, stack, code, limits)
+        }
+        Machine::S390 | Machine::S390x => {
+            let arch = s390::S390 {
+                is_64: regs.machine == Machine::S390x,
+            };
+            walk(&arch, regs, modules, stack, code, limits)
+        }
         Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
         _ => {
             let frames = regs
@@ -473,6 +487,14 @@ pub(crate) struct CfiStep {
     pub ra_undefined: bool,
     /// The FDE's CIE has the 'S' augmentation: the caller's pc is not a return address.
     pub signal_frame: bool,
+    /// The registers the row has a rule for (the others kept their values).
+    pub ruled: Vec<u16>,
+}
+
+impl CfiStep {
+    pub fn has_rule(&self, reg: usize) -> bool {
+        self.ruled.iter().any(|&r| usize::from(r) == reg)
+    }
 }
 
 pub(crate) enum CfiError {
@@ -573,6 +595,7 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
     // what gdb and framehop assume for x86_64.
     let mut out: Vec<Option<u64>> = regs.to_vec();
     let mut ra_undefined = false;
+    let mut ruled = Vec::new();
     for (reg, rule) in row.registers() {
         let i = usize::from(reg.0);
         if i >= MAX_CFI_REGISTER {
@@ -605,6 +628,7 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
             out.resize(i + 1, None);
         }
         out[i] = v;
+        ruled.push(reg.0);
     }
     let ra = out.get(usize::from(ra_reg.0)).copied().flatten();
     if !ra_undefined && ra.is_none() {
@@ -617,6 +641,7 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
         ra,
         ra_undefined,
         signal_frame: fde.is_signal_trampoline(),
+        ruled,
     })
 }
 

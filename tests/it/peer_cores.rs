@@ -191,6 +191,14 @@ fn x86_64_cores_unwind_as_elfutils_expects() {
 }
 
 #[test]
+fn ppc_and_s390_cores_unwind_as_elfutils_expects() {
+    elfutils_backtrace_check("ppc");
+    elfutils_backtrace_check("ppc64le.fp");
+    elfutils_backtrace_check("s390");
+    elfutils_backtrace_check("s390x");
+}
+
+#[test]
 fn i386_and_x32_cores_unwind_as_elfutils_expects() {
     elfutils_backtrace_check("i386");
     elfutils_backtrace_check("i386.fp");
