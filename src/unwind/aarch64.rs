@@ -113,7 +113,7 @@ fn step(
     }
     let lookup = frame.address.lookup();
     if let Some(m) = module_at(modules, lookup) {
-        match cfi_step(m, lookup, regs, 8, stack) {
+        match cfi_step(m, lookup, regs, 8, gimli::Vendor::AArch64, stack) {
             Ok(s) => {
                 if s.ra_undefined {
                     return Err(StopReason::EndOfStack);

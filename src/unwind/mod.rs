@@ -14,6 +14,7 @@ mod aarch64;
 mod i386;
 mod ppc;
 mod s390;
+mod sparc64;
 mod x86_64;
 
 use std::collections::HashSet;
@@ -312,6 +313,7 @@ pub fn unwind_thread(
             };
             walk(&arch, regs, modules, stack, code, limits)
         }
+        Machine::Sparc64 => walk(&sparc64::Sparc64, regs, modules, stack, code, limits),
         Machine::S390 | Machine::S390x => {
             let arch = s390::S390 {
                 is_64: regs.machine == Machine::S390x,
@@ -514,6 +516,7 @@ pub(crate) fn cfi_step(
     lookup_avma: u64,
     regs: &[Option<u64>],
     slot: u8,
+    vendor: gimli::Vendor,
     stack: &dyn MemoryReader,
 ) -> Result<CfiStep, CfiError> {
     let cfi = module.cfi;
@@ -540,6 +543,7 @@ pub(crate) fn cfi_step(
         bases = bases.set_eh_frame(eh.svma);
         let mut section = EhFrame::from(EndianSlice::new((*eh.data).as_ref(), endian));
         section.set_address_size(cfi.address_size());
+        section.set_vendor(vendor);
         // The binary search table of .eh_frame_hdr when there is one; a linear scan otherwise.
         let mut fde = None;
         if let Some(hdr) = &cfi.eh_frame_hdr {
@@ -563,6 +567,7 @@ pub(crate) fn cfi_step(
     if let Some(df) = &cfi.debug_frame {
         let mut section = DebugFrame::from(EndianSlice::new((*df.data).as_ref(), endian));
         section.set_address_size(cfi.address_size());
+        section.set_vendor(vendor);
         if let Ok(fde) = section.fde_for_address(&bases, svma, DebugFrame::cie_from_offset) {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
                 let row = row.clone();

@@ -80,7 +80,7 @@ impl Arch for Ppc {
     ) -> Result<Step, StopReason> {
         let lookup = frame.address.lookup();
         if let Some(m) = module_at(modules, lookup) {
-            match cfi_step(m, lookup, regs, self.word(), stack) {
+            match cfi_step(m, lookup, regs, self.word(), gimli::Vendor::Default, stack) {
                 Ok(s) => {
                     if s.ra_undefined {
                         return Err(StopReason::EndOfStack);
