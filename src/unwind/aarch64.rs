@@ -118,15 +118,11 @@ fn step(
                 if s.ra_undefined {
                     return Err(StopReason::EndOfStack);
                 }
+                let trust = s.trust();
                 let mut r = s.regs;
                 // The caller's stack pointer is the CFA, and its pc the return address.
                 r[SP] = Some(s.cfa);
                 let pc = strip_pac(s.ra.ok_or(StopReason::UnreadableStack)?);
-                let trust = if s.signal_frame {
-                    FrameTrust::SignalContext
-                } else {
-                    FrameTrust::Cfi
-                };
                 return Ok(Step {
                     pc: Some(pc),
                     sp: r[SP],

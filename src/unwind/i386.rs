@@ -141,16 +141,12 @@ fn step(
                 if s.ra_undefined {
                     return Err(StopReason::EndOfStack);
                 }
+                let trust = s.trust();
                 let mut r = s.regs;
                 r.resize(DWARF_NAMES.len().max(r.len()), None);
                 // The caller's stack pointer is the CFA by definition.
                 r[ESP] = Some(s.cfa);
                 r[EIP] = s.ra;
-                let trust = if s.signal_frame {
-                    FrameTrust::SignalContext
-                } else {
-                    FrameTrust::Cfi
-                };
                 return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
             }
             Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),

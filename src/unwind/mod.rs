@@ -494,6 +494,16 @@ pub(crate) struct CfiStep {
 }
 
 impl CfiStep {
+    /// How the caller's registers were found: a signal frame's CFI describes the context the
+    /// kernel saved.
+    pub fn trust(&self) -> FrameTrust {
+        if self.signal_frame {
+            FrameTrust::SignalContext
+        } else {
+            FrameTrust::Cfi
+        }
+    }
+
     pub fn has_rule(&self, reg: usize) -> bool {
         self.ruled.iter().any(|&r| usize::from(r) == reg)
     }

@@ -92,11 +92,7 @@ impl Arch for Ppc {
                     if !s.has_rule(R1) {
                         r[R1] = Some(s.cfa);
                     }
-                    let trust = if s.signal_frame {
-                        FrameTrust::SignalContext
-                    } else {
-                        FrameTrust::Cfi
-                    };
+                    let trust = s.trust();
                     return Ok(Step {
                         pc: s.ra,
                         sp: r[R1],

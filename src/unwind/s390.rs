@@ -140,11 +140,7 @@ impl Arch for S390 {
                     if !s.has_rule(R15) {
                         r[R15] = Some(s.cfa.wrapping_sub(self.frame_size()));
                     }
-                    let trust = if s.signal_frame {
-                        FrameTrust::SignalContext
-                    } else {
-                        FrameTrust::Cfi
-                    };
+                    let trust = s.trust();
                     return Ok(Step {
                         pc: s.ra.map(|a| self.address(a)),
                         sp: r[R15],

@@ -132,11 +132,7 @@ impl Arch for Sparc64 {
                         pc: return_pc(s.ra)?,
                         sp: Some(caller_sp),
                         regs: r,
-                        trust: if s.signal_frame {
-                            FrameTrust::SignalContext
-                        } else {
-                            FrameTrust::Cfi
-                        },
+                        trust: s.trust(),
                         next_is_ip: s.signal_frame,
                         cfa: Some(s.cfa),
                     });

@@ -145,14 +145,10 @@ fn step(
                 if s.ra_undefined {
                     return Err(StopReason::EndOfStack);
                 }
+                let trust = s.trust();
                 let mut r = s.regs;
                 // On x86_64 the caller's stack pointer is the CFA by definition.
                 r[RSP] = Some(s.cfa);
-                let trust = if s.signal_frame {
-                    FrameTrust::SignalContext
-                } else {
-                    FrameTrust::Cfi
-                };
                 return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
             }
             Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
