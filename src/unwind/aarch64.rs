@@ -80,6 +80,7 @@ impl Arch for Aarch64 {
         first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        _code: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
         step(regs, frame, first, modules, stack)
     }

@@ -93,8 +93,9 @@ impl Arch for I386 {
         first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        code: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
-        step(regs, frame, first, modules, stack)
+        step(regs, frame, first, modules, stack, code)
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
@@ -124,11 +125,13 @@ fn step(
     first: bool,
     modules: &[UnwindModule<'_>],
     stack: &dyn MemoryReader,
+    code: &dyn MemoryReader,
 ) -> Result<Step, StopReason> {
     let sp = frame.sp;
     if frame.signal_trampoline {
-        // The bytes were read once to set the flag; reading them again says which frame.
-        let rt = sigreturn_kind(stack, frame.address.pc()).unwrap_or(true);
+        // The bytes were read once to set the flag (from the core, else the module file: a
+        // static executable's text is not dumped); reading them again says which frame.
+        let rt = sigreturn_kind(code, frame.address.pc()).unwrap_or(true);
         let sc = sp + if rt { RT_SIGCONTEXT } else { SIGCONTEXT };
         return regs_from_sigcontext(sc, stack)
             .map(|r| step_to(r, FrameTrust::SignalContext, true, None))

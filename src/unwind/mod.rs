@@ -367,6 +367,8 @@ pub(crate) trait Arch {
     fn start(&self, regs: &Registers) -> Option<(Regs, u64, u64)>;
     /// The code at `pc` is the kernel's signal-return trampoline.
     fn is_sigreturn(&self, code: &dyn MemoryReader, pc: u64) -> bool;
+    /// One step to the caller; `code` reads instructions (the core, else the module file),
+    /// for telling one kind of signal trampoline from another.
     fn step(
         &self,
         regs: &Regs,
@@ -374,6 +376,7 @@ pub(crate) trait Arch {
         first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        code: &dyn MemoryReader,
     ) -> Result<Step, StopReason>;
     /// Of a caller's registers, those its variables may use: a call clobbers the rest.
     fn in_caller(&self, regs: &Regs) -> Regs;
@@ -422,7 +425,7 @@ pub(crate) fn walk<A: Arch>(
             frame.address = CodeAddress::InstructionPointer(pc);
         }
         let first = frames.is_empty();
-        let stepped = arch.step(&regs, &frame, first, modules, stack);
+        let stepped = arch.step(&regs, &frame, first, modules, stack, code);
         if let Ok(s) = &stepped {
             frame.cfa = s.cfa;
         }

@@ -77,6 +77,7 @@ impl Arch for Ppc {
         first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        _code: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
         let lookup = frame.address.lookup();
         if let Some(m) = module_at(modules, lookup) {

@@ -121,9 +121,10 @@ impl Arch for S390 {
         first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        code: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
         if frame.signal_trampoline {
-            let rt = sigreturn_kind(stack, frame.address.pc()).unwrap_or(true);
+            let rt = sigreturn_kind(code, frame.address.pc()).unwrap_or(true);
             return self
                 .signal_step(frame.sp, rt, stack)
                 .ok_or(StopReason::UnreadableStack);

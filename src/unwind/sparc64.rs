@@ -87,6 +87,7 @@ impl Arch for Sparc64 {
         _first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        _code: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
         if frame.signal_trampoline {
             let pt = frame.sp.wrapping_add(BIAS).wrapping_add(PT_REGS);

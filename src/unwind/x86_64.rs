@@ -95,6 +95,7 @@ impl Arch for X86_64 {
         first: bool,
         modules: &[UnwindModule<'_>],
         stack: &dyn MemoryReader,
+        _code: &dyn MemoryReader,
     ) -> Result<Step, StopReason> {
         step(regs, frame, first, modules, stack, self.x32)
     }
