@@ -79,14 +79,14 @@ lint:
 
 # Layering. Each top-level module has a rank; a file may name `crate::X` only for X of a lower
 # rank or its own module, so the layers point one way and no import cycle can form between them:
-#   0 escape exit_code progress  1 error sys  2 core_pattern elf_core  3 modules  4 unwind symbolize
-#   5 backtrace  6 report artifacts  7 source remote  8 config  9 cli app
+#   0 escape exit_code progress  1 error sys  2 core_pattern elf_core  3 modules link_map
+#   4 unwind symbolize  5 backtrace  6 report artifacts  7 source remote  8 config  9 cli app
 # The pure modules (parsers, the unwinder, renderers, the capture choice) touch neither the
 # file system nor processes nor sys. clap stays in cli.rs, nix in sys/, tokio and the
 # AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs.
-LAYERS := error:1 escape:0 exit_code:0 progress:0 sys:1 core_pattern:2 elf_core:2 modules:3 unwind:4 \
-	symbolize:4 backtrace:5 report:6 artifacts:6 source:7 remote:7 config:8 cli:9 app:9
-PURE := src/core_pattern.rs src/elf_core src/modules.rs src/unwind src/report \
+LAYERS := error:1 escape:0 exit_code:0 progress:0 sys:1 core_pattern:2 elf_core:2 modules:3 link_map:3 \
+	unwind:4 symbolize:4 backtrace:5 report:6 artifacts:6 source:7 remote:7 config:8 cli:9 app:9
+PURE := src/core_pattern.rs src/elf_core src/modules.rs src/link_map.rs src/unwind src/report \
 	src/source/capture.rs src/source/apport/format.rs src/source/systemd/format.rs
 check-boundaries:
 	@grep -rnE 'crate::[a-z_0-9]+' src --include=*.rs | grep -vE '^src/(main|lib)\.rs:' | \

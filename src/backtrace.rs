@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::elf_core::Core;
+use crate::link_map;
 use crate::modules::{self, hex, Module, ModuleKind, SearchPaths};
 use crate::symbolize::loader::{self, LoadedObject};
 use crate::symbolize::{CallTarget, FastMap, ModuleSymbols, SymFrame};
@@ -303,17 +304,28 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         debug_dirs: opts.debug_dirs.clone(),
         sysroot: opts.sysroot.clone(),
     };
-    let (mut mods, w) = modules::modules_from_core(core);
+    let (mods, w) = modules::modules_from_core(core);
     warnings.extend(w);
     let exe = core.executable();
-    if let Some(m) = placed_executable(core, &mods, opts) {
-        mods.push(m);
-        mods.sort_by_key(|m| m.start);
-    }
+    let placed = placed_executable(core, &mods, exe.as_deref(), opts, &search);
     let mut prepared: Vec<Prepared> = mods
         .into_iter()
         .filter_map(|m| prepare(core, m, exe.as_deref(), opts, &search, &mut warnings))
         .collect();
+    if let Some((m, o)) = placed {
+        prepared.extend(prepare_loaded(m, Ok(o), &search, &mut warnings));
+    }
+    for (m, o) in linked_modules(
+        core,
+        &prepared,
+        exe.as_deref(),
+        opts,
+        &search,
+        &mut warnings,
+    ) {
+        prepared.extend(prepare_loaded(m, Ok(o), &search, &mut warnings));
+    }
+    prepared.sort_by_key(|p| p.module.start);
 
     let crashed_tid = core.crashed_thread().map(|t| t.tid);
     // Unwinding needs only CFI; every thread is walked before any symbol is decoded, so the
@@ -491,29 +503,115 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
 /// `auxv`'s AT_ENTRY: the entry point's runtime address.
 const AT_ENTRY: u64 = 9;
 
-/// The executable given with `--exe`, placed where the core's auxv says it was loaded
-/// (`AT_ENTRY` − its `e_entry` is the bias), when no NT_FILE mapping covers that place: cores
-/// of kernels before 3.7, QEMU's and other dumpers' lack NT_FILE, and a static or PIE
-/// executable needs nothing else.
-fn placed_executable(core: &Core<'_>, mods: &[Module], opts: &Options) -> Option<Module> {
-    let path = opts.exe_override.as_ref()?;
+/// The executable placed where the core's auxv says it was loaded (`AT_ENTRY` − its `e_entry`
+/// is the bias), when no NT_FILE mapping covers that place: cores of kernels before 3.7, QEMU's
+/// and other dumpers' lack NT_FILE. The file is `--exe`, else the path in `AT_EXECFN` (as
+/// given, then under the sysroot). A static executable then needs nothing else; a dynamic one's
+/// libraries come from the link map ([`linked_modules`]).
+fn placed_executable(
+    core: &Core<'_>,
+    mods: &[Module],
+    exe: Option<&str>,
+    opts: &Options,
+    search: &SearchPaths,
+) -> Option<(Module, LoadedObject)> {
     let entry = core.auxv.get(AT_ENTRY).filter(|&e| e != 0)?;
     if mods.iter().any(|m| m.contains(entry)) {
         return None;
     }
-    let obj = loader::load(path).ok()?;
+    let (path, obj) = match &opts.exe_override {
+        Some(path) => (path.clone(), loader::load(path).ok()?),
+        None => {
+            let named = PathBuf::from(exe?);
+            let mut candidates = vec![named.clone()];
+            candidates.extend(search.candidates(exe?, None));
+            candidates.dedup();
+            (named, load_first(candidates).ok()?)
+        }
+    };
     let bias = entry.wrapping_sub(obj.info.entry);
     let (lo, hi) = obj.info.load_span?;
     let base = obj.info.load_vaddr.unwrap_or(lo).wrapping_add(bias);
-    Some(Module {
+    let module = Module {
         path: path.display().to_string(),
         kind: ModuleKind::File,
         start: lo.wrapping_add(bias),
         end: hi.wrapping_add(bias),
         base,
         bias: Some(bias),
-        build_id: None,
-    })
+        build_id: modules::build_id_at(core, base),
+    };
+    Some((module, obj))
+}
+
+/// The libraries the dynamic linker's list (`r_debug` / `link_map`, through the executable's
+/// `DT_DEBUG`) names that no other module describes: a core without NT_FILE names none of them.
+/// Each is placed at its `l_addr` and loaded from the path in the list (under the sysroot), else
+/// from beside the executable; one that cannot be found is named in the warnings.
+fn linked_modules(
+    core: &Core<'_>,
+    prepared: &[Prepared],
+    exe: Option<&str>,
+    opts: &Options,
+    search: &SearchPaths,
+    warnings: &mut Vec<String>,
+) -> Vec<(Module, LoadedObject)> {
+    let main = core
+        .auxv
+        .get(AT_ENTRY)
+        .and_then(|entry| prepared.iter().find(|p| p.module.contains(entry)));
+    let Some(dynamic) = main.and_then(|p| {
+        let section = p.object.as_ref()?.info.section(".dynamic")?;
+        Some(section.addr.wrapping_add(p.bias))
+    }) else {
+        return Vec::new(); // no executable, or a static one
+    };
+    let Some(r_debug) = link_map::r_debug(core, dynamic) else {
+        return Vec::new();
+    };
+    let (list, error) = link_map::entries(core, r_debug);
+    if let Some(e) = error {
+        warnings.push(format!("the dynamic linker's list of libraries: {e}"));
+    }
+    let dir = exe_dir(exe, opts, search);
+    let mut out: Vec<(Module, LoadedObject)> = Vec::new();
+    for e in list {
+        let known = |m: &Module| m.contains(e.dynamic) || m.path == e.name;
+        if e.name.is_empty()
+            || prepared.iter().any(|p| known(&p.module))
+            || out.iter().any(|(m, _)| known(m))
+            || core.files.iter().any(|f| f.path == e.name)
+        {
+            continue;
+        }
+        let object = match load_first(search.candidates(&e.name, dir.as_deref())) {
+            Ok(o) => o,
+            // The kernel's vDSO is in the list by its soname; it has no file.
+            Err(_) if e.name.starts_with("linux-") && !e.name.contains('/') => continue,
+            Err(err) => {
+                warnings.push(format!(
+                    "{}: named by the dynamic linker's list at bias {:#x}: {err}; it is left out",
+                    e.name, e.bias
+                ));
+                continue;
+            }
+        };
+        let Some((lo, hi)) = object.info.load_span else {
+            continue;
+        };
+        let base = object.info.load_vaddr.unwrap_or(lo).wrapping_add(e.bias);
+        let module = Module {
+            path: e.name.clone(),
+            kind: ModuleKind::File,
+            start: lo.wrapping_add(e.bias),
+            end: hi.wrapping_add(e.bias),
+            base,
+            bias: Some(e.bias),
+            build_id: modules::build_id_at(core, base),
+        };
+        out.push((module, object));
+    }
+    out
 }
 
 /// Longest abort message read (glibc's are one line; the bound keeps garbage cheap).
@@ -558,39 +656,65 @@ fn prepare(
     search: &SearchPaths,
     warnings: &mut Vec<String>,
 ) -> Option<Prepared> {
-    let loaded = match module.kind {
+    let loaded = load_module(core, &module, exe, opts, search);
+    prepare_loaded(module, loaded, search, warnings)
+}
+
+/// The file of `module`: the vDSO's image from the core, `--exe` for the executable, else the
+/// path the core names, then the same file name beside the executable.
+fn load_module(
+    core: &Core<'_>,
+    module: &Module,
+    exe: Option<&str>,
+    opts: &Options,
+    search: &SearchPaths,
+) -> Result<LoadedObject, String> {
+    match module.kind {
         ModuleKind::Vdso => {
-            let len = usize::try_from(module.end - module.start).ok()?;
-            let bytes = core.memory.slice_at(module.start, len)?.to_vec();
-            loader::from_bytes(&module.path, bytes).ok_or_else(|| "vDSO image is not ELF".into())
+            let bytes = usize::try_from(module.end - module.start)
+                .ok()
+                .and_then(|len| core.memory.slice_at(module.start, len))
+                .ok_or("vDSO image is not in the core")?;
+            loader::from_bytes(&module.path, bytes.to_vec())
+                .ok_or_else(|| "vDSO image is not ELF".into())
         }
         ModuleKind::File => match (&opts.exe_override, exe) {
             (Some(o), Some(e)) if e == module.path => loader::load(o).map_err(|e| e.to_string()),
-            _ => {
-                // The path the core names, then the same file name beside the executable.
-                let exe_dir = opts
-                    .exe_override
-                    .as_deref()
-                    .map(PathBuf::from)
-                    .or_else(|| exe.map(|e| search.host_path(&modules::normalize(e))))
-                    .and_then(|e| e.parent().map(PathBuf::from));
-                let mut first_error = None;
-                let mut found = None;
-                for path in search.candidates(&module.path, exe_dir.as_deref()) {
-                    match loader::load(&path) {
-                        Ok(o) => {
-                            found = Some(o);
-                            break;
-                        }
-                        Err(e) => {
-                            first_error.get_or_insert(e.to_string());
-                        }
-                    }
-                }
-                found.ok_or_else(|| first_error.unwrap_or_else(|| "not found".into()))
-            }
+            _ => load_first(search.candidates(&module.path, exe_dir(exe, opts, search).as_deref())),
         },
-    };
+    }
+}
+
+/// The executable's directory on this machine, where a program's own libraries usually are.
+fn exe_dir(exe: Option<&str>, opts: &Options, search: &SearchPaths) -> Option<PathBuf> {
+    opts.exe_override
+        .as_deref()
+        .map(PathBuf::from)
+        .or_else(|| exe.map(|e| search.host_path(&modules::normalize(e))))
+        .and_then(|e| e.parent().map(PathBuf::from))
+}
+
+/// The first of `candidates` that loads, else the first one's error.
+fn load_first(candidates: Vec<PathBuf>) -> Result<LoadedObject, String> {
+    let mut first_error = None;
+    for path in candidates {
+        match loader::load(&path) {
+            Ok(o) => return Ok(o),
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| "not found".into()))
+}
+
+/// A module with its file (or why there is none): the build-id check, its debug file, its CFI.
+fn prepare_loaded(
+    module: Module,
+    loaded: Result<LoadedObject, String>,
+    search: &SearchPaths,
+    warnings: &mut Vec<String>,
+) -> Option<Prepared> {
     let object = match loaded {
         Ok(o) => o,
         Err(e) => {
@@ -666,6 +790,8 @@ fn prepare(
         eh_frame_hdr: section(&object, ".eh_frame_hdr"),
         debug_frame: section(&object, ".debug_frame")
             .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
+        arm_exidx: section(&object, ".ARM.exidx"),
+        arm_extab: section(&object, ".ARM.extab"),
         text_svma: object.info.section(".text").map(|s| s.addr),
         got_svma: object.info.section(".got").map(|s| s.addr),
         big_endian: object.info.endian == crate::elf_core::Endian::Big,

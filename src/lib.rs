@@ -37,6 +37,7 @@ pub mod elf_core;
 pub(crate) mod error;
 pub(crate) mod escape;
 pub(crate) mod exit_code;
+pub(crate) mod link_map;
 pub(crate) mod modules;
 pub(crate) mod progress;
 pub(crate) mod remote;

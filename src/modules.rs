@@ -128,6 +128,12 @@ fn is_elf_at(mem: &Memory<'_>, addr: u64) -> bool {
     mem.read(addr, &mut magic) && &magic == b"\x7fELF"
 }
 
+/// The GNU build-id of the ELF object whose header is at `base` in the core's memory, when
+/// that header page was dumped.
+pub fn build_id_at(core: &Core<'_>, base: u64) -> Option<Vec<u8>> {
+    read_elf_header(&core.memory, base, core.endian, core.is_64)?.build_id
+}
+
 struct HeaderInfo {
     bias: Option<u64>,
     build_id: Option<Vec<u8>>,

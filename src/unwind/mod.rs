@@ -118,6 +118,9 @@ pub struct CfiSections {
     pub eh_frame: Option<Section>,
     pub eh_frame_hdr: Option<Section>,
     pub debug_frame: Option<Section>,
+    /// ARM's EHABI index (`.ARM.exidx`) and its table (`.ARM.extab`).
+    pub arm_exidx: Option<Section>,
+    pub arm_extab: Option<Section>,
     pub text_svma: Option<u64>,
     pub got_svma: Option<u64>,
     pub big_endian: bool,
