@@ -206,6 +206,12 @@ fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
                     v.map(|v| (n, v))
                 })
                 .collect::<Option<Vec<_>>>()?;
+            let mut values = values;
+            if machine == Machine::M68k {
+                let (sr, pc) = super::regs::M68K_SR_PC;
+                values.push(("sr", u64::from(d.u16(at + sr)?)));
+                values.push(("pc", u64::from(d.u32(at + pc)?)));
+            }
             Some(Registers {
                 machine,
                 values,
@@ -213,13 +219,15 @@ fn prstatus(d: &Reader<'_>, machine: Machine) -> Option<ThreadStatus> {
             })
         });
     if !d.is_64 {
-        // 32-bit layout: cursig@12, pid@24, ppid@28, pgrp@32, sid@36.
+        // 32-bit layout: cursig@12, pid@24, ppid@28, pgrp@32, sid@36; m68k's 2-byte alignment
+        // leaves no padding after cursig, so its fields are 2 bytes earlier.
+        let pid = if machine == Machine::M68k { 22 } else { 24 };
         return Some(ThreadStatus {
             cursig: d.u16(12)?,
-            tid: d.i32(24)?,
-            ppid: d.i32(28)?,
-            pgrp: d.i32(32)?,
-            sid: d.i32(36)?,
+            tid: d.i32(pid)?,
+            ppid: d.i32(pid + 4)?,
+            pgrp: d.i32(pid + 8)?,
+            sid: d.i32(pid + 12)?,
             registers,
         });
     }

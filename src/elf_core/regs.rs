@@ -19,12 +19,15 @@ pub enum Machine {
     S390,
     S390x,
     Sparc64,
+    /// Motorola 68000: its `elf_prstatus` aligns words to 2 bytes.
+    M68k,
     Other(u16),
 }
 
 const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
 const EM_386: u16 = 3;
+const EM_68K: u16 = 4;
 const EM_ARM: u16 = 40;
 const EM_RISCV: u16 = 243;
 const EM_PPC: u16 = 20;
@@ -46,6 +49,7 @@ impl Machine {
             (EM_S390, false) => Machine::S390,
             (EM_S390, true) => Machine::S390x,
             (EM_SPARCV9, _) => Machine::Sparc64,
+            (EM_68K, _) => Machine::M68k,
             (other, _) => Machine::Other(other),
         }
     }
@@ -62,6 +66,7 @@ impl Machine {
             Machine::Ppc64 => EM_PPC64,
             Machine::S390 | Machine::S390x => EM_S390,
             Machine::Sparc64 => EM_SPARCV9,
+            Machine::M68k => EM_68K,
             Machine::Other(m) => m,
         }
     }
@@ -89,7 +94,7 @@ impl Machine {
             (22, false, _) => "s390",
             (2 | 18, _, _) => "sparc",
             (43, _, _) => "sparc64",
-            (4, _, _) => "m68k",
+            (EM_68K, _, _) => "m68k",
             (8, true, true) => "mips64",
             (8, true, false) => "mips64el",
             (8, false, true) => "mips",
@@ -112,7 +117,13 @@ impl Machine {
         self,
         is_64: bool,
     ) -> Option<(&'static [&'static str], usize, usize)> {
-        let at = if is_64 { 112 } else { 72 };
+        let at = match (self, is_64) {
+            (_, true) => 112,
+            // m68k aligns longs to 2 bytes: no padding after cursig, so every field after it
+            // (pid at 22, pr_reg at 70) is 2 bytes earlier than in other 32-bit layouts.
+            (Machine::M68k, false) => 70,
+            (_, false) => 72,
+        };
         let word = if is_64 { 8 } else { 4 };
         let names = match self {
             Machine::X86_64 | Machine::X32 => return Some((X86_64_NAMES, at, 8)),
@@ -123,11 +134,21 @@ impl Machine {
             Machine::Ppc | Machine::Ppc64 => PPC_NAMES,
             Machine::S390 | Machine::S390x => S390_NAMES,
             Machine::Sparc64 => SPARC64_NAMES,
+            Machine::M68k => M68K_NAMES,
             Machine::Other(_) => return None,
         };
         Some((names, at, word))
     }
 }
+
+/// The 4-byte leading registers of m68k's `struct user_regs_struct` (`usp` named `sp`); `sr`
+/// (2 bytes after a 2-byte `stkadj`) and `pc` follow them ([`M68K_SR_PC`]).
+pub const M68K_NAMES: &[&str] = &[
+    "d1", "d2", "d3", "d4", "d5", "d6", "d7", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "d0", "sp",
+    "orig_d0",
+];
+/// Offsets of m68k's `sr` (u16) and `pc` (u32) from the start of `pr_reg`.
+pub const M68K_SR_PC: (usize, usize) = (17 * 4 + 2, 17 * 4 + 4);
 
 /// `struct pt_regs` of 32-bit ARM (`elf_gregset_t`): r0..r15, cpsr, orig_r0.
 pub const ARM_NAMES: &[&str] = &[
@@ -228,6 +249,8 @@ impl Registers {
             Machine::Ppc | Machine::Ppc64 => self.get("r1"),
             Machine::S390 | Machine::S390x => self.get("r11"),
             Machine::Sparc64 => self.get("fp"),
+            // gcc's m68k frame pointer.
+            Machine::M68k => self.get("a6"),
             Machine::Other(_) => None,
         }
     }

@@ -285,3 +285,70 @@ fn reads_argv_and_envp_from_a_real_layout() {
     assert!(core.started_with_env("CORECATCH=ab"));
     assert!(!core.started_with_env("CORECATCH=a"));
 }
+
+/// m68k's `struct elf_prstatus`, written field by field as its 2-byte alignment lays it out:
+/// no padding after `pr_cursig`, so `pr_pid` is at 22 and `pr_reg` at 70 (big-endian).
+#[test]
+fn m68k_prstatus_is_read_with_two_byte_alignment() {
+    let mut d = Vec::new();
+    d.extend_from_slice(&6i32.to_be_bytes()); // si_signo
+    d.extend_from_slice(&0i32.to_be_bytes()); // si_code
+    d.extend_from_slice(&0i32.to_be_bytes()); // si_errno
+    d.extend_from_slice(&6u16.to_be_bytes()); // pr_cursig, then at once:
+    d.extend_from_slice(&0u32.to_be_bytes()); // pr_sigpend
+    d.extend_from_slice(&0u32.to_be_bytes()); // pr_sighold
+    assert_eq!(d.len(), 22);
+    for v in [777i32, 1, 777, 777] {
+        d.extend_from_slice(&v.to_be_bytes()); // pid, ppid, pgrp, sid
+    }
+    d.extend_from_slice(&[0u8; 32]); // four timevals
+    assert_eq!(d.len(), 70);
+    for i in 0..17u32 {
+        // d1..d7, a0..a6, d0, usp, orig_d0
+        let v = if i == 15 { 0xefff_f000 } else { i };
+        d.extend_from_slice(&v.to_be_bytes());
+    }
+    d.extend_from_slice(&0u16.to_be_bytes()); // stkadj
+    d.extend_from_slice(&0x2700u16.to_be_bytes()); // sr
+    d.extend_from_slice(&0x8000_0454u32.to_be_bytes()); // pc
+    d.extend_from_slice(&[0u8; 4]); // fmtvec, __fill
+    d.extend_from_slice(&0u32.to_be_bytes()); // pr_fpvalid
+    assert_eq!(d.len(), 154);
+    let mut notes = Vec::new();
+    let be_note = |out: &mut Vec<u8>, ntype: u32, desc: &[u8]| {
+        out.extend_from_slice(&5u32.to_be_bytes());
+        out.extend_from_slice(&(desc.len() as u32).to_be_bytes());
+        out.extend_from_slice(&ntype.to_be_bytes());
+        out.extend_from_slice(b"CORE\0\0\0\0");
+        out.extend_from_slice(desc);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    };
+    be_note(&mut notes, 1, &d);
+    let mut f = vec![0u8; 52];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 1; // ELFCLASS32
+    f[5] = 2; // ELFDATA2MSB
+    f[6] = 1;
+    f[16..18].copy_from_slice(&4u16.to_be_bytes()); // ET_CORE
+    f[18..20].copy_from_slice(&4u16.to_be_bytes()); // EM_68K
+    f[28..32].copy_from_slice(&52u32.to_be_bytes()); // e_phoff
+    f[40..42].copy_from_slice(&52u16.to_be_bytes());
+    f[42..44].copy_from_slice(&32u16.to_be_bytes());
+    f[44..46].copy_from_slice(&1u16.to_be_bytes());
+    for v in [4u32, 84, 0, 0, notes.len() as u32, 0, 0, 4] {
+        f.extend_from_slice(&v.to_be_bytes()); // PT_NOTE
+    }
+    f.extend_from_slice(&notes);
+    let core = parse(&f).unwrap();
+    assert_eq!(core.machine, Machine::M68k);
+    assert_eq!(core.machine.name(core.is_64, true), "m68k");
+    let t = &core.threads[0];
+    assert_eq!((t.tid, t.ppid, t.cursig), (777, 1, 6));
+    let r = t.registers.as_ref().unwrap();
+    assert_eq!(r.pc(), Some(0x8000_0454));
+    assert_eq!(r.sp(), Some(0xefff_f000));
+    assert_eq!(r.get("d1"), Some(0));
+    assert_eq!(r.get("sr"), Some(0x2700));
+}

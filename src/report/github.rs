@@ -87,7 +87,7 @@ pub fn write_summary(reports: &[Report], w: &mut dyn Write) -> io::Result<()> {
         for t in r.threads.iter().filter(|t| t.crashed) {
             // Fences cannot be closed from inside: the frames hold no backtick runs of three.
             let mut body = Vec::new();
-            text::write_thread(t, &mut body)?;
+            text::write_thread(t, r.core.address_size, &mut body)?;
             write!(
                 w,
                 "{}",
@@ -118,6 +118,7 @@ mod tests {
                 path: "/t/core".into(),
                 bytes: 1,
                 machine: "x86_64".into(),
+                address_size: 8,
                 from: None,
             },
             process: Process {

@@ -86,7 +86,7 @@ pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io:
             None => writeln!(w, "<p>artifacts: not stored</p>")?,
         }
         for t in &r.threads {
-            write_thread(t, sources, w)?;
+            write_thread(t, r.core.address_size, sources, w)?;
         }
         for warn in &r.warnings {
             writeln!(w, "<p class=\"warning\">warning: {}</p>", esc(warn))?;
@@ -96,7 +96,12 @@ pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io:
     writeln!(w, "</body></html>")
 }
 
-fn write_thread(t: &Thread, sources: &Sources, w: &mut dyn Write) -> io::Result<()> {
+fn write_thread(
+    t: &Thread,
+    address_size: u8,
+    sources: &Sources,
+    w: &mut dyn Write,
+) -> io::Result<()> {
     let open = if t.crashed { " open" } else { "" };
     let what = if t.crashed { " (crashed)" } else { "" };
     writeln!(
@@ -106,17 +111,23 @@ fn write_thread(t: &Thread, sources: &Sources, w: &mut dyn Write) -> io::Result<
         t.frames.len()
     )?;
     for (i, f) in t.frames.iter().enumerate() {
-        write_frame(i, f, sources, w)?;
+        write_frame(i, f, address_size, sources, w)?;
     }
     writeln!(w, "</details>")
 }
 
-fn write_frame(i: usize, f: &Frame, sources: &Sources, w: &mut dyn Write) -> io::Result<()> {
+fn write_frame(
+    i: usize,
+    f: &Frame,
+    address_size: u8,
+    sources: &Sources,
+    w: &mut dyn Write,
+) -> io::Result<()> {
     let class = if f.inlined { "frame inl" } else { "frame" };
     writeln!(
         w,
         "<div class=\"{class}\"><code>#{i} {}</code></div>",
-        esc(&controls(&text::frame_line(f)))
+        esc(&controls(&text::frame_line(f, address_size)))
     )?;
     match f.locals.as_deref() {
         None => {}
@@ -189,6 +200,7 @@ mod tests {
                 path: "core".into(),
                 bytes: 0,
                 machine: "x86_64".into(),
+                address_size: 8,
                 from: None,
             },
             process: Process {

@@ -168,6 +168,7 @@ mod tests {
                 path: "/t/core".into(),
                 bytes: 1,
                 machine: "x86_64".into(),
+                address_size: 8,
                 from: None,
             },
             process: Process {

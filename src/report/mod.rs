@@ -46,9 +46,17 @@ pub struct CoreFile {
     pub path: String,
     pub bytes: u64,
     pub machine: String,
+    /// Bytes in an address of the crashed process (4 for i386, arm, x32...): addresses are
+    /// printed with twice as many hex digits, as gdb prints them.
+    #[serde(default = "default_address_size")]
+    pub address_size: u8,
     /// The pipe handler the core was read back from, when it did not come straight from the
     /// kernel or corecatch's own capture; `path` is then corecatch's temporary copy.
     pub from: Option<CoreOrigin>,
+}
+
+fn default_address_size() -> u8 {
+    8
 }
 
 /// Where a core handed over by a pipe handler was taken from.
@@ -170,6 +178,7 @@ pub fn stop_words(s: crate::backtrace::StopReason) -> &'static str {
         Loop => "the stack pointer did not advance (a loop)",
         FrameLimit => "frame limit reached (--max-frames)",
         UnreadableStack => "the caller's frame is in memory the core does not hold",
+        MissingRegisters => "the caller's frame is found from registers the core does not hold",
         NoUnwindInfo => "no unwind information and no usable frame pointer",
         Timeout => "time limit reached (--timeout)",
         NoRegisters => "the thread has no registers in the core",
@@ -324,6 +333,11 @@ impl Report {
                 machine: core
                     .machine
                     .name(core.is_64, core.endian == crate::elf_core::Endian::Big),
+                address_size: if core.is_64 && core.machine != crate::elf_core::Machine::X32 {
+                    8
+                } else {
+                    4
+                },
                 from: None,
             },
             process: Process {
@@ -447,6 +461,7 @@ mod tests {
                 path: "/tmp/core".into(),
                 bytes: 4096,
                 machine: "x86_64".into(),
+                address_size: 8,
                 from: Some(CoreOrigin {
                     handler: "apport".into(),
                     path: "/var/crash/x.crash".into(),

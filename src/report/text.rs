@@ -56,7 +56,7 @@ pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
             continue;
         }
         line!(w)?;
-        write_thread(t, w)?;
+        write_thread(t, r.core.address_size, w)?;
     }
     if which == Threads::CrashedOnly && r.threads.len() > 1 {
         line!(
@@ -93,7 +93,7 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
         line!(w, "abort message: {m}")?;
     }
     for t in r.threads.iter().filter(|t| t.crashed) {
-        write_thread(t, w)?;
+        write_thread(t, r.core.address_size, w)?;
     }
     for warn in &r.warnings {
         line!(w, "warning: {warn}")?;
@@ -152,14 +152,16 @@ fn write_crash_line(r: &Report, w: &mut dyn Write) -> io::Result<()> {
 }
 
 /// One thread: its frames, or its registers when no frames could be produced.
-pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
+/// `address_size` is the process's (4 or 8 bytes): addresses get twice as many hex digits.
+pub fn write_thread(t: &Thread, address_size: u8, w: &mut dyn Write) -> io::Result<()> {
+    let digits = 2 + 2 * usize::from(address_size);
     let what = if t.crashed { " (crashed)" } else { "" };
     line!(w, "Thread {}{what}:", t.tid)?;
     // Locals were read for this thread (`bt full`): a frame without DWARF says so, as gdb.
     let full = t.frames.iter().any(|f| f.locals.is_some());
     for (i, f) in t.frames.iter().enumerate() {
         // As gdb: `#0  0x…`, `#10 0x…`, `#100 0x…` (always a space after the number).
-        line!(w, "#{i:<2} {}", frame_line(f))?;
+        line!(w, "#{i:<2} {}", frame_line(f, address_size))?;
         match f.locals.as_deref() {
             None if full && f.args.is_none() && !f.inlined => line!(w, "{NO_SYMBOLS}")?,
             None => {}
@@ -176,7 +178,7 @@ pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
             .registers
             .iter()
             .filter(|(n, _)| matches!(n.as_str(), "rip" | "rsp" | "rbp" | "pc" | "sp" | "x29"))
-            .map(|(n, v)| format!("{n} {v:#018x}"))
+            .map(|(n, v)| format!("{n} {v:#0digits$x}"))
             .collect();
         line!(w, "    no frames; registers: {}", regs.join("  "))?;
     }
@@ -189,11 +191,12 @@ pub fn write_thread(t: &Thread, w: &mut dyn Write) -> io::Result<()> {
 /// `0x00007f.. in func (a=1, p=...) at file:line` (inlined frames have no address, as in gdb).
 /// The arguments are left out (no parentheses) when the frame has no DWARF for them, `()` when
 /// it has none.
-pub fn frame_line(f: &Frame) -> String {
+pub fn frame_line(f: &Frame, address_size: u8) -> String {
+    let digits = 2 + 2 * usize::from(address_size);
     let mut s = if f.inlined {
-        " ".repeat(18) + "   "
+        " ".repeat(digits) + "   "
     } else {
-        format!("{:#018x} in ", f.pc)
+        format!("{:#0digits$x} in ", f.pc)
     };
     s += f.function.as_deref().unwrap_or("??");
     if let Some(args) = &f.args {
@@ -292,7 +295,7 @@ mod tests {
             registers: Vec::new(),
         };
         let mut out = Vec::new();
-        write_thread(&t, &mut out).unwrap();
+        write_thread(&t, 8, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[1], "#0  0x0000000000000000 in f");
@@ -333,7 +336,7 @@ mod tests {
             registers: Vec::new(),
         };
         let mut out = Vec::new();
-        write_thread(&t, &mut out).unwrap();
+        write_thread(&t, 8, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 

@@ -134,6 +134,7 @@ fn step(
                 });
             }
             Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
+            Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
             Err(CfiError::NoInfo) => {}
         }
     } else if first {

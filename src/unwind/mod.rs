@@ -82,6 +82,8 @@ pub enum StopReason {
     FrameLimit,
     /// The caller's registers lie in memory the core does not hold.
     UnreadableStack,
+    /// The caller's frame is found from registers the core does not hold.
+    MissingRegisters,
     /// No CFI for the pc and no usable frame pointer.
     NoUnwindInfo,
     /// The options' deadline passed.
@@ -440,12 +442,25 @@ pub(crate) fn walk<A: Arch>(
             Ok(s) => s,
             Err(stop) => break stop,
         };
-        let (Some(npc), Some(nsp)) = (s.pc, s.sp) else {
+        let Some(npc) = s.pc else {
             break StopReason::UnreadableStack;
         };
         if npc == 0 {
             break StopReason::EndOfStack;
         }
+        let Some(nsp) = s.sp else {
+            // The caller's pc is known but not its stack pointer: it is shown, as gdb shows
+            // it, and the walk ends there.
+            frames.push(RawFrame {
+                address: CodeAddress::ReturnAddress(npc),
+                trust: s.trust,
+                sp,
+                signal_trampoline: false,
+                regs: KnownRegs::new(&[]),
+                cfa: None,
+            });
+            break StopReason::MissingRegisters;
+        };
         // The stack grows down: a caller's frame is above its callee's. A signal frame may
         // switch stacks (sigaltstack), so it is exempt.
         let below = if A::SAME_SP { nsp < sp } else { nsp <= sp };
@@ -520,6 +535,9 @@ pub(crate) enum CfiError {
     NoInfo,
     /// The rules needed memory the core does not hold.
     Unreadable,
+    /// The CFA is computed from a register whose value is not known (QEMU's cores hold no
+    /// floating-point registers, where s390 leaf functions keep their stack pointer).
+    MissingRegister,
 }
 
 type R<'a> = EndianSlice<'a, RunTimeEndian>;
@@ -605,7 +623,7 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
     let get = |r: gimli::Register| regs.get(usize::from(r.0)).copied().flatten();
     let cfa = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => get(*register)
-            .ok_or(CfiError::Unreadable)?
+            .ok_or(CfiError::MissingRegister)?
             .wrapping_add_signed(*offset),
         CfaRule::Expression(e) => {
             let expr = e.get(section).map_err(|_| CfiError::NoInfo)?;

@@ -104,6 +104,7 @@ impl Arch for Ppc {
                     });
                 }
                 Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
+                Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
                 Err(CfiError::NoInfo) => {}
             }
         }

@@ -152,6 +152,21 @@ impl Arch for S390 {
                     });
                 }
                 Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
+                Err(CfiError::MissingRegister) if first => {
+                    // A leaf function keeps its stack pointer in a floating-point register
+                    // the core lacks (QEMU's cores have none): its caller is where r14 points,
+                    // and nothing else about it is known.
+                    let ra = regs[R14].ok_or(StopReason::MissingRegisters)?;
+                    return Ok(Step {
+                        pc: Some(self.address(ra)),
+                        sp: None,
+                        regs: vec![None; NREGS],
+                        trust: FrameTrust::Cfi,
+                        next_is_ip: false,
+                        cfa: None,
+                    });
+                }
+                Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
                 Err(CfiError::NoInfo) => {}
             }
         }

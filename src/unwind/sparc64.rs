@@ -139,6 +139,7 @@ impl Arch for Sparc64 {
                     });
                 }
                 Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
+                Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
                 Err(CfiError::NoInfo) => {}
             }
         }

@@ -19,8 +19,10 @@ use std::process::{Command, Output, Stdio};
 
 /// Locals whose value differs on every run, whatever the program: glibc's `setjmp` buffer in
 /// `__libc_start_call_main` holds stack addresses and mangled pointers in decimal, and stack
-/// garbage. Their values are replaced by `<VALUE>` (text and JSON).
-const UNSTABLE_LOCALS: &[&str] = &["unwind_buf"];
+/// garbage: `abort()`'s `struct sigaction act` is not yet set when it raises SIGABRT, so it
+/// holds what the dynamic linker left on the stack (which changes with `ld.so.cache`). Their
+/// values are replaced by `<VALUE>` (text and JSON).
+const UNSTABLE_LOCALS: &[&str] = &["unwind_buf", "act"];
 
 /// What varies from run to run, replaced by placeholders.
 #[derive(Default)]
