@@ -18,8 +18,21 @@ build:
 # real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte).
 # Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
 # fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
-# back as they were, so the other tests keep the machine's settings.
+# back as they were, so the other tests keep the machine's settings. Other architectures
+# (tests/it/cross.rs): Debian's cross compilers with their C libraries, qemu-user to run their
+# programs (it writes the guest's core), gdb-multiarch as the oracle, and the 32-bit x86 libc
+# for gcc -m32 (not gcc-multilib: it removes the cross compilers).
+CROSS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
+	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-s390x-linux-gnu libc6-dev-s390x-cross \
+	qemu-user gdb-multiarch libc6-dev-i386 lib32gcc-12-dev
+CROSS_TOOLS := aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc powerpc64le-linux-gnu-gcc \
+	s390x-linux-gnu-gcc qemu-aarch64 qemu-arm qemu-ppc64le qemu-s390x gdb-multiarch
 deps:
+	@if ! { for c in $(CROSS_TOOLS); do command -v $$c >/dev/null || exit 1; done; \
+		[ -f /usr/lib32/libc.so ] && [ -d /usr/lib/gcc/x86_64-linux-gnu/12/32 ]; }; then \
+		echo "installing: $(CROSS)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS) || exit 1; \
+	fi
 	@missing=""; \
 	for c in gcc g++ gdb gunzip strace chromium zstd bzip2; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \

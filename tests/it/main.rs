@@ -5,6 +5,7 @@ mod apport;
 mod bad_input;
 mod capture;
 mod ci_reports;
+mod cross;
 mod golden;
 mod hostile;
 mod pattern;

@@ -44,12 +44,22 @@ pub fn build_dir() -> PathBuf {
 /// Compile a C, C++ or Rust source with the given flags into `build_dir()/name`, unless it is already
 /// newer than its source. Returns the executable path.
 pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let cc = match src.extension().and_then(|e| e.to_str()) {
+        Some("cpp" | "cc") => "g++",
+        Some("rs") => "rustc",
+        _ => "gcc",
+    };
+    compile_with(cc, src, name, flags)
+}
+
+/// [`compile`] with the compiler `cc` (a cross compiler, `aarch64-linux-gnu-gcc`).
+pub fn compile_with(cc: &str, src: &Path, name: &str, flags: &[&str]) -> PathBuf {
     // The cached product is keyed by source path and flags too, not only by name: the same name
     // built from another source or with other flags must not reuse a stale binary.
     let key = {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (src, flags).hash(&mut h);
+        (cc, src, flags).hash(&mut h);
         h.finish()
     };
     let out = build_dir().join(format!("{name}-{key:016x}"));
@@ -60,13 +70,8 @@ pub fn compile(src: &Path, name: &str, flags: &[&str]) -> PathBuf {
         _ => false,
     };
     if !fresh {
-        let cc = match src.extension().and_then(|e| e.to_str()) {
-            Some("cpp" | "cc") => "g++",
-            Some("rs") => "rustc",
-            _ => "gcc",
-        };
         let tmp = out.with_extension("tmp");
-        let st = Command::new(cc)
+        let st = Command::new(require(cc))
             .args(flags)
             .arg("-o")
             .arg(&tmp)

@@ -16,7 +16,7 @@ use crate::util;
 
 /// One frame line of gdb's `bt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct GdbFrame {
+pub(crate) struct GdbFrame {
     addr: Option<u64>,
     /// `None` for `??`; `"<signal handler called>"` for a trampoline.
     function: Option<String>,
@@ -25,9 +25,9 @@ struct GdbFrame {
 }
 
 #[derive(Debug)]
-struct GdbThread {
-    lwp: i32,
-    frames: Vec<GdbFrame>,
+pub(crate) struct GdbThread {
+    pub(crate) lwp: i32,
+    pub(crate) frames: Vec<GdbFrame>,
 }
 
 /// Parse `#N  [0xADDR in ]FUNC (ARGS) [at FILE:LINE | from LIB]` and `Thread N (... (LWP T)):`.
@@ -88,15 +88,19 @@ fn parse_gdb(out: &str) -> Vec<GdbThread> {
 }
 
 fn gdb_bt(exe: &Path, core: &Path) -> Vec<GdbThread> {
-    let out = Command::new(util::require("gdb"))
-        .args([
-            "-batch",
-            "-nx",
-            "-ex",
-            "set debuginfod enabled off",
-            "-ex",
-            "thread apply all bt",
-        ])
+    gdb_bt_with("gdb", &[], exe, core)
+}
+
+/// `GDB -batch -nx [-ex SETTING]... -ex 'thread apply all bt' EXE CORE`, parsed (gdb-multiarch
+/// with `set sysroot` for another architecture's core).
+pub(crate) fn gdb_bt_with(gdb: &str, settings: &[&str], exe: &Path, core: &Path) -> Vec<GdbThread> {
+    let mut cmd = Command::new(util::require(gdb));
+    cmd.args(["-batch", "-nx", "-ex", "set debuginfod enabled off"]);
+    for s in settings {
+        cmd.args(["-ex", s]);
+    }
+    let out = cmd
+        .args(["-ex", "thread apply all bt"])
         .arg(exe)
         .arg(core)
         .output()
@@ -133,7 +137,7 @@ fn ours(c: &Crash, opts: &Options) -> Backtraces {
     backtrace(&core, opts)
 }
 
-fn render(frames: &[Frame]) -> String {
+pub(crate) fn render(frames: &[Frame]) -> String {
     frames
         .iter()
         .map(|f| {
@@ -214,7 +218,7 @@ fn same_name(gdb: &str, ours: &str, exact: bool) -> bool {
 
 /// Compare one thread: gdb's frames must be a prefix of ours, names
 /// equal; own-code frames (file under fixtures/) must agree on file basename and line.
-fn compare_thread(g: &GdbThread, frames: &[Frame], what: &str) {
+pub(crate) fn compare_thread(g: &GdbThread, frames: &[Frame], what: &str) {
     let ctx = || {
         format!(
             "{what}, thread {}:\ngdb: {:#?}\nours:\n{}",
@@ -292,11 +296,11 @@ fn zoo(src: &str, name: &str, flags: &[&str]) -> PathBuf {
     util::compile(&util::fixture(&format!("zoo/{src}")), name, flags)
 }
 
-fn crashed_frames(b: &Backtraces) -> &[Frame] {
+pub(crate) fn crashed_frames(b: &Backtraces) -> &[Frame] {
     &b.threads.iter().find(|t| t.crashed).unwrap().frames
 }
 
-fn function_names(frames: &[Frame]) -> Vec<&str> {
+pub(crate) fn function_names(frames: &[Frame]) -> Vec<&str> {
     frames
         .iter()
         .map(|f| f.function.as_deref().unwrap_or("??"))
