@@ -183,7 +183,7 @@ fn our_frames(dir: &Path, exe: &Path, core: &Path) -> (Vec<Frame>, String, Strin
 
 /// Build `src` with `flags`, crash it under QEMU with `args`, and check our frames against
 /// gdb's: the first `upto(gdb)` of gdb's frames (all up to `main`) by name and pc, then
-/// `after` by name. Returns our frames.
+/// `after` by name. Returns our frames and gdb's.
 fn check(
     src: &str,
     name: &str,
@@ -191,7 +191,7 @@ fn check(
     args: &[&str],
     upto: impl Fn(&[Frame]) -> usize,
     after: &[&str],
-) -> Vec<Frame> {
+) -> (Vec<Frame>, Vec<Frame>) {
     let exe = cross_compile(src, name, flags);
     let dir = util::tempdir();
     let core = qemu_core(&exe, args, dir.path());
@@ -224,7 +224,7 @@ fn check(
         ctx()
     );
     assert_eq!(stop, "end of stack", "{}", ctx());
-    ours
+    (ours, gdb)
 }
 
 /// All of gdb's frames through `main`.
@@ -237,7 +237,7 @@ fn through_main(gdb: &[Frame]) -> usize {
 const ABORT3: [&str; 8] = ["??", "??", "raise", "abort", "c", "b", "a", "main"];
 
 fn check_abort3(name: &str, flags: &[&str]) {
-    let ours = check("arm_abort3.c", name, flags, &[], through_main, &[]);
+    let (ours, _) = check("arm_abort3.c", name, flags, &[], through_main, &[]);
     let names: Vec<&str> = ours.iter().take(8).map(|f| f.name.as_str()).collect();
     // libc.so.6 names neither __pthread_kill_implementation nor the syscall stub (gdb shows
     // `??` too); the static libc's symbol table does.
@@ -298,7 +298,7 @@ fn arm_o2_without_tables_reads_prologues_as_gdb() {
 /// and the rt_sigframe, then the frames the signal interrupted, up to main.
 #[test]
 fn arm_rt_signal_frame_matches_gdb() {
-    let ours = check(
+    let (ours, _) = check(
         "arm_sighandler.c",
         "arm_sighandler",
         &["-g", "-O0", "-no-pie"],
@@ -341,4 +341,40 @@ fn arm_signal_frame_matches_gdb_through_the_trampoline() {
         upto,
         &["??", "??", "raise", "send", "main"],
     );
+}
+
+/// Handlers installed without SA_RESTORER return into the kernel's trampoline page (QEMU
+/// maps one of its own, with the kernel's Thumb `movs r7, #119` / `#173; svc 0`), which is in
+/// no module: gdb does not recognise it and stops there, so gdb is the oracle through the
+/// handler and the trampoline's pc; the interrupted frames are checked by name.
+#[test]
+fn arm_kernel_trampolines_are_recognised_by_their_code() {
+    for (mode, handler) in [("raw", "on_usr1"), ("rawinfo", "on_usr1_info")] {
+        let upto = |gdb: &[Frame]| {
+            gdb.iter()
+                .position(|f| f.name == handler)
+                .map_or(0, |i| i + 1)
+        };
+        let (ours, gdb) = check(
+            "arm_sighandler.c",
+            "arm_sighandler",
+            &["-g", "-O0", "-no-pie"],
+            &[mode],
+            upto,
+            &[
+                "<signal handler called>",
+                "??",
+                "??",
+                "raise",
+                "send",
+                "main",
+            ],
+        );
+        let n = upto(&gdb);
+        assert_eq!(gdb[n].name, "??", "{mode}: {gdb:#?}");
+        assert_eq!(
+            ours[n].pc, gdb[n].pc,
+            "{mode}: the trampoline's pc: {ours:#?}"
+        );
+    }
 }
