@@ -792,7 +792,7 @@ fn prepare_loaded(
             .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
         arm_exidx: section(&object, ".ARM.exidx"),
         arm_extab: section(&object, ".ARM.extab"),
-        arm_functions: arm_functions(&object),
+        arm_functions: object.info.arm_functions.clone(),
         text_svma: object.info.section(".text").map(|s| s.addr),
         got_svma: object.info.section(".got").map(|s| s.addr),
         big_endian: object.info.endian == crate::elf_core::Endian::Big,
@@ -808,19 +808,6 @@ fn prepare_loaded(
         symbols: OnceCell::new(),
         answers: FastMap::default(),
     })
-}
-
-/// An ARM file's function starts with their Thumb bit, sorted by address (none for files
-/// of other architectures, which have neither `.ARM.exidx` nor `.ARM.attributes`).
-fn arm_functions(object: &LoadedObject) -> Vec<u64> {
-    let info = &object.info;
-    if info.section(".ARM.exidx").is_none() && info.section(".ARM.attributes").is_none() {
-        return Vec::new();
-    }
-    let mut v: Vec<u64> = info.symbols.iter().map(|s| s.addr).collect();
-    v.sort_by_key(|&a| (a & !1, a));
-    v.dedup_by_key(|a| *a & !1);
-    v
 }
 
 fn prepared_at(prepared: &[Prepared], avma: u64) -> Option<&Prepared> {

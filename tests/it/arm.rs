@@ -378,3 +378,19 @@ fn arm_kernel_trampolines_are_recognised_by_their_code() {
         );
     }
 }
+
+/// A fault at a Thumb function's first instruction: frame 0 is at the function's start, which
+/// its ELF symbol (no `-g`) gives with the Thumb bit set; it is named as gdb names it, not
+/// after the function before it.
+#[test]
+fn arm_a_fault_at_a_thumb_functions_entry_is_named_by_its_symbol() {
+    let (ours, _) = check(
+        "arm_thumb_entry.c",
+        "arm_thumb_entry",
+        &["-O2", "-no-pie", "-mthumb"],
+        &[],
+        through_main,
+        &[],
+    );
+    assert_eq!(ours[0].name, "load_at_entry", "{ours:#?}");
+}
