@@ -1,10 +1,12 @@
 //! 32-bit ARM (EABI: armhf, armel) specifics: DWARF register numbers (r0-r15), the EHABI
 //! unwind tables (`.ARM.exidx` searched by function start, the compact and GCC personality
 //! entries of `.ARM.extab`, and the unwind-instruction interpreter of ARM IHI 0038 §10.3),
-//! the `sigframe`/`rt_sigframe` layouts as glibc's `__default_sa_restorer` /
-//! `__default_rt_sa_restorer` and the kernel's sigpage trampolines (ARM or Thumb) find them,
-//! and the Thumb bit stripped from every code address. Order per step: a signal trampoline,
-//! DWARF CFI (`.debug_frame` of `-g` builds), then EHABI. Parsing takes bytes and does no I/O.
+//! the Thumb/Thumb-2/ARM prologue reader for functions without tables, the
+//! `sigframe`/`rt_sigframe` layouts as glibc's `__default_sa_restorer` /
+//! `__default_rt_sa_restorer` and the kernel's sigpage trampolines (ARM, Thumb or Thumb-2)
+//! find them, and the Thumb bit stripped from every code address. Order per step: a signal
+//! trampoline, DWARF CFI (`.debug_frame` of `-g` builds), EHABI, then the prologue (from the
+//! function's symbol). Parsing takes bytes and does no I/O.
 
 use super::{
     cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
