@@ -16,6 +16,8 @@ build:
 # the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory,
 # strace is a tracer to be refused by, chromium renders the HTML report, systemd-coredump is the
 # real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte).
+# arm-linux-gnueabihf-gcc (with its libc), qemu-arm and gdb-multiarch build, crash and check
+# the 32-bit ARM programs of tests/it/arm.rs.
 # Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
 # fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
 # back as they were, so the other tests keep the machine's settings. Other architectures
@@ -34,16 +36,17 @@ deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS) || exit 1; \
 	fi
 	@missing=""; \
-	for c in gcc g++ gdb gunzip strace chromium zstd bzip2; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for c in gcc g++ gdb gunzip strace chromium zstd bzip2 arm-linux-gnueabihf-gcc qemu-arm gdb-multiarch; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	[ -f /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || missing="$$missing libc6-dev-armhf-cross"; \
 	[ -x /lib/systemd/systemd-coredump ] || missing="$$missing systemd-coredump"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
 		suid=$$(cat /proc/sys/fs/suid_dumpable); \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user gdb-multiarch; \
 		status=$$?; \
 		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
 		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \

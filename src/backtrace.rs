@@ -792,6 +792,7 @@ fn prepare_loaded(
             .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
         arm_exidx: section(&object, ".ARM.exidx"),
         arm_extab: section(&object, ".ARM.extab"),
+        arm_functions: object.info.arm_functions.clone(),
         text_svma: object.info.section(".text").map(|s| s.addr),
         got_svma: object.info.section(".got").map(|s| s.addr),
         big_endian: object.info.endian == crate::elf_core::Endian::Big,

@@ -61,13 +61,20 @@ pub struct ElfInfo {
     pub load_span: Option<(u64, u64)>,
     pub build_id: Option<Vec<u8>>,
     pub debuglink: Option<String>,
-    /// Function symbols, sorted by address (from `.symtab` and `.dynsym`).
+    /// Function symbols, sorted by address (from `.symtab` and `.dynsym`). A 32-bit ARM
+    /// file's Thumb functions are at their `st_value` without its Thumb bit (bit 0).
     pub symbols: Vec<Symbol>,
+    /// A 32-bit ARM file's function `st_value`s as they are, Thumb bit included (it says
+    /// which instruction set a prologue is in), sorted by address; empty for other machines.
+    pub arm_functions: Vec<u64>,
     /// The data objects of [`DATA_SYMBOLS`] this file defines (name, SVMA).
     pub data_symbols: Vec<(String, u64)>,
     /// Data objects with a size (`STT_OBJECT`), for naming the addresses pointers hold.
     pub objects: Vec<Symbol>,
 }
+
+/// `e_machine` of 32-bit ARM.
+const EM_ARM: u16 = 40;
 
 /// Data objects the report reads from a crashed process: glibc's pointer to the message of a
 /// failed `assert()` or `abort()` with a message (`struct abort_msg_s *`).
@@ -148,6 +155,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     }
     let b = Reader::new(data, endian, is_64);
     let e = Ehdr::read(&b)?;
+    let is_arm = b.u16(18) == Some(EM_ARM);
 
     let mut load_vaddr = None;
     let mut load_span: Option<(u64, u64)> = None;
@@ -228,6 +236,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
         build_id: None,
         debuglink: None,
         symbols: Vec::new(),
+        arm_functions: Vec::new(),
         data_symbols: Vec::new(),
         objects: Vec::new(),
     };
@@ -288,9 +297,12 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
             if (ty != STT_FUNC && ty != STT_GNU_IFUNC) || shndx == 0 || value == 0 {
                 continue;
             }
+            if is_arm {
+                info.arm_functions.push(value);
+            }
             if let Some(n) = cstr_bytes_at(strs, name as usize).filter(|n| !n.is_empty()) {
                 symbols.push(Symbol {
-                    addr: value,
+                    addr: if is_arm { value & !1 } else { value },
                     size,
                     name: String::from_utf8_lossy(n).into(),
                 });
@@ -302,6 +314,8 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     symbols.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
     symbols.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
     info.symbols = symbols;
+    info.arm_functions.sort_by_key(|&a| (a & !1, a));
+    info.arm_functions.dedup_by_key(|a| *a & !1);
     objects.sort_by(|a, b| a.addr.cmp(&b.addr).then_with(|| a.name.cmp(&b.name)));
     objects.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
     info.objects = objects;

@@ -983,6 +983,7 @@ mod tests {
             debuglink: None,
             data_symbols: Vec::new(),
             objects: Vec::new(),
+            arm_functions: Vec::new(),
             symbols: vec![Symbol {
                 addr: 0x1000,
                 size: 0x20,

@@ -11,6 +11,7 @@
 //! `DW_CFA_*_expression` rules PLT stubs and glibc use), then the frame-pointer chain.
 
 mod aarch64;
+mod arm;
 mod i386;
 mod ppc;
 mod s390;
@@ -59,7 +60,7 @@ impl CodeAddress {
 pub enum FrameTrust {
     /// The thread's registers in the core (frame 0).
     Context,
-    /// Call frame information.
+    /// Call frame information: DWARF CFI, or ARM's EHABI unwind tables.
     Cfi,
     /// The saved frame-pointer chain.
     FramePointer,
@@ -123,6 +124,9 @@ pub struct CfiSections {
     /// ARM's EHABI index (`.ARM.exidx`) and its table (`.ARM.extab`).
     pub arm_exidx: Option<Section>,
     pub arm_extab: Option<Section>,
+    /// An ARM module's function starts (SVMAs from its symbol tables, bit 0 set for Thumb
+    /// code), sorted: where a prologue is read when a function has no unwind table.
+    pub arm_functions: Vec<u64>,
     pub text_svma: Option<u64>,
     pub got_svma: Option<u64>,
     pub big_endian: bool,
@@ -326,6 +330,7 @@ pub fn unwind_thread(
             walk(&arch, regs, modules, stack, code, limits)
         }
         Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
+        Machine::Arm => walk(&arm::Arm, regs, modules, stack, code, limits),
         _ => {
             let frames = regs
                 .pc()

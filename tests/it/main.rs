@@ -2,6 +2,7 @@
 //! Each module covers one area; shared helpers live in `util`.
 
 mod apport;
+mod arm;
 mod bad_input;
 mod capture;
 mod ci_reports;
