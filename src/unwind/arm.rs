@@ -654,6 +654,7 @@ fn step(
             return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
         }
         Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
+        Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
         Err(CfiError::NoInfo) => {}
     }
     let err = match ehabi_step(m, lookup, regs, stack) {

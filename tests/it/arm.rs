@@ -7,8 +7,6 @@
 //! and glibc's raise/pthread_kill, which have no CFI), prologue reading (glibc's abort, which
 //! has no table, and a build with neither tables nor -g), and both sigreturn trampolines.
 
-use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,77 +15,14 @@ use crate::util;
 const CC: &str = "arm-linux-gnueabihf-gcc";
 const SYSROOT: &str = "/usr/arm-linux-gnueabihf";
 
-/// Cross-compile `fixtures/cross/SRC` with `flags` into `util::build_dir()` (cached by source,
-/// flags and mtime, as `util::compile` does for native builds).
+/// `fixtures/cross/SRC` built with the ARM cross compiler and `flags`.
 fn cross_compile(src: &str, name: &str, flags: &[&str]) -> PathBuf {
-    let cc = util::require(CC);
-    let src = util::fixture(&format!("cross/{src}"));
-    let key = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&src, flags).hash(&mut h);
-        h.finish()
-    };
-    let out = util::build_dir().join(format!("{name}-{key:016x}"));
-    let _guard = util::FileLock::exclusive(&util::build_dir().join(format!("{name}.lock")));
-    let fresh = match (fs::metadata(&out), fs::metadata(&src)) {
-        (Ok(o), Ok(s)) => o.modified().unwrap() >= s.modified().unwrap(),
-        _ => false,
-    };
-    if !fresh {
-        let tmp = out.with_extension("tmp");
-        let st = Command::new(cc)
-            .args(flags)
-            .arg("-o")
-            .arg(&tmp)
-            .arg(&src)
-            .status()
-            .unwrap();
-        assert!(st.success(), "{CC} failed on {}", src.display());
-        fs::rename(&tmp, &out).unwrap();
-    }
-    out
+    util::compile_with(CC, &util::fixture(&format!("cross/{src}")), name, flags)
 }
 
-/// Run `exe args` under qemu-arm in `dir` with RLIMIT_CORE raised; the core QEMU wrote.
+/// Run `exe args` under qemu-arm in `dir`; the core QEMU wrote.
 fn qemu_core(exe: &Path, args: &[&str], dir: &Path) -> PathBuf {
-    let _shared = util::CrashLock::shared();
-    let mut cmd = Command::new(util::require("qemu-arm"));
-    cmd.arg("-L")
-        .arg(SYSROOT)
-        .arg(exe)
-        .args(args)
-        .current_dir(dir);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_CORE,
-                nix::sys::resource::RLIM_INFINITY,
-                nix::sys::resource::RLIM_INFINITY,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
-    let o = cmd.output().unwrap();
-    assert!(!o.status.success(), "{} did not crash", exe.display());
-    let cores: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with("qemu_") && n.ends_with(".core")
-        })
-        .collect();
-    assert_eq!(
-        cores.len(),
-        1,
-        "one qemu_*.core in {}: {cores:?} ({})",
-        dir.display(),
-        util::stderr(&o)
-    );
-    cores.into_iter().next().unwrap()
+    super::cross::qemu_core("arm", Path::new(SYSROOT), exe, args, dir)
 }
 
 /// One frame: its pc (gdb prints none for `<signal handler called>`) and function name.
@@ -101,41 +36,19 @@ fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
 }
 
-/// gdb-multiarch's `thread apply all bt`: the first thread's frames.
+/// gdb-multiarch's `thread apply all bt`: the first thread's frames, and them as text.
 fn gdb_frames(exe: &Path, core: &Path) -> (Vec<Frame>, String) {
-    let o = Command::new(util::require("gdb-multiarch"))
-        .args(["-batch", "-nx", "-ex"])
-        .arg(format!("set sysroot {SYSROOT}"))
-        .args(["-ex", "thread apply all bt"])
-        .arg(exe)
-        .arg(core)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let body = text.split_once("\nThread ").map_or("", |(_, t)| t);
-    let mut frames = Vec::new();
-    for l in body.lines().skip(1) {
-        if l.starts_with("Thread ") {
-            break;
-        }
-        let Some(rest) = l.strip_prefix('#') else {
-            continue;
-        };
-        // "#0  0x00010452 in c (x=1) at a.c:3", "#7  main () at a.c:9",
-        // "#2  <signal handler called>".
-        let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
-        let (pc, what) = match rest.split_once(" in ") {
-            Some((pc, what)) if pc.starts_with("0x") => (hex(pc), what),
-            _ => (None, rest),
-        };
-        let name = if what.starts_with("<signal handler called>") {
-            "<signal handler called>".to_string()
-        } else {
-            what.split([' ', '(']).next().unwrap_or("??").to_string()
-        };
-        frames.push(Frame { pc, name });
-    }
-    assert!(!frames.is_empty(), "no frames in gdb's output:\n{text}");
+    let sysroot = format!("set sysroot {SYSROOT}");
+    let threads = super::zoo::gdb_bt_with("gdb-multiarch", &[&sysroot], exe, core);
+    let frames: Vec<Frame> = threads[0]
+        .frames
+        .iter()
+        .map(|f| Frame {
+            pc: f.addr,
+            name: f.function.clone().unwrap_or_else(|| "??".into()),
+        })
+        .collect();
+    let text = format!("{frames:#?}");
     (frames, text)
 }
 

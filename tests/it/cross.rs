@@ -34,6 +34,12 @@ const AARCH64: Target = Target {
     machine: "aarch64",
     sigtramp_dumped: true,
 };
+const ARM: Target = Target {
+    qemu: "arm",
+    triple: "arm-linux-gnueabihf",
+    machine: "arm",
+    sigtramp_dumped: true,
+};
 const PPC64LE: Target = Target {
     qemu: "ppc64le",
     triple: "powerpc64le-linux-gnu",
@@ -77,15 +83,21 @@ struct Crash {
     _dir: tempfile::TempDir,
 }
 
-/// Run `exe` under `qemu-ARCH -L SYSROOT` with RLIMIT_CORE raised, in a fresh directory, and
-/// return the core QEMU writes there (`qemu_<prog>_<date>-<pid>.core`).
-fn crash_under_qemu(t: Target, exe: PathBuf) -> Crash {
-    let dir = util::tempdir();
-    let mut cmd = Command::new(util::require(&format!("qemu-{}", t.qemu)));
+/// Run `exe args` under `qemu-QEMU -L SYSROOT` in `dir` with RLIMIT_CORE raised, and return the
+/// one core QEMU wrote there (`qemu_<prog>_<date>-<pid>.core`).
+pub(crate) fn qemu_core(
+    qemu: &str,
+    sysroot: &Path,
+    exe: &Path,
+    args: &[&str],
+    dir: &Path,
+) -> PathBuf {
+    let mut cmd = Command::new(util::require(&format!("qemu-{qemu}")));
     cmd.arg("-L")
-        .arg(t.sysroot())
-        .arg(&exe)
-        .current_dir(dir.path());
+        .arg(sysroot)
+        .arg(exe)
+        .args(args)
+        .current_dir(dir);
     // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -101,17 +113,35 @@ fn crash_under_qemu(t: Target, exe: PathBuf) -> Crash {
     // machine's core_pattern) stays in this directory, deleted with it. The lock keeps
     // core_pattern changes of other tests away meanwhile.
     let _shared = util::CrashLock::shared();
-    let st = cmd.status().unwrap();
-    assert!(!st.success(), "{} did not crash under QEMU", exe.display());
-    let core = std::fs::read_dir(dir.path())
+    let o = cmd.output().unwrap();
+    assert!(
+        !o.status.success(),
+        "{} did not crash under QEMU",
+        exe.display()
+    );
+    let cores: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
-        .filter_map(|e| e.ok())
+        .flatten()
         .map(|e| e.path())
-        .find(|p| {
+        .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
             name.starts_with("qemu_") && name.ends_with(".core")
         })
-        .unwrap_or_else(|| panic!("QEMU wrote no core for {}", exe.display()));
+        .collect();
+    assert_eq!(
+        cores.len(),
+        1,
+        "one qemu_*.core in {}: {cores:?} ({})",
+        dir.display(),
+        util::stderr(&o)
+    );
+    cores.into_iter().next().unwrap()
+}
+
+/// [`qemu_core`] of `exe` for target `t`, in a fresh directory.
+fn crash_under_qemu(t: Target, exe: PathBuf) -> Crash {
+    let dir = util::tempdir();
+    let core = qemu_core(t.qemu, &t.sysroot(), &exe, &[], dir.path());
     Crash {
         exe,
         core,
@@ -300,6 +330,12 @@ fn pie_without_nt_file_is_placed_from_auxv(t: Target) {
 fn aarch64_crashes_under_qemu_match_gdb_multiarch() {
     every_program(AARCH64);
     pie_without_nt_file_is_placed_from_auxv(AARCH64);
+}
+
+#[test]
+fn arm_crashes_under_qemu_match_gdb_multiarch() {
+    every_program(ARM);
+    pie_without_nt_file_is_placed_from_auxv(ARM);
 }
 
 #[test]

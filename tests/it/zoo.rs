@@ -17,10 +17,10 @@ use crate::util;
 /// One frame line of gdb's `bt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GdbFrame {
-    addr: Option<u64>,
+    pub(crate) addr: Option<u64>,
     /// `None` for `??`; `"<signal handler called>"` for a trampoline.
-    function: Option<String>,
-    file: Option<String>,
+    pub(crate) function: Option<String>,
+    pub(crate) file: Option<String>,
     line: Option<u32>,
 }
 
