@@ -16,14 +16,12 @@ build:
 # the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory,
 # strace is a tracer to be refused by, chromium renders the HTML report, systemd-coredump is the
 # real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte).
-# arm-linux-gnueabihf-gcc (with its libc), qemu-arm and gdb-multiarch build, crash and check
-# the 32-bit ARM programs of tests/it/arm.rs.
 # Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
 # fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
 # back as they were, so the other tests keep the machine's settings. Other architectures
-# (tests/it/cross.rs): Debian's cross compilers with their C libraries, qemu-user to run their
-# programs (it writes the guest's core), gdb-multiarch as the oracle, and the 32-bit x86 libc
-# for gcc -m32 (not gcc-multilib: it removes the cross compilers).
+# (tests/it/cross.rs, tests/it/arm.rs): Debian's cross compilers with their C libraries,
+# qemu-user to run their programs (it writes the guest's core), gdb-multiarch as the oracle,
+# and the 32-bit x86 libc for gcc -m32 (not gcc-multilib: it removes the cross compilers).
 CROSS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-s390x-linux-gnu libc6-dev-s390x-cross \
 	qemu-user gdb-multiarch libc6-dev-i386 lib32gcc-12-dev
@@ -31,22 +29,22 @@ CROSS_TOOLS := aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc powerpc64le-linux-g
 	s390x-linux-gnu-gcc qemu-aarch64 qemu-arm qemu-ppc64le qemu-s390x gdb-multiarch
 deps:
 	@if ! { for c in $(CROSS_TOOLS); do command -v $$c >/dev/null || exit 1; done; \
-		[ -f /usr/lib32/libc.so ] && [ -d /usr/lib/gcc/x86_64-linux-gnu/12/32 ]; }; then \
+		[ -f /usr/lib32/libc.so ] && [ -d /usr/lib/gcc/x86_64-linux-gnu/12/32 ] && \
+		[ -f /usr/arm-linux-gnueabihf/lib/libc.so.6 ]; }; then \
 		echo "installing: $(CROSS)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS) || exit 1; \
 	fi
 	@missing=""; \
-	for c in gcc g++ gdb gunzip strace chromium zstd bzip2 arm-linux-gnueabihf-gcc qemu-arm gdb-multiarch; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	for c in gcc g++ gdb gunzip strace chromium zstd bzip2; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
-	[ -f /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || missing="$$missing libc6-dev-armhf-cross"; \
 	[ -x /lib/systemd/systemd-coredump ] || missing="$$missing systemd-coredump"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
 		suid=$$(cat /proc/sys/fs/suid_dumpable); \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user gdb-multiarch; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2; \
 		status=$$?; \
 		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
 		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \
@@ -71,10 +69,12 @@ demo: build
 test: deps venv build check-boundaries check-no-s3
 	$(CARGO) test --release --locked
 
-# Peers on the same cores (gdb bt and bt full, eu-stack), with ratios; bt against a baseline
+# Peers on the same cores (gdb bt and bt full, eu-stack; an aarch64 core from QEMU against
+# eu-stack and gdb-multiarch), with ratios; bt against a baseline
 # corecatch (BASELINE=path, else commit d3d948e built once, see bench/bt.sh). Not part of `make test`.
 bench: build
 	bash bench/bt.sh
+	bash bench/bt-aarch64.sh
 	bash bench/compress.sh
 
 # The overhead of --capture ptrace on fork-heavy and signal-heavy commands, vs bare and kernel.

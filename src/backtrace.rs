@@ -397,6 +397,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
             Locals::Crashed => tb.crashed,
             Locals::All => true,
         };
+        let mut jobs: Vec<VarJob> = Vec::new();
         for (i, raw) in raw_frames.iter().enumerate() {
             // Past the deadline, only modules whose symbols are already decoded are used:
             // decoding a large debug file is the slowest step.
@@ -415,14 +416,12 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                         // No registers survive a tail call; its arguments come from the
                         // entry values its caller (this frame) passed, as gdb reads them.
                         let at = tb.frames.len() - 1;
-                        add_variables(
-                            &prepared,
-                            &code,
-                            (&gone, Some(raw), &raw_frames[i + 1..]),
-                            locals,
-                            &memo,
-                            &mut tb.frames[at..],
-                        );
+                        jobs.push(VarJob {
+                            frames: at..at + 1,
+                            raw: gone,
+                            caller: Some(raw.clone()),
+                            callers_from: i + 1,
+                        });
                     }
                 }
             }
@@ -430,10 +429,9 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
             let first = tb.frames.len();
             symbolize_frame(&prepared, raw, late, &mut tb.frames);
             if opts.args && !late {
-                let callers = raw_frames.get(i + 2..).unwrap_or_default();
                 let mut caller = raw_frames.get(i + 1).cloned();
                 // With a tail-call frame between, the real caller comes after it.
-                let mut callers_after = callers;
+                let mut callers_from = (i + 2).min(raw_frames.len());
                 // A tail-call frame will stand between this frame and its caller: the call
                 // that reached this function is that frame's tail call, whose parameters say
                 // what it passed (registers themselves are gone).
@@ -447,19 +445,34 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                             .or_insert_with(|| tail_call_frame(&prepared, key.0, ret));
                         if let Some(f) = f {
                             caller = Some(tail_raw(f, c));
-                            callers_after = &raw_frames[i + 1..];
+                            callers_from = i + 1;
                         }
                     }
                 }
-                add_variables(
-                    &prepared,
-                    &code,
-                    (raw, caller.as_ref(), callers_after),
-                    locals,
-                    &memo,
-                    &mut tb.frames[first..],
-                );
+                jobs.push(VarJob {
+                    frames: first..tb.frames.len(),
+                    raw: raw.clone(),
+                    caller,
+                    callers_from,
+                });
             }
+        }
+        // Outermost first: a frame's entry values come from its caller's, which are then
+        // already known, so a value passed down a deep recursion is found once per frame
+        // instead of a chain walk from every frame.
+        for job in jobs.iter().rev() {
+            add_variables(
+                &prepared,
+                &code,
+                (
+                    &job.raw,
+                    job.caller.as_ref(),
+                    &raw_frames[job.callers_from..],
+                ),
+                locals,
+                &memo,
+                &mut tb.frames[job.frames.clone()],
+            );
         }
         threads.push(tb);
     }
@@ -790,6 +803,8 @@ fn prepare_loaded(
         eh_frame_hdr: section(&object, ".eh_frame_hdr"),
         debug_frame: section(&object, ".debug_frame")
             .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
+        eh_frame_index: Default::default(),
+        debug_frame_index: Default::default(),
         arm_exidx: section(&object, ".ARM.exidx"),
         arm_extab: section(&object, ".ARM.extab"),
         arm_functions: object.info.arm_functions.clone(),
@@ -961,6 +976,15 @@ fn add_variables(
             f.locals = v.locals;
         }
     }
+}
+
+/// The variables of one physical frame (or tail-call frame) to read: the frames it became in
+/// the thread's list, its raw frame, its caller and where the callers above that start.
+struct VarJob {
+    frames: std::ops::Range<usize>,
+    raw: unwind::RawFrame,
+    caller: Option<unwind::RawFrame>,
+    callers_from: usize,
 }
 
 /// Entry values chain at most this many callers up (each link is remembered, so a chain costs

@@ -36,8 +36,11 @@ impl Core<'_> {
             self.auxv.0[1].0,
             self.auxv.0[1].1,
         ]);
+        // auxv lies near the top of the stack, below only the strings: searched from there
+        // (an 8 MiB stack is otherwise a million comparisons).
         let at = (0..bytes.len().saturating_sub(needle.len()))
             .step_by(8)
+            .rev()
             .find(|&i| bytes[i..].starts_with(&needle))?;
         let auxv_addr = stack.vaddr + at as u64;
         // Just below auxv: envp's NULL terminator.

@@ -14,6 +14,7 @@ mod aarch64;
 mod arm;
 mod i386;
 mod ppc;
+mod riscv;
 mod s390;
 mod sparc64;
 mod x86_64;
@@ -121,6 +122,11 @@ pub struct CfiSections {
     pub eh_frame: Option<Section>,
     pub eh_frame_hdr: Option<Section>,
     pub debug_frame: Option<Section>,
+    /// The FDEs' address ranges of `.eh_frame` (when there is no `.eh_frame_hdr`: static
+    /// executables) and of `.debug_frame`, sorted, built on the first lookup: without them
+    /// every lookup would scan the whole section.
+    pub eh_frame_index: FdeIndex,
+    pub debug_frame_index: FdeIndex,
     /// ARM's EHABI index (`.ARM.exidx`) and its table (`.ARM.extab`).
     pub arm_exidx: Option<Section>,
     pub arm_extab: Option<Section>,
@@ -144,6 +150,40 @@ impl CfiSections {
             8
         }
     }
+}
+
+/// (first SVMA, end SVMA, section offset) of every FDE of a section, sorted by address.
+pub type FdeIndex = std::sync::OnceLock<Vec<(u64, u64, usize)>>;
+
+/// The FDE covering `svma` in a section without a search table, through its [`FdeIndex`]
+/// (built here on first use). Entries past a damaged one are not indexed.
+fn indexed_fde<'a, S: UnwindSection<R<'a>>>(
+    section: &S,
+    bases: &BaseAddresses,
+    index: &FdeIndex,
+    svma: u64,
+) -> Option<gimli::FrameDescriptionEntry<R<'a>>> {
+    let table = index.get_or_init(|| {
+        let mut v = Vec::new();
+        let mut entries = section.entries(bases);
+        while let Ok(Some(entry)) = entries.next() {
+            if let gimli::CieOrFde::Fde(partial) = entry {
+                if let Ok(fde) = partial.parse(S::cie_from_offset) {
+                    v.push((fde.initial_address(), fde.end_address(), fde.offset()));
+                }
+            }
+        }
+        v.sort_unstable();
+        v
+    });
+    let i = table.partition_point(|e| e.0 <= svma).checked_sub(1)?;
+    let (_, end, offset) = table[i];
+    if svma >= end {
+        return None;
+    }
+    section
+        .fde_from_offset(bases, S::Offset::from(offset), S::cie_from_offset)
+        .ok()
 }
 
 /// A module as the unwinder sees it: an AVMA range, its bias and its CFI.
@@ -330,6 +370,11 @@ pub fn unwind_thread(
             walk(&arch, regs, modules, stack, code, limits)
         }
         Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
+        Machine::Riscv => {
+            // RV32 and RV64 share e_machine; the modules' class tells them apart.
+            let word = modules.first().map_or(8, |m| m.cfi.address_size());
+            walk(&riscv::Riscv { word }, regs, modules, stack, code, limits)
+        }
         Machine::Arm => walk(&arm::Arm, regs, modules, stack, code, limits),
         _ => {
             let frames = regs
@@ -594,12 +639,13 @@ pub(crate) fn cfi_step(
                 bases = b;
             }
         }
-        let fde =
-            fde.unwrap_or_else(|| section.fde_for_address(&bases, svma, EhFrame::cie_from_offset));
-        if let Ok(fde) = fde {
+        let fde = match fde {
+            Some(f) => f.ok(),
+            None => indexed_fde(&section, &bases, &cfi.eh_frame_index, svma),
+        };
+        if let Some(fde) = fde {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
-                let row = row.clone();
-                return apply_row(&section, &row, regs, &fde, &words);
+                return apply_row(&section, row, regs, &fde, &words);
             }
         }
     }
@@ -607,10 +653,9 @@ pub(crate) fn cfi_step(
         let mut section = DebugFrame::from(EndianSlice::new((*df.data).as_ref(), endian));
         section.set_address_size(cfi.address_size());
         section.set_vendor(vendor);
-        if let Ok(fde) = section.fde_for_address(&bases, svma, DebugFrame::cie_from_offset) {
+        if let Some(fde) = indexed_fde(&section, &bases, &cfi.debug_frame_index, svma) {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
-                let row = row.clone();
-                return apply_row(&section, &row, regs, &fde, &words);
+                return apply_row(&section, row, regs, &fde, &words);
             }
         }
     }

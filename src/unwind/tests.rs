@@ -302,3 +302,90 @@ fn a_stack_pointer_that_does_not_grow_is_a_loop() {
     assert_eq!(u.stop, StopReason::Loop);
     assert_eq!(pcs(&u), [0x3008]);
 }
+
+fn riscv_regs(pc: u64, sp: u64, s0: u64) -> Registers {
+    Registers {
+        machine: Machine::Riscv,
+        values: vec![("pc", pc), ("ra", 0x5555), ("sp", sp), ("s0", s0)],
+        vector: Vec::new(),
+    }
+}
+
+/// One module over the code addresses, without CFI: the walk falls back to frame pointers.
+fn code_module(cfi: &CfiSections) -> [UnwindModule<'_>; 1] {
+    [UnwindModule {
+        start: 0,
+        end: 0x10000,
+        bias: 0,
+        cfi,
+    }]
+}
+
+/// RISC-V's frame pointer (psABI): s0 is the CFA, the return address at s0 − 8 and the
+/// caller's s0 at s0 − 16; a zero return address ends the chain.
+#[test]
+fn riscv_frame_pointer_chain_walks_to_the_end() {
+    let mut m = Synth::new();
+    m.put_u64(0x7018, 0x2000); // ra
+    m.put_u64(0x7010, 0x7040); // caller's s0
+    m.put_u64(0x7038, 0x3000);
+    m.put_u64(0x7030, 0x7060);
+    m.put_u64(0x7058, 0);
+    m.put_u64(0x7050, 0);
+    let cfi = CfiSections::default();
+    let modules = code_module(&cfi);
+    let u = unwind_thread(
+        &riscv_regs(0x1000, 0x7000, 0x7020),
+        &modules,
+        &m,
+        &m,
+        limits(100),
+    );
+    assert_eq!(pcs(&u), [0x1000, 0x2000, 0x3000]);
+    assert_eq!(u.stop, StopReason::EndOfStack);
+    assert_eq!(u.frames[1].trust, FrameTrust::FramePointer);
+    assert_eq!(u.frames[1].sp, 0x7020);
+    assert_eq!(u.frames[2].sp, 0x7040);
+    // An s0 below sp or misaligned is no frame pointer.
+    let u = unwind_thread(
+        &riscv_regs(0x1000, 0x7000, 0x6ff0),
+        &modules,
+        &m,
+        &m,
+        limits(100),
+    );
+    assert_eq!((pcs(&u), u.stop), (vec![0x1000], StopReason::NoUnwindInfo));
+}
+
+/// `__vdso_rt_sigreturn` (`li a7, 139; ecall`): the registers come from the rt_sigframe's
+/// ucontext, written here from the kernel's struct layout (siginfo 128, uc_flags 8, uc_link 8,
+/// uc_stack 24, uc_sigmask 8 + 120 reserved, then sc_regs: pc, x1..x31).
+#[test]
+fn riscv_signal_frame_restores_the_interrupted_registers() {
+    let mut m = Synth::new();
+    m.put(0x4000, &[0x93, 0x08, 0xb0, 0x08, 0x73, 0x00, 0x00, 0x00]);
+    let sc_regs = 0x9000 + 128 + 8 + 8 + 24 + 8 + 120;
+    m.put_u64(sc_regs, 0x6000); // pc
+    for x in 1..32u64 {
+        let v = match x {
+            2 => 0xa000, // sp
+            8 => 0,      // s0: the interrupted frame has no frame pointer
+            _ => 0x100 + x,
+        };
+        m.put_u64(sc_regs + 8 * x, v);
+    }
+    let cfi = CfiSections::default();
+    let modules = code_module(&cfi);
+    let u = unwind_thread(
+        &riscv_regs(0x4000, 0x9000, 0),
+        &modules,
+        &m,
+        &m,
+        limits(100),
+    );
+    assert_eq!(pcs(&u)[..2], [0x4000, 0x6000]);
+    assert!(u.frames[0].signal_trampoline);
+    assert_eq!(u.frames[1].address, CodeAddress::InstructionPointer(0x6000));
+    assert_eq!(u.frames[1].trust, FrameTrust::SignalContext);
+    assert_eq!(u.frames[1].sp, 0xa000);
+}
