@@ -162,11 +162,15 @@ pub(crate) fn parse_notes(
 /// The low halves of xmm0..xmm15 from x86_64's `user_fpregs_struct` (the FXSAVE layout:
 /// 32 bytes of control words, the x87 registers at 32..160, then 16 bytes per xmm register).
 fn fxsave_xmm(d: &Reader<'_>, machine: Machine) -> Vec<u64> {
-    if machine != Machine::X86_64 {
-        return Vec::new();
-    }
+    let at = match machine {
+        Machine::X86_64 => |i: usize| 160 + 16 * i,
+        // s390's `s390_fp_regs`: fpc and a pad word, then f0..f15 (8 bytes each), where
+        // leaf functions save r11 and r15.
+        Machine::S390 | Machine::S390x => |i: usize| 8 + 8 * i,
+        _ => return Vec::new(),
+    };
     (0..16)
-        .map(|i| d.u64(160 + 16 * i))
+        .map(|i| d.u64(at(i)))
         .collect::<Option<Vec<_>>>()
         .unwrap_or_default()
 }

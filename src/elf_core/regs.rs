@@ -200,7 +200,8 @@ pub struct Registers {
     pub machine: Machine,
     /// `(name, value)` in the kernel's order.
     pub values: Vec<(&'static str, u64)>,
-    /// The low 64 bits of each vector register (x86_64: xmm0..xmm15 from NT_PRFPREG), where a
+    /// The low 64 bits of each vector register (x86_64: xmm0..xmm15 from NT_PRFPREG; s390:
+    /// the floating-point registers f0..f15), where a
     /// `double` or `float` argument lives; empty when the core has none.
     pub vector: Vec<u64>,
 }

@@ -3,7 +3,7 @@
 //! fallback, and return addresses with their pointer-authentication bits stripped.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -86,11 +86,7 @@ impl Arch for Aarch64 {
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
-        let mut known = regs.clone();
-        for r in CALLER_SAVED {
-            known[r] = None;
-        }
-        known
+        clobber(regs.clone(), CALLER_SAVED)
     }
 }
 

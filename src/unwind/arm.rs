@@ -9,7 +9,7 @@
 //! function's symbol). Parsing takes bytes and does no I/O.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -588,10 +588,7 @@ impl Arch for Arm {
     fn in_caller(&self, regs: &Regs) -> Regs {
         let mut known = regs.clone();
         known.resize(DWARF_NAMES.len(), None);
-        for r in CALLER_SAVED {
-            known[r] = None;
-        }
-        known
+        clobber(known, CALLER_SAVED)
     }
 }
 

@@ -4,7 +4,7 @@
 //! them, and the frame-pointer (ebp chain) fallback. Every word is 4 bytes.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -99,10 +99,7 @@ impl Arch for I386 {
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
-        let mut known = regs.clone();
-        for r in CALLER_SAVED {
-            known[r] = None;
-        }
+        let mut known = clobber(regs.clone(), CALLER_SAVED);
         known.truncate(DWARF_NAMES.len());
         known
     }

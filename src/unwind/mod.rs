@@ -437,6 +437,17 @@ pub(crate) trait Arch {
     fn in_caller(&self, regs: &Regs) -> Regs;
 }
 
+/// `regs` with the registers a call clobbers (`clobbered`) unknown: what [`Arch::in_caller`]
+/// keeps of a caller's registers.
+pub(crate) fn clobber(mut regs: Regs, clobbered: impl IntoIterator<Item = usize>) -> Regs {
+    for r in clobbered {
+        if let Some(slot) = regs.get_mut(r) {
+            *slot = None;
+        }
+    }
+    regs
+}
+
 /// Walk one thread with `arch`'s rules: trampoline check, one step per frame, loop and limit
 /// checks, each frame's registers and CFA recorded for its variables.
 pub(crate) fn walk<A: Arch>(

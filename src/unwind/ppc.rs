@@ -6,7 +6,7 @@
 //! bytes in on ppc, 16 on ppc64) holds the return address into the caller.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -127,13 +127,7 @@ impl Arch for Ppc {
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
-        let mut known = regs.clone();
-        for r in caller_saved() {
-            if let Some(slot) = known.get_mut(r) {
-                *slot = None;
-            }
-        }
-        known
+        clobber(regs.clone(), caller_saved())
     }
 }
 

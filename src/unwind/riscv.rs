@@ -3,7 +3,7 @@
 //! return address and the caller's s0 just below it) as the fallback to CFI.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -175,12 +175,6 @@ impl Arch for Riscv {
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
-        let mut known = regs.clone();
-        for r in CALLER_SAVED {
-            if let Some(slot) = known.get_mut(r) {
-                *slot = None;
-            }
-        }
-        known
+        clobber(regs.clone(), CALLER_SAVED)
     }
 }

@@ -5,7 +5,7 @@
 //! back chain: GCC does not keep one unless built with `-mbackchain`.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -13,6 +13,9 @@ use crate::elf_core::Registers;
 const R14: usize = 14;
 const R15: usize = 15;
 const NREGS: usize = 16;
+/// The floating-point register numbered 16 + i in DWARF (the s390x ELF ABI): f0, f2, f4, f6,
+/// f1, f3, f5, f7, f8, f10, f12, f14, f9, f11, f13, f15.
+const FPR_DWARF_ORDER: [usize; 16] = [0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15];
 /// `svc 119` (sigreturn) and `svc 173` (rt_sigreturn).
 const SIGRETURN_CODE: [u8; 2] = [0x0a, 0x77];
 const RT_SIGRETURN_CODE: [u8; 2] = [0x0a, 0xad];
@@ -103,10 +106,15 @@ impl Arch for S390 {
     const SAME_SP: bool = true;
 
     fn start(&self, regs: &Registers) -> Option<(Regs, u64, u64)> {
-        let r: Regs = crate::elf_core::regs::S390_NAMES[2..]
+        let mut r: Regs = crate::elf_core::regs::S390_NAMES[2..]
             .iter()
             .map(|n| regs.get(n))
             .collect();
+        // DWARF 16..31 are the floating-point registers in the psABI's order, when the core
+        // has them (NT_FPREGSET): a leaf function may keep r11 and r15 there.
+        if regs.vector.len() == 16 {
+            r.extend(FPR_DWARF_ORDER.iter().map(|&f| Some(regs.vector[f])));
+        }
         Some((r.clone(), regs.pc()?, r[R15]?))
     }
 
@@ -193,13 +201,8 @@ impl Arch for S390 {
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
-        let mut known = regs.clone();
         // r0-r5 and r14 are clobbered by a call; r6-r13 and r15 are preserved.
-        for r in (0..=5).chain([R14]) {
-            if let Some(slot) = known.get_mut(r) {
-                *slot = None;
-            }
-        }
+        let mut known = clobber(regs.clone(), (0..=5).chain([R14]));
         known.truncate(NREGS);
         known
     }

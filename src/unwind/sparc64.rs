@@ -13,7 +13,7 @@
 //! `rt_signal_frame` at the trampoline's `%sp + 2047`.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -166,11 +166,6 @@ impl Arch for Sparc64 {
         let mut known = regs.clone();
         known.truncate(NREGS);
         // %g1 and the outs but %sp are clobbered by a call.
-        for r in [1, 8, 9, 10, 11, 12, 13, O7] {
-            if let Some(slot) = known.get_mut(r) {
-                *slot = None;
-            }
-        }
-        known
+        clobber(known, [1, 8, 9, 10, 11, 12, 13, O7])
     }
 }

@@ -4,7 +4,7 @@
 //! its `ucontext_t` and `rt_sigreturn` number differ.
 
 use super::{
-    cfi_step, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
+    cfi_step, clobber, module_at, Arch, CfiError, FrameTrust, MemoryReader, RawFrame, Regs, Step,
     StopReason, UnwindModule,
 };
 use crate::elf_core::Registers;
@@ -101,10 +101,7 @@ impl Arch for X86_64 {
     }
 
     fn in_caller(&self, regs: &Regs) -> Regs {
-        let mut known = regs.clone();
-        for r in CALLER_SAVED {
-            known[r] = None;
-        }
+        let mut known = clobber(regs.clone(), CALLER_SAVED);
         // Every vector register is caller-saved too.
         known.truncate(DWARF_NAMES.len());
         known

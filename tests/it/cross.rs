@@ -350,6 +350,69 @@ fn s390x_crashes_under_qemu_match_gdb_multiarch() {
     pie_without_nt_file_is_placed_from_auxv(S390X);
 }
 
+/// `exe` run under QEMU's gdbstub until it crashes, and the core gdb-multiarch's `gcore` writes
+/// of it then: unlike QEMU's own cores it holds the floating-point registers (NT_FPREGSET), as
+/// a kernel's does.
+fn gcore_under_qemu(t: Target, exe: PathBuf) -> Crash {
+    let dir = util::tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut qemu = Command::new(util::require(&format!("qemu-{}", t.qemu)))
+        .arg("-g")
+        .arg(port.to_string())
+        .arg("-L")
+        .arg(t.sysroot())
+        .arg(&exe)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let core = dir.path().join("gcore.core");
+    // gdb retries the connection until QEMU listens, then kills QEMU when it exits.
+    let o = Command::new(util::require("gdb-multiarch"))
+        .args(["-batch", "-nx", "-ex", "set debuginfod enabled off"])
+        .args(["-ex", "set tcp connect-timeout 30"])
+        .arg("-ex")
+        .arg(format!("target remote 127.0.0.1:{port}"))
+        .args(["-ex", "continue"])
+        .arg("-ex")
+        .arg(format!("gcore {}", core.display()))
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    assert!(
+        core.exists(),
+        "gdb wrote no core of {}: {}",
+        exe.display(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    Crash {
+        exe,
+        core,
+        _dir: dir,
+    }
+}
+
+/// s390x leaf functions keep r11 and r15 in f2 and f0 at -O0: with the floating-point registers
+/// a kernel core (here gdb's gcore) holds, the walk goes through them, as gdb's does.
+#[test]
+fn s390x_leaf_functions_unwind_through_floating_point_registers() {
+    let t = S390X;
+    let c = gcore_under_qemu(t, t.build("zoo/nested.c", &["-g", "-O0", "-static"]));
+    let opts = Options {
+        exe_override: Some(c.exe.clone()),
+        ..Options::default()
+    };
+    let b = check(&c, &opts, "gdb-multiarch", &[], "s390x gcore nested");
+    assert_eq!(up_to_main(&b), ["level3", "level2", "level1", "main"]);
+}
+
 /// A 32-bit x86 program (`gcc -m32`), crashed for a real kernel core, against gdb.
 fn m32_check(src: &str, name: &str, flags: &[&str]) -> Backtraces {
     let mut all = vec!["-m32"];
