@@ -459,8 +459,12 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         }
         // Outermost first: a frame's entry values come from its caller's, which are then
         // already known, so a value passed down a deep recursion is found once per frame
-        // instead of a chain walk from every frame.
+        // instead of a chain walk from every frame. Past the deadline the rest go without.
         for job in jobs.iter().rev() {
+            if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+                timed_out = true;
+                break;
+            }
             add_variables(
                 &prepared,
                 &code,

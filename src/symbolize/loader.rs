@@ -85,8 +85,11 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a 64-bit ELF file")]
+    #[error("{path} is not an ELF file")]
     NotElf { path: PathBuf },
+    /// A FIFO, a device or a directory: opening a FIFO would wait for a writer forever.
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
 }
 
 /// An object file, mapped and parsed.
@@ -99,6 +102,21 @@ pub struct LoadedObject {
 
 /// Map and parse the ELF file at `path`.
 pub fn load(path: &Path) -> Result<LoadedObject, LoadError> {
+    // Paths come from the crashed process (NT_FILE, the link map): a FIFO there must not hang.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(LoadError::NotRegular {
+                path: path.to_owned(),
+            })
+        }
+        Ok(_) => {}
+        Err(source) => {
+            return Err(LoadError::Open {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    }
     let file = File::open(path).map_err(|source| LoadError::Open {
         path: path.to_owned(),
         source,

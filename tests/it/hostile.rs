@@ -451,6 +451,29 @@ fn hostile_4_a_fifo_named_core_is_refused_not_opened() {
     );
 }
 
+/// A FIFO where the core says its executable was (the core names files of another machine,
+/// or a hostile process planted one): the backtrace goes on without it, says why, never waits.
+#[test]
+fn hostile_4_a_fifo_where_the_core_names_a_file_is_not_opened() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let exe = dir.path().join("nested");
+    fs::copy(crash_prog(), &exe).unwrap();
+    let core = crash_for_core(&exe, &["segv"], dir.path());
+    fs::remove_file(&exe).unwrap();
+    nix::unistd::mkfifo(&exe, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let core_arg = core.to_str().unwrap();
+    let args = ["bt", core_arg];
+    let r = run_cmd(cc_command(dir.path(), &args), Duration::from_secs(60), "bt");
+    assert_eq!(r.code, Some(0), "{}", r.ctx());
+    assert!(
+        r.out().contains("not a regular file"),
+        "the warning names the FIFO: {}",
+        r.ctx()
+    );
+    assert!(!r.err().contains("panicked"), "{}", r.ctx());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. SIGTERM while packing; stale temporary files of a dead corecatch.
 
