@@ -129,9 +129,8 @@ fn step(
                     cfa: Some(s.cfa),
                 });
             }
-            Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
-            Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
             Err(CfiError::NoInfo) => {}
+            Err(e) => return Err(e.into()),
         }
     } else if first {
         // The pc is outside every module (a call through a bad pointer): the call left the

@@ -650,9 +650,8 @@ fn step(
             r[PC] = s.ra;
             return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
         }
-        Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
-        Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
         Err(CfiError::NoInfo) => {}
+        Err(e) => return Err(e.into()),
     }
     let err = match ehabi_step(m, lookup, regs, stack) {
         Ok(r) => {

@@ -149,9 +149,8 @@ fn step(
                 r[EIP] = s.ra;
                 return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
             }
-            Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
-            Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
             Err(CfiError::NoInfo) => {}
+            Err(e) => return Err(e.into()),
         }
     } else if first {
         // A call through a bad pointer: the return address is at [esp].

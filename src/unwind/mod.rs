@@ -186,6 +186,17 @@ fn indexed_fde<'a, S: UnwindSection<R<'a>>>(
         .ok()
 }
 
+impl From<CfiError> for StopReason {
+    /// Why a walk ends when CFI could not step and no fallback applies.
+    fn from(e: CfiError) -> StopReason {
+        match e {
+            CfiError::NoInfo => StopReason::NoUnwindInfo,
+            CfiError::Unreadable => StopReason::UnreadableStack,
+            CfiError::MissingRegister => StopReason::MissingRegisters,
+        }
+    }
+}
+
 /// A module as the unwinder sees it: an AVMA range, its bias and its CFI.
 #[derive(Debug, Clone, Copy)]
 pub struct UnwindModule<'a> {

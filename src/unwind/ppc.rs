@@ -103,9 +103,8 @@ impl Arch for Ppc {
                         cfa: Some(s.cfa),
                     });
                 }
-                Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
-                Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
                 Err(CfiError::NoInfo) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         if first && module_at(modules, lookup).is_none() {

@@ -159,7 +159,6 @@ impl Arch for S390 {
                         cfa: Some(s.cfa),
                     });
                 }
-                Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
                 Err(CfiError::MissingRegister) if first => {
                     // A leaf function keeps its stack pointer in a floating-point register
                     // the core lacks (QEMU's cores have none): its caller is where r14 points,
@@ -174,8 +173,8 @@ impl Arch for S390 {
                         cfa: None,
                     });
                 }
-                Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
                 Err(CfiError::NoInfo) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         if first {

@@ -138,9 +138,8 @@ impl Arch for Sparc64 {
                         cfa: Some(s.cfa),
                     });
                 }
-                Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
-                Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
                 Err(CfiError::NoInfo) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         // Without CFI: the frame saved its window (every function that calls does).

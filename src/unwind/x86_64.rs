@@ -149,9 +149,8 @@ fn step(
                 r[RSP] = Some(s.cfa);
                 return Ok(step_to(r, trust, s.signal_frame, Some(s.cfa)));
             }
-            Err(CfiError::Unreadable) => return Err(StopReason::UnreadableStack),
-            Err(CfiError::MissingRegister) => return Err(StopReason::MissingRegisters),
             Err(CfiError::NoInfo) => {}
+            Err(e) => return Err(e.into()),
         }
     } else if first {
         // The pc is outside every module: most likely a call through a bad function pointer.

@@ -6,7 +6,6 @@
 //! As in `zoo.rs`, gdb's frames (it stops at `main`) must be a prefix of ours, with the same pcs
 //! and names, and the same file and line in the program's own code; every thread is compared.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -98,17 +97,7 @@ pub(crate) fn qemu_core(
         .arg(exe)
         .args(args)
         .current_dir(dir);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_CORE,
-                nix::sys::resource::RLIM_INFINITY,
-                nix::sys::resource::RLIM_INFINITY,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    util::raise_core_limit(&mut cmd);
     // QEMU re-raises the guest's signal on itself: the host core it may leave (under the
     // machine's core_pattern) stays in this directory, deleted with it. The lock keeps
     // core_pattern changes of other tests away meanwhile.

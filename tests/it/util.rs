@@ -218,17 +218,7 @@ pub fn crash_for_core(exe: &Path, args: &[&str], dir: &Path) -> PathBuf {
     let before: Vec<_> = cores_in(dir);
     let mut cmd = Command::new(exe);
     cmd.args(args).current_dir(dir);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_CORE,
-                nix::sys::resource::RLIM_INFINITY,
-                nix::sys::resource::RLIM_INFINITY,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    raise_core_limit(&mut cmd);
     let st = cmd.status().unwrap();
     assert!(
         std::os::unix::process::ExitStatusExt::core_dumped(&st),
@@ -241,6 +231,21 @@ pub fn crash_for_core(exe: &Path, args: &[&str], dir: &Path) -> PathBuf {
         .find(|p| !before.contains(p))
         .or_else(|| cores_in(dir).into_iter().next())
         .unwrap_or_else(|| panic!("no core appeared in {}", dir.display()))
+}
+
+/// Let `cmd`'s process dump core of any size: RLIMIT_CORE raised to infinity in the child.
+pub fn raise_core_limit(cmd: &mut Command) {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_CORE,
+                nix::sys::resource::RLIM_INFINITY,
+                nix::sys::resource::RLIM_INFINITY,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
 }
 
 /// ELF core files directly inside `dir`.
