@@ -28,9 +28,9 @@ CROSS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf lib
 CROSS_TOOLS := aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc powerpc64le-linux-gnu-gcc \
 	s390x-linux-gnu-gcc qemu-aarch64 qemu-arm qemu-ppc64le qemu-s390x gdb-multiarch
 deps:
-	@if ! { for c in $(CROSS_TOOLS); do command -v $$c >/dev/null || exit 1; done; \
+	@if ! ( for c in $(CROSS_TOOLS); do command -v $$c >/dev/null || exit 1; done; \
 		[ -f /usr/lib32/libc.so ] && [ -d /usr/lib/gcc/x86_64-linux-gnu/12/32 ] && \
-		[ -f /usr/arm-linux-gnueabihf/lib/libc.so.6 ]; }; then \
+		[ -f /usr/arm-linux-gnueabihf/lib/libc.so.6 ] ); then \
 		echo "installing: $(CROSS)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS) || exit 1; \
 	fi
