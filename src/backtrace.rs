@@ -809,6 +809,7 @@ fn prepare_loaded(
             .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
         eh_frame_index: Default::default(),
         debug_frame_index: Default::default(),
+        rows: Default::default(),
         arm_exidx: section(&object, ".ARM.exidx"),
         arm_extab: section(&object, ".ARM.extab"),
         arm_functions: object.info.arm_functions.clone(),

@@ -8,7 +8,9 @@ use std::borrow::Cow;
 
 /// `s` with every control character but the tab escaped: C0 and DEL as `\xNN`, C1 as `\u{NN}`.
 pub fn controls(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
+    // Printable ASCII (the common case, checked a byte at a time) needs no escaping.
+    let plain = |b: &u8| (0x20..0x7f).contains(b) || *b == b'\t';
+    if s.as_bytes().iter().all(plain) || !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);

@@ -25,7 +25,8 @@ pub(super) fn bt(cfg: BtConfig) -> i32 {
         }
     };
     let report = build_report(&core, &cfg.core, &cfg.symbols, Locals::None);
-    let mut out = std::io::stdout().lock();
+    // Stdout is line-buffered: a report of 1600 frames would be 1600 writes.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     let written = if cfg.json {
         report.write_json(&mut out)
     } else {

@@ -325,7 +325,9 @@ fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
         let s = p.display().to_string();
         format!("{}.{{core.gz,json,txt}}", s.trim_end_matches(".core.gz"))
     });
-    let _ = text::write_summary(report, &mut std::io::stderr().lock(), stored.as_deref());
+    // Stderr is unbuffered: one write per line would be thousands of writes for a deep stack.
+    let mut err = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr().lock());
+    let _ = text::write_summary(report, &mut err, stored.as_deref()).and_then(|_| err.flush());
 }
 
 /// The report of one core: what its notes say, then every thread unwound and symbolized, within

@@ -192,12 +192,14 @@ pub fn write_thread(t: &Thread, address_size: u8, w: &mut dyn Write) -> io::Resu
 /// The arguments are left out (no parentheses) when the frame has no DWARF for them, `()` when
 /// it has none.
 pub fn frame_line(f: &Frame, address_size: u8) -> String {
+    use std::fmt::Write as _;
     let digits = 2 + 2 * usize::from(address_size);
-    let mut s = if f.inlined {
-        " ".repeat(digits) + "   "
+    let mut s = String::with_capacity(128);
+    if f.inlined {
+        let _ = write!(s, "{:1$}", "", digits + 3);
     } else {
-        format!("{:#0digits$x} in ", f.pc)
-    };
+        let _ = write!(s, "{:#0digits$x} in ", f.pc);
+    }
     s += f.function.as_deref().unwrap_or("??");
     if let Some(args) = &f.args {
         s += " (";
@@ -205,33 +207,30 @@ pub fn frame_line(f: &Frame, address_size: u8) -> String {
             if i > 0 {
                 s += ", ";
             }
-            s += &arg_part(a);
+            // `name=value`, or `name=...` for a struct, union or array (gdb's default
+            // `print frame-arguments scalars`).
+            s += &a.name;
+            if a.aggregate {
+                s += "=...";
+            } else {
+                s += "=";
+                s += &shown_value(&a.value);
+            }
         }
         s += ")";
     }
-    match (&f.file, f.line) {
-        (Some(file), Some(line)) => s += &format!(" at {file}:{line}"),
-        (Some(file), None) => s += &format!(" at {file}"),
-        _ => {
-            if let Some(m) = &f.module {
-                s += &format!(" from {m}");
-            }
-        }
-    }
+    let _ = match (&f.file, f.line) {
+        (Some(file), Some(line)) => write!(s, " at {file}:{line}"),
+        (Some(file), None) => write!(s, " at {file}"),
+        _ => match &f.module {
+            Some(m) => write!(s, " from {m}"),
+            None => Ok(()),
+        },
+    };
     if f.inlined {
         s += " [inlined]";
     }
     s
-}
-
-/// One argument on the frame line: `name=value`, or `name=...` for a struct, union or array
-/// (gdb's default `print frame-arguments scalars`).
-fn arg_part(a: &Variable) -> String {
-    if a.aggregate {
-        format!("{}=...", a.name)
-    } else {
-        format!("{}={}", a.name, shown_value(&a.value))
-    }
 }
 
 /// One local as `bt full` lists it, without the indent: `name = value`, aggregates in full.

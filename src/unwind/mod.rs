@@ -127,6 +127,10 @@ pub struct CfiSections {
     /// every lookup would scan the whole section.
     pub eh_frame_index: FdeIndex,
     pub debug_frame_index: FdeIndex,
+    /// The rows found so far, by SVMA: the threads of one program return to the same few
+    /// addresses (a recursion 200 deep is one), and finding a row means parsing its CIE and FDE
+    /// and running the FDE's program up to the address.
+    pub rows: RowCache,
     /// ARM's EHABI index (`.ARM.exidx`) and its table (`.ARM.extab`).
     pub arm_exidx: Option<Section>,
     pub arm_extab: Option<Section>,
@@ -150,6 +154,33 @@ impl CfiSections {
             8
         }
     }
+}
+
+/// The CFI rows of one module already looked up, by SVMA; `None`: the module has none there.
+#[derive(Default)]
+pub struct RowCache(std::sync::Mutex<std::collections::HashMap<u64, Option<Arc<FoundRow>>>>);
+
+impl std::fmt::Debug for RowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowCache")
+    }
+}
+
+impl Clone for RowCache {
+    /// A copy starts empty: rows are only ever a shortcut.
+    fn clone(&self) -> Self {
+        RowCache::default()
+    }
+}
+
+/// A row and what applying it needs of its FDE. Its expressions are offsets into the section
+/// the row came from.
+#[derive(Debug)]
+pub struct FoundRow {
+    row: UnwindTableRow<usize>,
+    from_debug_frame: bool,
+    ra_reg: gimli::Register,
+    signal_frame: bool,
 }
 
 /// (first SVMA, end SVMA, section offset) of every FDE of a section, sorted by address.
@@ -637,6 +668,39 @@ pub(crate) fn cfi_step(
         address_size: cfi.address_size(),
     };
     let svma = lookup_avma.wrapping_sub(module.bias);
+    let cached = cfi.rows.0.lock().ok().and_then(|m| m.get(&svma).cloned());
+    let found = match cached {
+        Some(f) => f,
+        None => {
+            let f = find_row(cfi, endian, vendor, svma).map(Arc::new);
+            if let Ok(mut m) = cfi.rows.0.lock() {
+                m.insert(svma, f.clone());
+            }
+            f
+        }
+    };
+    let found = found.ok_or(CfiError::NoInfo)?;
+    if found.from_debug_frame {
+        let data = cfi.debug_frame.as_ref().ok_or(CfiError::NoInfo)?;
+        let mut section = DebugFrame::from(EndianSlice::new((*data.data).as_ref(), endian));
+        section.set_address_size(cfi.address_size());
+        apply_row(&section, &found, regs, &words)
+    } else {
+        let data = cfi.eh_frame.as_ref().ok_or(CfiError::NoInfo)?;
+        let mut section = EhFrame::from(EndianSlice::new((*data.data).as_ref(), endian));
+        section.set_address_size(cfi.address_size());
+        apply_row(&section, &found, regs, &words)
+    }
+}
+
+/// The row of `cfi` for `svma`: `.eh_frame` first (through `.eh_frame_hdr`'s search table when
+/// there is one), then `.debug_frame`.
+fn find_row(
+    cfi: &CfiSections,
+    endian: RunTimeEndian,
+    vendor: gimli::Vendor,
+    svma: u64,
+) -> Option<FoundRow> {
     let mut bases = BaseAddresses::default();
     if let Some(t) = cfi.text_svma {
         bases = bases.set_text(t);
@@ -667,7 +731,12 @@ pub(crate) fn cfi_step(
         };
         if let Some(fde) = fde {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
-                return apply_row(&section, row, regs, &fde, &words);
+                return Some(FoundRow {
+                    row: row.clone(),
+                    from_debug_frame: false,
+                    ra_reg: fde.cie().return_address_register(),
+                    signal_frame: fde.is_signal_trampoline(),
+                });
             }
         }
     }
@@ -677,21 +746,26 @@ pub(crate) fn cfi_step(
         section.set_vendor(vendor);
         if let Some(fde) = indexed_fde(&section, &bases, &cfi.debug_frame_index, svma) {
             if let Ok(row) = fde.unwind_info_for_address(&section, &bases, &mut ctx, svma) {
-                return apply_row(&section, row, regs, &fde, &words);
+                return Some(FoundRow {
+                    row: row.clone(),
+                    from_debug_frame: true,
+                    ra_reg: fde.cie().return_address_register(),
+                    signal_frame: fde.is_signal_trampoline(),
+                });
             }
         }
     }
-    Err(CfiError::NoInfo)
+    None
 }
 
 fn apply_row<'a, S: UnwindSection<R<'a>>>(
     section: &S,
-    row: &UnwindTableRow<usize>,
+    found: &FoundRow,
     regs: &[Option<u64>],
-    fde: &gimli::FrameDescriptionEntry<R<'a>, usize>,
     stack: &Words<'_>,
 ) -> Result<CfiStep, CfiError> {
-    let ra_reg = fde.cie().return_address_register();
+    let row = &found.row;
+    let ra_reg = found.ra_reg;
     let get = |r: gimli::Register| regs.get(usize::from(r.0)).copied().flatten();
     let cfa = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => get(*register)
@@ -751,7 +825,7 @@ fn apply_row<'a, S: UnwindSection<R<'a>>>(
         cfa,
         ra,
         ra_undefined,
-        signal_frame: fde.is_signal_trampoline(),
+        signal_frame: found.signal_frame,
         ruled,
     })
 }
