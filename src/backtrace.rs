@@ -34,6 +34,8 @@ pub struct Options {
     pub sysroot: Option<PathBuf>,
     /// Use this file for the main executable instead of the path in the core.
     pub exe_override: Option<PathBuf>,
+    /// Objects by build-id ([`SearchPaths::object_dirs`]), searched first.
+    pub object_dirs: Vec<PathBuf>,
     /// Physical frames per thread at most.
     pub max_frames: usize,
     /// Past this instant, stop walking (keeping what was found) with [`StopReason::Timeout`].
@@ -61,6 +63,7 @@ impl Default for Options {
             debug_dirs: Vec::new(),
             sysroot: None,
             exe_override: None,
+            object_dirs: Vec::new(),
             max_frames: 1024,
             deadline: None,
             args: true,
@@ -303,6 +306,7 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
     let search = SearchPaths {
         debug_dirs: opts.debug_dirs.clone(),
         sysroot: opts.sysroot.clone(),
+        object_dirs: opts.object_dirs.clone(),
     };
     let (mods, w) = modules::modules_from_core(core);
     warnings.extend(w);
@@ -541,7 +545,7 @@ fn placed_executable(
         None => {
             let named = PathBuf::from(exe?);
             let mut candidates = vec![named.clone()];
-            candidates.extend(search.candidates(exe?, None));
+            candidates.extend(search.candidates(exe?, None, None));
             candidates.dedup();
             (named, load_first(candidates).ok()?)
         }
@@ -601,7 +605,7 @@ fn linked_modules(
         {
             continue;
         }
-        let object = match load_first(search.candidates(&e.name, dir.as_deref())) {
+        let object = match load_first(search.candidates(&e.name, None, dir.as_deref())) {
             Ok(o) => o,
             // The kernel's vDSO is in the list by its soname; it has no file.
             Err(_) if e.name.starts_with("linux-") && !e.name.contains('/') => continue,
@@ -697,7 +701,11 @@ fn load_module(
         }
         ModuleKind::File => match (&opts.exe_override, exe) {
             (Some(o), Some(e)) if e == module.path => loader::load(o).map_err(|e| e.to_string()),
-            _ => load_first(search.candidates(&module.path, exe_dir(exe, opts, search).as_deref())),
+            _ => load_first(search.candidates(
+                &module.path,
+                module.build_id.as_deref(),
+                exe_dir(exe, opts, search).as_deref(),
+            )),
         },
     }
 }

@@ -286,6 +286,7 @@ impl SymbolArgs {
         SymbolConfig {
             debug_dirs: self.debug_dirs,
             sysroot: self.sysroot,
+            object_dirs: Vec::new(),
             exe: self.exe,
             max_frames: self.max_frames.max(1),
             timeout: self.timeout,

@@ -79,6 +79,8 @@ pub struct GithubConfig {
 pub struct SymbolConfig {
     pub debug_dirs: Vec<PathBuf>,
     pub sysroot: Option<PathBuf>,
+    /// Objects by build-id (an unpacked debug bundle), searched first.
+    pub object_dirs: Vec<PathBuf>,
     pub exe: Option<PathBuf>,
     pub max_frames: usize,
     pub timeout: Duration,

@@ -206,6 +206,10 @@ pub struct SearchPaths {
     pub debug_dirs: Vec<PathBuf>,
     /// Prefixed to every path the core names (and to `/usr/lib/debug`).
     pub sysroot: Option<PathBuf>,
+    /// Directories holding objects by build-id (`DIR/.build-id/xx/rest`, gdb's layout for
+    /// executables, beside the `.debug` files): an unpacked debug bundle. Searched before the
+    /// path the core names.
+    pub object_dirs: Vec<PathBuf>,
 }
 
 /// A path as the dynamic linker may record it (`.////dir//lib.so`) with its empty and `.`
@@ -235,12 +239,28 @@ impl SearchPaths {
         }
     }
 
-    /// Where to look for a file the core names, in order: the path itself (its `.//` and `//`
-    /// runs collapsed, under the sysroot if there is one), then a file of the same name beside
-    /// the executable (`exe_dir`), where a program's own libraries usually are.
-    pub fn candidates(&self, core_path: &str, exe_dir: Option<&Path>) -> Vec<PathBuf> {
+    /// Where to look for a file the core names, in order: `.build-id/xx/rest` in each object
+    /// directory when the core recorded the build-id, the path itself (its `.//` and `//` runs
+    /// collapsed, under the sysroot if there is one), then a file of the same name beside the
+    /// executable (`exe_dir`), where a program's own libraries usually are.
+    pub fn candidates(
+        &self,
+        core_path: &str,
+        build_id: Option<&[u8]>,
+        exe_dir: Option<&Path>,
+    ) -> Vec<PathBuf> {
         let clean = normalize(core_path);
-        let mut out = vec![self.host_path(&clean)];
+        let mut out: Vec<PathBuf> = match build_id.filter(|id| id.len() >= 2) {
+            Some(id) => {
+                let h = hex(id);
+                self.object_dirs
+                    .iter()
+                    .map(|d| d.join(".build-id").join(&h[..2]).join(&h[2..]))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        out.push(self.host_path(&clean));
         if let (Some(dir), Some(name)) = (exe_dir, Path::new(&clean).file_name()) {
             let beside = dir.join(name);
             if !out.contains(&beside) {
@@ -353,6 +373,7 @@ mod tests {
         let s = SearchPaths {
             debug_dirs: vec![PathBuf::from("/dbg")],
             sysroot: None,
+            object_dirs: vec![PathBuf::from("/bundle")],
         };
         let c = debug_file_candidates(
             Path::new("/usr/lib/libx.so.1"),
@@ -375,10 +396,35 @@ mod tests {
     }
 
     #[test]
+    fn objects_by_build_id_come_before_the_core_path() {
+        let s = SearchPaths {
+            object_dirs: vec![PathBuf::from("/b1"), PathBuf::from("/b2")],
+            ..SearchPaths::default()
+        };
+        let c = s.candidates(
+            ".//opt//x/libx.so",
+            Some(&[0xab, 0xcd, 0xef]),
+            Some(Path::new("/e")),
+        );
+        let c: Vec<_> = c.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            c,
+            [
+                "/b1/.build-id/ab/cdef",
+                "/b2/.build-id/ab/cdef",
+                "./opt/x/libx.so",
+                "/e/libx.so"
+            ]
+        );
+        assert_eq!(s.candidates("/l.so", None, None), [PathBuf::from("/l.so")]);
+    }
+
+    #[test]
     fn sysroot_prefixes_core_paths_and_debug_dir() {
         let s = SearchPaths {
             debug_dirs: vec![],
             sysroot: Some(PathBuf::from("/sr")),
+            object_dirs: vec![],
         };
         assert_eq!(
             s.host_path("/lib/libc.so.6"),

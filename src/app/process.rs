@@ -342,6 +342,7 @@ pub(super) fn build_report(
     let opts = crate::backtrace::Options {
         debug_dirs: symbols.debug_dirs.clone(),
         sysroot: symbols.sysroot.clone(),
+        object_dirs: symbols.object_dirs.clone(),
         exe_override: symbols.exe.clone(),
         max_frames: symbols.max_frames,
         deadline: std::time::Instant::now().checked_add(symbols.timeout),
