@@ -120,7 +120,7 @@ pub struct Frame {
 }
 
 /// How far a module's file could be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleStatus {
     /// File found and its build-id matches the core's (or one of them has none).
@@ -141,6 +141,8 @@ pub struct ModuleInfo {
     pub build_id: Option<String>,
     /// The separate debug file used, if any.
     pub debug_file: Option<String>,
+    /// The file read for it on this machine (not for the vDSO), when its build-id matched.
+    pub file: Option<String>,
     pub status: ModuleStatus,
 }
 
@@ -505,6 +507,11 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
                 .or(p.object.as_ref().and_then(|o| o.info.build_id.as_deref()))
                 .map(hex),
             debug_file: p.debug.as_ref().map(|d| d.path.display().to_string()),
+            file: p
+                .object
+                .as_ref()
+                .filter(|_| p.module.kind == ModuleKind::File)
+                .map(|o| o.path.display().to_string()),
             status: p.status,
         })
         .collect();

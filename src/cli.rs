@@ -2,8 +2,8 @@
 //! that imports clap.
 
 use crate::config::{
-    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, FetchConfig, FetchSource,
-    PatternConfig, RunConfig, SymbolConfig, UploadConfig, UploadDirConfig,
+    ArtifactConfig, BtConfig, Capture, CollectConfig, Command, DebugConfig, FetchConfig,
+    FetchSource, PatternConfig, RunConfig, SymbolConfig, UploadConfig, UploadDirConfig,
 };
 use crate::remote::target::{Connection, S3Target, Sse, UploadOptions, MIN_PART_SIZE};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,15 +58,38 @@ enum Sub {
     /// The canary doctor crashes (dies of SIGABRT).
     #[command(name = "__canary", hide = true)]
     Canary,
-    /// Print the backtrace of every thread in a core.
+    /// Print the backtrace of every thread in a core: a raw core, a stored .core.gz, or an
+    /// artifacts directory (every core in it), with the directory's debug bundle.
     Bt {
-        /// The core file.
+        /// The core, stored core or artifacts directory.
         core: PathBuf,
         /// Print the report JSON instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         symbols: SymbolArgs,
+    },
+    /// Open a stored crash in gdb: the core, its executable, libraries and debug files from the
+    /// debug bundle (else this machine's, when their build-ids match), the crashed thread
+    /// selected. Arguments after TARGET go to gdb (`--batch -ex bt`).
+    Debug {
+        /// Print the debugger's command line instead of running it.
+        #[arg(long)]
+        print_command: bool,
+        /// The debugger to run (gdb's options) [default: gdb, or gdb-multiarch for a core of
+        /// another architecture].
+        #[arg(long, value_name = "PROGRAM")]
+        debugger: Option<String>,
+        /// An artifacts directory (local or fetched), a .core.gz in one, or a raw core.
+        #[arg(value_name = "TARGET")]
+        target: PathBuf,
+        /// Passed to the debugger as they are, after corecatch's own.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "GDB ARGS"
+        )]
+        args: Vec<String>,
     },
     /// Upload an artifacts directory made earlier (every file, manifest.json last).
     Upload {
@@ -256,6 +279,32 @@ struct ArtifactArgs {
     to: Option<S3Target>,
     #[command(flatten)]
     upload: UploadFlags,
+    /// A debug bundle (bundle.tar.gz) of every file the cores map and their debug files: auto
+    /// (unless larger than --bundle-max: then only the program's own files), always, never.
+    #[arg(long, value_enum, default_value_t = BundleArg::Auto, value_name = "WHEN")]
+    bundle: BundleArg,
+    /// Size above which --bundle auto leaves the system's libraries out [default: 512MiB].
+    #[arg(long, default_value_t = crate::artifacts::bundle::DEFAULT_MAX, hide_default_value = true,
+        value_parser = parse_size, value_name = "SIZE")]
+    bundle_max: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BundleArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<BundleArg> for crate::artifacts::bundle::Mode {
+    fn from(b: BundleArg) -> Self {
+        use crate::artifacts::bundle::Mode;
+        match b {
+            BundleArg::Auto => Mode::Auto,
+            BundleArg::Always => Mode::Always,
+            BundleArg::Never => Mode::Never,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +360,8 @@ impl ArtifactArgs {
             }),
             symbols: self.symbols.into_config(),
             upload: self.to.map(|t| self.upload.into_config(t)),
+            bundle: self.bundle.into(),
+            bundle_max: self.bundle_max,
         }
     }
 }
@@ -378,6 +429,17 @@ impl Cli {
                 json,
                 symbols: symbols.into_config(),
             }),
+            Sub::Debug {
+                print_command,
+                debugger,
+                target,
+                args,
+            } => Command::Debug(DebugConfig {
+                target,
+                debugger,
+                print_command,
+                args,
+            }),
             Sub::Upload {
                 dir,
                 to,
@@ -410,6 +472,32 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_passes_what_follows_the_target_to_gdb() {
+        let c = Cli::try_parse_args([
+            "corecatch",
+            "debug",
+            "--print-command",
+            "art",
+            "--batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .unwrap();
+        let Command::Debug(d) = c else { panic!() };
+        assert!(d.print_command);
+        assert_eq!(d.target, PathBuf::from("art"));
+        assert_eq!(d.args, ["--batch", "-ex", "thread apply all bt"]);
+        let Command::Run(r) = Cli::try_parse_args(["corecatch", "run", "--", "x"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            r.artifacts.bundle_max,
+            crate::artifacts::bundle::DEFAULT_MAX
+        );
+        assert_eq!(r.artifacts.bundle, crate::artifacts::bundle::Mode::Auto);
+    }
 
     #[test]
     fn run_takes_everything_after_dashdash() {

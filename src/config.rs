@@ -13,6 +13,7 @@ pub enum Command {
     Collect(CollectConfig),
     Pattern(PatternConfig),
     Bt(BtConfig),
+    Debug(DebugConfig),
     Doctor,
     /// Hidden: the process `doctor` crashes on purpose (dies of SIGABRT).
     Canary,
@@ -63,6 +64,10 @@ pub struct ArtifactConfig {
     pub symbols: SymbolConfig,
     /// `--to s3://…`: upload the artifacts once they are written.
     pub upload: Option<UploadConfig>,
+    /// `--bundle`: the debug bundle of the run's files.
+    pub bundle: crate::artifacts::bundle::Mode,
+    /// `--bundle-max`: above this many bytes, `auto` keeps only the program's own files.
+    pub bundle_max: u64,
 }
 
 /// Where GitHub Actions output goes.
@@ -87,6 +92,20 @@ pub struct SymbolConfig {
     /// `--full`: locals in every thread's frames (gdb's `bt full`), not only the crashed
     /// thread's (`run`, `collect`) or none (`bt`).
     pub full: bool,
+}
+
+/// `corecatch debug`.
+#[derive(Debug, Clone)]
+pub struct DebugConfig {
+    /// An artifacts directory, a stored `.core.gz`, or a raw core.
+    pub target: PathBuf,
+    /// The debugger (gdb's command line); `None`: gdb, or gdb-multiarch for another
+    /// architecture's core.
+    pub debugger: Option<String>,
+    /// Print the command line instead of running it.
+    pub print_command: bool,
+    /// Passed to the debugger after what corecatch gives it (`--batch -ex bt`).
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,4 +1,6 @@
-//! `corecatch bt CORE`: the report of one core on stdout, as text or JSON.
+//! `corecatch bt TARGET`: the report of a core on stdout, as text or JSON. TARGET is a raw core,
+//! a stored `.core.gz`, or an artifacts directory (every core in it), read with the
+//! directory's debug bundles ([`super::open`]).
 
 use super::process::build_report;
 use crate::backtrace::Locals;
@@ -10,7 +12,44 @@ use crate::source::core_file::MappedCore;
 use std::io::Write;
 
 pub(super) fn bt(cfg: BtConfig) -> i32 {
-    let mapped = match MappedCore::open(&cfg.core) {
+    let opened = match super::open::open(&cfg.core) {
+        Ok(o) => o,
+        Err(e) => {
+            warn(e);
+            return exit_code::INCOMPLETE;
+        }
+    };
+    for n in &opened.notes {
+        warn(n);
+    }
+    let mut symbols = cfg.symbols.clone();
+    let dirs = opened.bundle_dirs();
+    symbols.object_dirs.extend(dirs.iter().cloned());
+    symbols.debug_dirs.splice(0..0, dirs);
+    let mut status = exit_code::OK;
+    for (i, (core, shown)) in opened.cores.iter().enumerate() {
+        if opened.cores.len() > 1 && !cfg.json {
+            if i > 0 {
+                println!();
+            }
+            println!("==> core {} of {}", i + 1, opened.cores.len());
+        }
+        let s = bt_one(core, shown, &cfg, &symbols);
+        if s != exit_code::OK {
+            status = s;
+        }
+    }
+    status
+}
+
+/// The report of the raw core at `path`, named `shown` (the stored core it came from).
+fn bt_one(
+    path: &std::path::Path,
+    shown: &std::path::Path,
+    cfg: &BtConfig,
+    symbols: &crate::config::SymbolConfig,
+) -> i32 {
+    let mapped = match MappedCore::open(path) {
         Ok(m) => m,
         Err(e) => {
             warn(chain(&e));
@@ -20,11 +59,11 @@ pub(super) fn bt(cfg: BtConfig) -> i32 {
     let core = match crate::elf_core::parse(mapped.bytes()) {
         Ok(c) => c,
         Err(e) => {
-            warn(format!("{}: {e}", cfg.core.display()));
+            warn(format!("{}: {e}", path.display()));
             return exit_code::INCOMPLETE;
         }
     };
-    let report = build_report(&core, &cfg.core, &cfg.symbols, Locals::None);
+    let report = build_report(&core, shown, symbols, Locals::None);
     // Stdout is line-buffered: a report of 1600 frames would be 1600 writes.
     let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     let written = if cfg.json {

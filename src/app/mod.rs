@@ -5,9 +5,12 @@
 //! and never changes the wrapped command's exit status.
 
 mod bt;
+mod bundle;
 mod collect;
+mod debug;
 mod doctor;
 mod fetch;
+mod open;
 mod pattern;
 mod process;
 mod run;
@@ -27,6 +30,7 @@ pub fn run(command: Command) -> i32 {
         Command::Collect(c) => collect::collect(c),
         Command::Pattern(c) => pattern::pattern(c),
         Command::Bt(c) => bt::bt(c),
+        Command::Debug(c) => debug::debug(c),
         Command::Doctor => doctor::doctor(),
         Command::Canary => std::process::abort(),
         Command::Upload(c) => upload::upload_dir(c),

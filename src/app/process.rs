@@ -269,6 +269,14 @@ pub(super) fn process_cores(
         }
     }
     if let Some(d) = &dir {
+        let stored: Vec<&Report> = summaries
+            .iter()
+            .filter(|(_, stem)| stem.is_some())
+            .map(|(r, _)| r)
+            .collect();
+        if !done.interrupted {
+            entries.extend(super::bundle::bundle_run(d, cfg, &stored));
+        }
         if !summaries.is_empty() || !entries.is_empty() {
             let mut m = Manifest::new(
                 ctx.command.clone(),

@@ -31,6 +31,8 @@ pub mod kind {
     pub const CORE_GZ: &str = "core.gz";
     pub const REPORT_JSON: &str = "report.json";
     pub const REPORT_TXT: &str = "report.txt";
+    /// The run's debug bundle (`bundle.tar.gz`, see [`crate::artifacts::bundle`]).
+    pub const BUNDLE: &str = "bundle.tar.gz";
 }
 
 /// The whole manifest. Field names are part of the artifact format: stable, snake_case.

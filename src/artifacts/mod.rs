@@ -4,6 +4,7 @@
 //! merged across the runs that share the directory. Also here: [`safe_stem`], the one place
 //! artifact names are made from untrusted process names.
 
+pub mod bundle;
 pub mod local;
 pub mod manifest;
 pub mod pack;

@@ -339,7 +339,10 @@ fn zero_member() -> &'static [u8] {
 /// Compress one chunk into a gzip member and check, in memory, that the member inflates back to
 /// exactly the chunk. This is the verification of the data; [`verify`] then only has to check
 /// that the file on disk holds exactly the members written.
-fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
+fn gzip_member(chunk: &[u8], style: Style) -> io::Result<Vec<u8>> {
+    if style == Style::Fast {
+        return fast_member(chunk);
+    }
     if chunk.len() == CHUNK_SIZE && chunk.iter().all(|&b| b == 0) {
         let member = zero_member();
         // Checked once per process: the cached member restores CHUNK_SIZE zeros.
@@ -359,6 +362,36 @@ fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
     let member = e.finish()?;
     restores(&member, chunk)?;
     Ok(member)
+}
+
+/// How members are made: a core's at [`GZIP_LEVEL`], each checked by inflating it (the raw core
+/// is removed afterwards); or fast, for copies of files that stay where they are (the debug
+/// bundle): level 1, and stored as they are when they do not compress (debug files whose
+/// sections are compressed already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Verified,
+    Fast,
+}
+
+/// Bytes of a chunk compressed first to see whether the rest is worth compressing.
+const SAMPLE: usize = 64 << 10;
+
+fn fast_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
+    let compress = |data: &[u8], level: u32| -> io::Result<Vec<u8>> {
+        let mut e = GzEncoder::new(
+            Vec::with_capacity(data.len() / 2 + 64),
+            Compression::new(level),
+        );
+        e.write_all(data)?;
+        e.finish()
+    };
+    let sample = &chunk[..chunk.len().min(SAMPLE)];
+    // Less than a tenth saved on the sample: store the chunk (deflate's stored blocks).
+    if compress(sample, 1)?.len() * 10 > sample.len() * 9 {
+        return compress(chunk, 0);
+    }
+    compress(chunk, 1)
 }
 
 /// Whether the single gzip `member` inflates to exactly `expect`.
@@ -408,6 +441,10 @@ struct ParallelGz<W: Write + Send> {
 
 impl<W: Write + Send> ParallelGz<W> {
     fn new(out: W) -> Self {
+        Self::with_style(out, Style::Verified)
+    }
+
+    fn with_style(out: W, style: Style) -> Self {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -425,7 +462,7 @@ impl<W: Write + Send> ParallelGz<W> {
                         Err(_) => return,
                     };
                     let Ok((seq, chunk)) = job else { return };
-                    if tx.send((seq, gzip_member(&chunk))).is_err() {
+                    if tx.send((seq, gzip_member(&chunk, style))).is_err() {
                         return;
                     }
                 })
@@ -496,6 +533,39 @@ impl<W: Write + Send> ParallelGz<W> {
             let _ = w.join();
         }
         Ok(self.out)
+    }
+}
+
+/// A gzip stream of members compressed on every CPU ([`ParallelGz`]) in the fast style (level
+/// 1, incompressible chunks stored), hashed and counted as it reaches `W`: for archives of
+/// files that stay on disk, built on the fly (the debug bundle).
+pub struct GzipWriter<W: Write + Send> {
+    enc: ParallelGz<HashingWriter<W>>,
+}
+
+impl<W: Write + Send> GzipWriter<W> {
+    pub fn new(out: W) -> Self {
+        GzipWriter {
+            enc: ParallelGz::with_style(HashingWriter::new(out), Style::Fast),
+        }
+    }
+
+    /// Compress what is left; the writer, the compressed size and its SHA-256 (hex).
+    pub fn finish(self) -> io::Result<(W, u64, String)> {
+        let h = self.enc.finish()?;
+        let sha = hex(&h.hasher.finalize());
+        Ok((h.inner, h.bytes, sha))
+    }
+}
+
+impl<W: Write + Send> Write for GzipWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.enc.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // members are written as they are done; `finish` writes the rest
     }
 }
 
@@ -819,14 +889,14 @@ mod tests {
     #[test]
     fn a_member_that_does_not_restore_its_chunk_is_caught() {
         let chunk = noise(10_000, 3);
-        let member = gzip_member(&chunk).unwrap();
+        let member = gzip_member(&chunk, Style::Verified).unwrap();
         restores(&member, &chunk).unwrap();
         let mut other = chunk.clone();
         other[5000] ^= 1;
         assert!(restores(&member, &other).is_err());
         assert!(restores(&member, &chunk[..9_999]).is_err());
         let zeros = vec![0u8; CHUNK_SIZE];
-        assert_eq!(gzip_member(&zeros).unwrap(), zero_member());
+        assert_eq!(gzip_member(&zeros, Style::Verified).unwrap(), zero_member());
         restores(zero_member(), &zeros).unwrap();
     }
 

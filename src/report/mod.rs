@@ -138,6 +138,13 @@ pub struct Module {
     pub end: u64,
     pub build_id: Option<String>,
     pub debug_file: Option<String>,
+    /// The file read for it on the machine that made the report (what a debug bundle takes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Whether that file could be used (`loaded`, `not_found`, `build_id_mismatch`); absent in
+    /// reports made before symbolization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::backtrace::ModuleStatus>,
 }
 
 /// [`SignalInfo`] as its JSON holds it; the names are looked up again from the numbers (they
@@ -322,6 +329,8 @@ impl Report {
                     end: f.end,
                     build_id: None,
                     debug_file: None,
+                    file: None,
+                    status: None,
                 }),
             }
         }
@@ -396,6 +405,8 @@ impl Report {
                 end: m.end,
                 build_id: m.build_id,
                 debug_file: m.debug_file,
+                file: m.file,
+                status: Some(m.status),
             })
             .collect();
         self.warnings.extend(bt.warnings);
@@ -509,6 +520,8 @@ mod tests {
                 end: 0x2000,
                 build_id: None,
                 debug_file: None,
+                file: None,
+                status: None,
             }],
             warnings: vec!["w".into()],
         }

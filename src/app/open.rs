@@ -1,0 +1,259 @@
+//! A crash to read on this machine, from what `bt` and `debug` are given: an artifacts
+//! directory (local or fetched), a stored `.core.gz` in one, or a raw core. A stored core is
+//! decompressed into the cache once (checked against the manifest's sha256 when the directory
+//! lists it), the directory's debug bundles are unpacked there once; later calls reuse both.
+//! The cache is `$CORECATCH_CACHE`, else `$XDG_CACHE_HOME/corecatch`, else
+//! `$HOME/.cache/corecatch`.
+
+use crate::artifacts::bundle::{self, Unpacked};
+use crate::artifacts::manifest::{self, Manifest};
+use crate::artifacts::pack;
+use crate::error::chain;
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// What was opened.
+pub(super) struct Opened {
+    /// Raw cores on this machine, in the order the directory lists them, each with the path it
+    /// was stored as (what reports name).
+    pub cores: Vec<(PathBuf, PathBuf)>,
+    /// The debug bundles of the directory, unpacked.
+    pub bundles: Vec<Unpacked>,
+    /// Said once: bundles that could not be used.
+    pub notes: Vec<String>,
+}
+
+impl Opened {
+    /// Where the symbolizer looks first: each bundle's objects by build-id and debug files.
+    pub fn bundle_dirs(&self) -> Vec<PathBuf> {
+        self.bundles.iter().map(Unpacked::debug_dir).collect()
+    }
+}
+
+/// The cache directory.
+pub(super) fn cache_root() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("CORECATCH_CACHE")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("corecatch")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/corecatch")))
+        .unwrap_or_else(|| std::env::temp_dir().join("corecatch-cache"))
+}
+
+fn is_gz(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "gz")
+}
+
+/// Open `target`: an artifacts directory (every core its manifest lists, else every
+/// `*.core.gz` in it), a `.core.gz` (with its directory's bundles), or a raw core (no bundle).
+pub(super) fn open(target: &Path) -> Result<Opened, String> {
+    let meta =
+        std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
+    let (dir, gz): (Option<&Path>, Vec<PathBuf>) = if meta.is_dir() {
+        (Some(target), Vec::new())
+    } else if is_gz(target) {
+        (
+            target.parent().filter(|p| !p.as_os_str().is_empty()),
+            vec![target.to_path_buf()],
+        )
+    } else {
+        return Ok(Opened {
+            cores: vec![(target.to_path_buf(), target.to_path_buf())],
+            bundles: Vec::new(),
+            notes: Vec::new(),
+        });
+    };
+    let dir = dir.unwrap_or(Path::new("."));
+    let listed: Option<Manifest> = match manifest::Manifest::load(dir) {
+        Ok(m) => m,
+        Err(e) if meta.is_dir() => return Err(chain(&e)),
+        Err(_) => None, // a lone .core.gz beside a damaged manifest is still read
+    };
+    let entries = listed
+        .as_ref()
+        .map(|m| m.artifacts.as_slice())
+        .unwrap_or(&[]);
+    let sha_of = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.path == name)
+            .map(|e| e.sha256.clone())
+    };
+    let mut gz = gz;
+    if meta.is_dir() {
+        gz = if listed.is_some() {
+            entries
+                .iter()
+                .filter(|e| e.kind == manifest::kind::CORE_GZ)
+                .map(|e| dir.join(&e.path))
+                .collect()
+        } else {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".core.gz"))
+                .collect();
+            v.sort();
+            v
+        };
+        if gz.is_empty() {
+            return Err(format!(
+                "{} holds no stored core (*.core.gz)",
+                dir.display()
+            ));
+        }
+    }
+    let cache = cache_root();
+    let mut cores = Vec::new();
+    for g in &gz {
+        let name = g
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        cores.push((
+            decompressed(g, sha_of(&name).as_deref(), &cache)?,
+            g.clone(),
+        ));
+    }
+    let mut bundles = Vec::new();
+    let mut notes = Vec::new();
+    let mut names: Vec<String> = entries
+        .iter()
+        .filter(|e| e.kind == manifest::kind::BUNDLE)
+        .map(|e| e.path.clone())
+        .collect();
+    if listed.is_none() {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            names.extend(rd.filter_map(|e| e.ok()).filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                (n.starts_with(bundle::STEM) && n.ends_with(".tar.gz")).then_some(n)
+            }));
+            names.sort();
+        }
+    }
+    for name in names {
+        let path = dir.join(&name);
+        match unpacked_bundle(&path, sha_of(&name).as_deref(), &cache) {
+            Ok(u) => bundles.push(u),
+            Err(e) => notes.push(format!(
+                "the debug bundle {} is not used: {e}",
+                path.display()
+            )),
+        }
+    }
+    if bundles.is_empty() && notes.is_empty() {
+        notes.push(format!(
+            "{} holds no debug bundle: the files of this machine are used where their \
+             build-ids match",
+            dir.display()
+        ));
+    }
+    Ok(Opened {
+        cores,
+        bundles,
+        notes,
+    })
+}
+
+/// The sha256 of a file, when the manifest does not say it.
+fn file_sha(path: &Path) -> Result<String, String> {
+    pack::sha256_file(path)
+        .map(|(_, s)| s)
+        .map_err(|e| chain(&e))
+}
+
+/// The bundle at `path` unpacked in the cache (`bundles/<sha256>`), unpacked now if it is not.
+fn unpacked_bundle(path: &Path, sha: Option<&str>, cache: &Path) -> Result<Unpacked, String> {
+    let sha = match sha {
+        Some(s) => s.to_string(),
+        None => file_sha(path)?,
+    };
+    let into = cache.join("bundles").join(&sha);
+    if let Some(u) = bundle::unpacked(&into) {
+        return Ok(u);
+    }
+    let actual = file_sha(path)?;
+    if actual != sha {
+        return Err(format!("its sha256 is {actual}, the manifest says {sha}"));
+    }
+    bundle::unpack(path, &into).map_err(|e| chain(&e))
+}
+
+/// The raw core of the stored core `gz`, decompressed in the cache (`cores/<sha256>.core`,
+/// holes kept sparse) if it is not there yet; `sha`: the manifest's sha256 of `gz`.
+fn decompressed(gz: &Path, sha: Option<&str>, cache: &Path) -> Result<PathBuf, String> {
+    let sha = match sha {
+        Some(s) => s.to_string(),
+        None => file_sha(gz)?,
+    };
+    let dir = cache.join("cores");
+    let dest = dir.join(format!("{sha}.core"));
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let err = |e: io::Error| {
+        format!(
+            "cannot decompress {} into {}: {e}",
+            gz.display(),
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let file = std::fs::File::open(gz).map_err(|e| format!("cannot read {}: {e}", gz.display()))?;
+    let mut hashing = Hashing {
+        inner: io::BufReader::new(file),
+        hasher: <sha2::Sha256 as sha2::Digest>::new(),
+    };
+    let mut tmp = crate::artifacts::publish::temp_in(&dir, ".core").map_err(err)?;
+    let mut dec = flate2::read::MultiGzDecoder::new(&mut hashing);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    {
+        let out = tmp.as_file_mut();
+        loop {
+            let n = match dec.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("{} is damaged: {e}", gz.display())),
+            };
+            // Whole zero pages become holes, as the kernel leaves them in a core.
+            for page in buf[..n].chunks(4096) {
+                if page.iter().all(|&b| b == 0) {
+                    out.seek(io::SeekFrom::Current(page.len() as i64))
+                        .map_err(err)?;
+                } else {
+                    out.write_all(page).map_err(err)?;
+                }
+            }
+            len += n as u64;
+        }
+        out.set_len(len).map_err(err)?;
+    }
+    drop(dec);
+    let actual = crate::modules::hex(&sha2::Digest::finalize(hashing.hasher));
+    if actual != sha {
+        return Err(format!(
+            "{} has sha256 {actual}, the manifest says {sha}: it is damaged or was replaced",
+            gz.display()
+        ));
+    }
+    crate::artifacts::publish::publish(tmp, &dest).map_err(|e| err(io::Error::other(e)))?;
+    Ok(dest)
+}
+
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+}

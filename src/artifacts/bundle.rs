@@ -1,0 +1,702 @@
+//! The run's debug bundle: one `bundle.tar.gz` in the artifacts directory holding every file the
+//! run's cores map (executable, shared libraries) and the separate debug files found for them,
+//! each once by build-id however many cores use it, laid out so gdb can use it as it is:
+//!
+//! ```text
+//! root/<path the core names>           set sysroot .../root
+//! debug/.build-id/xx/rest.debug        set debug-file-directory .../debug
+//! objects/<build-id>/<file name>       a second build of a path root/ already holds
+//! bundle.json                          (last) every file: path in the core, build-id, size, sha256
+//! ```
+//!
+//! [`plan`] (which files, where, within `--bundle-max`) is pure; [`write`] streams each file
+//! once through tar and the parallel gzip writer; [`unpack`] reads a bundle back (regular files
+//! only, at the paths its bundle.json names, each checked against its sha256) and adds
+//! `debug/.build-id/xx/rest` links to the objects, gdb's and the symbolizer's by-build-id layout.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::artifacts::{pack, publish, Artifact, LocalDir};
+
+/// The `schema` of bundle.json.
+pub const SCHEMA: &str = "corecatch.bundle.v1";
+/// The bundle's own manifest, the archive's last entry.
+pub const MANIFEST_NAME: &str = "bundle.json";
+/// The stem of the archive in the artifacts directory (`bundle.tar.gz`, `bundle-2.tar.gz`, …).
+pub const STEM: &str = "bundle";
+/// Default `--bundle-max`.
+pub const DEFAULT_MAX: u64 = 512 << 20;
+/// Largest bundle.json read back.
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// Most bytes one bundle may unpack to (an archive is untrusted input).
+const MAX_UNPACKED: u64 = 64 << 30;
+
+/// `--bundle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Everything, unless that exceeds the size limit: then the program's own files only.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// What bundle.json says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub schema: String,
+    pub files: Vec<BundleFile>,
+    /// Files the cores map that are not in the bundle, and why.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// One file in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// The object's path as the core names it (for a debug file: its object's).
+    pub path: String,
+    /// `object` or `debug`.
+    pub kind: String,
+    /// Hex build-id (the core's, checked against the file's).
+    pub build_id: Option<String>,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Where it is in the archive.
+    pub stored: String,
+}
+
+/// A file the cores map that the bundle does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub path: String,
+    pub build_id: Option<String>,
+    pub why: String,
+}
+
+pub mod kind {
+    pub const OBJECT: &str = "object";
+    pub const DEBUG: &str = "debug";
+}
+
+/// A file the bundle could hold: a module a core maps, as its report describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The path the core names (the object's path, for a debug file).
+    pub core_path: String,
+    pub kind: &'static str,
+    pub build_id: Option<String>,
+    /// The file on this machine.
+    pub source: PathBuf,
+    pub bytes: u64,
+}
+
+impl Candidate {
+    /// In the system's library directories (not the program's own).
+    pub fn is_system(&self) -> bool {
+        is_system_path(&self.core_path)
+    }
+}
+
+/// The system's library directories: what `auto` leaves out first. A program's own files are
+/// everywhere else (its build directory, /opt, /usr/local).
+pub fn is_system_path(path: &str) -> bool {
+    const DIRS: [&str; 9] = [
+        "/lib/",
+        "/lib32/",
+        "/lib64/",
+        "/libx32/",
+        "/usr/lib/",
+        "/usr/lib32/",
+        "/usr/lib64/",
+        "/usr/libx32/",
+        "/usr/libexec/",
+    ];
+    DIRS.iter().any(|d| path.starts_with(d))
+}
+
+/// What goes in, where, and what is left out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Each with its path in the archive.
+    pub files: Vec<(Candidate, String)>,
+    pub left_out: Vec<LeftOut>,
+}
+
+impl Plan {
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|(c, _)| c.bytes).sum()
+    }
+}
+
+/// Choose the files: each (kind, build-id) once (by source path when there is no build-id);
+/// with `Auto`, when they add up to more than `max` bytes, only the program's own (outside
+/// [`is_system_path`]) and the rest named in `left_out`; `left_out` starts with `missing`.
+pub fn plan(candidates: Vec<Candidate>, missing: Vec<LeftOut>, mode: Mode, max: u64) -> Plan {
+    let mut unique: Vec<Candidate> = Vec::new();
+    for c in candidates {
+        let same = |u: &Candidate| {
+            u.kind == c.kind
+                && match (&u.build_id, &c.build_id) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => u.source == c.source,
+                }
+        };
+        if !unique.iter().any(same) {
+            unique.push(c);
+        }
+    }
+    let mut left_out = missing;
+    if mode == Mode::Never {
+        return Plan {
+            files: Vec::new(),
+            left_out,
+        };
+    }
+    let total: u64 = unique.iter().map(|c| c.bytes).sum();
+    if mode == Mode::Auto && total > max {
+        let (own, system): (Vec<_>, Vec<_>) = unique.into_iter().partition(|c| !c.is_system());
+        left_out.extend(system.into_iter().map(|c| LeftOut {
+            why: format!(
+                "a system file: the bundle's {} would exceed --bundle-max {}",
+                human(total),
+                human(max)
+            ),
+            path: c.source.display().to_string(),
+            build_id: c.build_id,
+        }));
+        unique = own;
+    }
+    let mut files = Vec::new();
+    let mut used: Vec<String> = Vec::new();
+    for c in unique {
+        let stored = stored_path(&c, &used);
+        used.push(stored.clone());
+        files.push((c, stored));
+    }
+    Plan { files, left_out }
+}
+
+/// Where a file goes in the archive: objects at `root/<path in the core>` (when that path is
+/// absolute, plain and not taken by another build), else `objects/<build-id>/<name>`; debug
+/// files at `debug/.build-id/xx/rest.debug`, else beside their object's path under `debug/`.
+fn stored_path(c: &Candidate, used: &[String]) -> String {
+    let plain = plain_relative(c.core_path.strip_prefix('/').unwrap_or(""));
+    let name = Path::new(&c.core_path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| plain_relative(n).is_some())
+        .unwrap_or_else(|| "file".into());
+    let id = c.build_id.as_deref().filter(|h| h.len() >= 2);
+    let path = if c.kind == kind::DEBUG {
+        match (id, &plain) {
+            (Some(h), _) => format!("debug/.build-id/{}/{}.debug", &h[..2], &h[2..]),
+            (None, Some(p)) => format!("debug/{p}.debug"),
+            (None, None) => format!("debug/{name}.debug"),
+        }
+    } else {
+        match (&plain, id) {
+            (Some(p), _) if !used.contains(&format!("root/{p}")) => format!("root/{p}"),
+            (_, Some(h)) => format!("objects/{h}/{name}"),
+            _ => format!("objects/unknown/{name}"),
+        }
+    };
+    // Unique however odd the input: a path already taken gets a numbered directory.
+    if !used.contains(&path) {
+        return path;
+    }
+    (2u32..)
+        .map(|n| format!("objects/{n}/{name}"))
+        .find(|p| !used.contains(p))
+        .expect("an unused name exists")
+}
+
+/// `p` when it is a relative path of plain components (no `.`, `..`, empty parts or NUL).
+fn plain_relative(p: &str) -> Option<String> {
+    let ok = !p.is_empty()
+        && !p.contains('\0')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    ok.then(|| p.to_string())
+}
+
+/// `n` bytes in words: `512 MiB`, `3.2 GiB`, `12 KiB`.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 || v >= 10.0 || v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Why a bundle could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot create the bundle in {dir}")]
+    Create {
+        dir: PathBuf,
+        source: crate::artifacts::DirError,
+    },
+    #[error("cannot write the bundle {path}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}")]
+    ReadFile { path: PathBuf, source: io::Error },
+    #[error("{path} changed while it was bundled ({expected} bytes, then {actual})")]
+    Changed {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("cannot read the bundle {path}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("the bundle {path} is damaged: {why}")]
+    Damaged { path: PathBuf, why: String },
+    #[error("cannot unpack the bundle into {path}")]
+    Unpack { path: PathBuf, source: io::Error },
+}
+
+/// The written bundle.
+#[derive(Debug)]
+pub struct Written {
+    pub artifact: Artifact,
+    pub manifest: BundleManifest,
+}
+
+/// Write `plan` as `bundle.tar.gz` (or `bundle-N.tar.gz`) in `dir`: each file streamed once
+/// (hashed on the way), bundle.json last, the whole published atomically.
+pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
+    let stem = dir
+        .unique_stem(STEM)
+        .map_err(|source| BundleError::Create {
+            dir: dir.root().to_path_buf(),
+            source,
+        })?;
+    let name = format!("{stem}.tar.gz");
+    let dest = dir.path_of(&name);
+    let werr = |source| BundleError::Write {
+        path: dest.clone(),
+        source,
+    };
+    let tmp = publish::temp_in(dir.root(), ".tar.gz").map_err(werr)?;
+    let out = tmp.as_file().try_clone().map_err(werr)?;
+    let mut tar = tar::Builder::new(pack::GzipWriter::new(io::BufWriter::new(out)));
+    tar.mode(tar::HeaderMode::Deterministic);
+    let mut files = Vec::new();
+    for (c, stored) in plan.files {
+        let file = std::fs::File::open(&c.source).map_err(|source| BundleError::ReadFile {
+            path: c.source.clone(),
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| BundleError::ReadFile {
+                path: c.source.clone(),
+                source,
+            })?
+            .len();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(len);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let mut reader = HashingReader {
+            inner: file.take(len),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        tar.append_data(&mut header, &stored, &mut reader)
+            .map_err(werr)?;
+        if reader.bytes != len {
+            return Err(BundleError::Changed {
+                path: c.source.clone(),
+                expected: len,
+                actual: reader.bytes,
+            });
+        }
+        files.push(BundleFile {
+            path: c.core_path,
+            kind: c.kind.to_string(),
+            build_id: c.build_id,
+            bytes: len,
+            sha256: hex(&reader.hasher.finalize()),
+            stored,
+        });
+    }
+    let manifest = BundleManifest {
+        schema: SCHEMA.to_string(),
+        files,
+        left_out: plan.left_out,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| werr(e.into()))?;
+    let mut header = tar::Header::new_gnu();
+    header.set_size(json.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
+        .map_err(werr)?;
+    let gz = tar.into_inner().map_err(werr)?;
+    let (mut buf, bytes, sha256) = gz.finish().map_err(werr)?;
+    buf.flush().map_err(werr)?;
+    drop(buf);
+    publish::publish(tmp, &dest).map_err(|e| werr(io::Error::other(e)))?;
+    Ok(Written {
+        artifact: Artifact {
+            name,
+            bytes,
+            sha256,
+        },
+        manifest,
+    })
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    crate::modules::hex(digest)
+}
+
+/// A bundle unpacked on this machine.
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    pub dir: PathBuf,
+    pub manifest: BundleManifest,
+}
+
+impl Unpacked {
+    /// gdb's debug-file-directory, and the symbolizer's objects by build-id.
+    pub fn debug_dir(&self) -> PathBuf {
+        self.dir.join("debug")
+    }
+
+    /// The object the bundle holds for `build_id` (else for `path` when the core recorded no
+    /// build-id), on this machine.
+    pub fn object(&self, path: &str, build_id: Option<&str>) -> Option<PathBuf> {
+        self.manifest
+            .files
+            .iter()
+            .find(|f| {
+                f.kind == kind::OBJECT
+                    && match build_id {
+                        Some(id) => f.build_id.as_deref() == Some(id),
+                        None => f.path == path,
+                    }
+            })
+            .map(|f| self.dir.join(&f.stored))
+    }
+}
+
+/// Unpack `archive` into `into` (a directory that must not exist yet; made through a temporary
+/// sibling and renamed, so a half-unpacked bundle is never taken for a whole one). Only regular
+/// files at plain relative paths under `root/`, `debug/` and `objects/` are written; every file
+/// bundle.json lists must be there with its size and sha256.
+pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
+    let parent = publish::parent_dir(into);
+    let uerr = |source| BundleError::Unpack {
+        path: into.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(uerr)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&publish::own_prefix())
+        .tempdir_in(parent)
+        .map_err(uerr)?;
+    let damaged = |why: String| BundleError::Damaged {
+        path: archive.to_path_buf(),
+        why,
+    };
+    let rerr = |source| BundleError::Read {
+        path: archive.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(archive).map_err(rerr)?;
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
+    let mut seen: Vec<(String, u64, String)> = Vec::new();
+    let mut manifest_bytes = None;
+    let mut total = 0u64;
+    for entry in tar.entries().map_err(rerr)? {
+        let mut entry = entry.map_err(|e| damaged(e.to_string()))?;
+        let path = entry
+            .path()
+            .map_err(|e| damaged(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        if !entry.header().entry_type().is_file() {
+            continue; // directories are made as needed; links and devices are never made
+        }
+        if path == MANIFEST_NAME {
+            let mut v = Vec::new();
+            (&mut entry)
+                .take(MAX_MANIFEST_BYTES)
+                .read_to_end(&mut v)
+                .map_err(|e| damaged(e.to_string()))?;
+            manifest_bytes = Some(v);
+            continue;
+        }
+        let top = path.split('/').next().unwrap_or("");
+        if !matches!(top, "root" | "debug" | "objects") || plain_relative(&path).is_none() {
+            return Err(damaged(format!("unexpected entry {path:?}")));
+        }
+        let size = entry.header().size().map_err(|e| damaged(e.to_string()))?;
+        total = total.saturating_add(size);
+        if total > MAX_UNPACKED {
+            return Err(damaged(format!(
+                "more than {} of files",
+                human(MAX_UNPACKED)
+            )));
+        }
+        let dest = tmp.path().join(&path);
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d).map_err(uerr)?;
+        }
+        let mut out = io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dest)
+                .map_err(|e| damaged(format!("{path:?} twice or unwritable: {e}")))?,
+        );
+        let mut reader = HashingReader {
+            inner: &mut entry,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        io::copy(&mut reader, &mut out).map_err(|e| damaged(e.to_string()))?;
+        out.flush().map_err(uerr)?;
+        seen.push((path, reader.bytes, hex(&reader.hasher.finalize())));
+    }
+    let bytes = manifest_bytes.ok_or_else(|| damaged(format!("no {MANIFEST_NAME}")))?;
+    let manifest: BundleManifest =
+        serde_json::from_slice(&bytes).map_err(|e| damaged(format!("{MANIFEST_NAME}: {e}")))?;
+    if manifest.schema != SCHEMA {
+        return Err(damaged(format!("schema {:?}", manifest.schema)));
+    }
+    for f in &manifest.files {
+        match seen.iter().find(|(p, _, _)| *p == f.stored) {
+            Some((_, n, sha)) if *n == f.bytes && *sha == f.sha256 => {}
+            Some(_) => return Err(damaged(format!("{} does not match its sha256", f.stored))),
+            None => return Err(damaged(format!("{} is missing", f.stored))),
+        }
+    }
+    // Objects by build-id, as gdb looks executables up in a debug-file-directory.
+    for f in manifest.files.iter().filter(|f| f.kind == kind::OBJECT) {
+        let Some(h) = f
+            .build_id
+            .as_deref()
+            .filter(|h| h.len() >= 2 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        let link = tmp
+            .path()
+            .join("debug/.build-id")
+            .join(&h[..2])
+            .join(&h[2..]);
+        if let Some(d) = link.parent() {
+            std::fs::create_dir_all(d).map_err(uerr)?;
+        }
+        let target = into.join(&f.stored);
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(uerr(e)),
+        }
+    }
+    std::fs::write(tmp.path().join(MANIFEST_NAME), &bytes).map_err(uerr)?;
+    let kept = tmp.keep();
+    if let Err(e) = std::fs::rename(&kept, into) {
+        let _ = std::fs::remove_dir_all(&kept);
+        // Another process unpacked the same bundle first: theirs is as good.
+        if unpacked(into).is_none() {
+            return Err(uerr(e));
+        }
+    }
+    Ok(Unpacked {
+        dir: into.to_path_buf(),
+        manifest,
+    })
+}
+
+/// A bundle unpacked earlier into `dir` (its bundle.json is written last, so its presence means
+/// the unpacking finished).
+pub fn unpacked(dir: &Path) -> Option<Unpacked> {
+    let bytes = std::fs::read(dir.join(MANIFEST_NAME)).ok()?;
+    let manifest: BundleManifest = serde_json::from_slice(&bytes).ok()?;
+    (manifest.schema == SCHEMA).then(|| Unpacked {
+        dir: dir.to_path_buf(),
+        manifest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(path: &str, kind: &'static str, id: Option<&str>, bytes: u64) -> Candidate {
+        Candidate {
+            core_path: path.into(),
+            kind,
+            build_id: id.map(str::to_string),
+            source: PathBuf::from(path),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn each_build_id_once_at_gdbs_paths() {
+        let p = plan(
+            vec![
+                cand("/tmp/b/prog", kind::OBJECT, Some("aabbcc"), 10),
+                cand(
+                    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                    kind::OBJECT,
+                    Some("1234"),
+                    20,
+                ),
+                cand(
+                    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                    kind::OBJECT,
+                    Some("1234"),
+                    20,
+                ),
+                cand(
+                    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                    kind::DEBUG,
+                    Some("1234"),
+                    30,
+                ),
+                // The same path, another build (a second core of a rebuilt program).
+                cand("/tmp/b/prog", kind::OBJECT, Some("ddeeff"), 10),
+                cand("../../etc/x", kind::OBJECT, None, 1),
+            ],
+            vec![],
+            Mode::Auto,
+            DEFAULT_MAX,
+        );
+        let stored: Vec<&str> = p.files.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            stored,
+            [
+                "root/tmp/b/prog",
+                "root/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "debug/.build-id/12/34.debug",
+                "objects/ddeeff/prog",
+                "objects/unknown/x",
+            ]
+        );
+        assert_eq!(p.bytes(), 71);
+    }
+
+    #[test]
+    fn over_the_limit_auto_keeps_the_programs_own_files() {
+        let files = vec![
+            cand("/tmp/b/prog", kind::OBJECT, Some("aa11"), 10),
+            cand(
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                kind::OBJECT,
+                Some("bb22"),
+                100,
+            ),
+            cand("/opt/app/libown.so", kind::OBJECT, Some("cc33"), 10),
+        ];
+        let p = plan(files.clone(), vec![], Mode::Auto, 50);
+        let kept: Vec<&str> = p.files.iter().map(|(c, _)| c.core_path.as_str()).collect();
+        assert_eq!(kept, ["/tmp/b/prog", "/opt/app/libown.so"]);
+        assert_eq!(p.left_out.len(), 1);
+        assert_eq!(p.left_out[0].path, "/lib/x86_64-linux-gnu/libc.so.6");
+        assert!(
+            p.left_out[0].why.contains("--bundle-max 50 B"),
+            "{:?}",
+            p.left_out
+        );
+        assert_eq!(plan(files.clone(), vec![], Mode::Always, 50).files.len(), 3);
+        assert!(plan(files, vec![], Mode::Never, 50).files.is_empty());
+    }
+
+    #[test]
+    fn sizes_in_words() {
+        assert_eq!(human(512 << 20), "512 MiB");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(7), "7 B");
+    }
+
+    #[test]
+    fn a_bundle_round_trips_and_damage_is_named() {
+        let src = tempfile::tempdir().unwrap();
+        let a = src.path().join("prog");
+        let b = src.path().join("libc.so.6");
+        std::fs::write(&a, b"exe bytes").unwrap();
+        std::fs::write(&b, vec![7u8; 300_000]).unwrap();
+        let c = |p: &Path, core: &str, id: &str| Candidate {
+            core_path: core.into(),
+            kind: kind::OBJECT,
+            build_id: Some(id.into()),
+            source: p.to_path_buf(),
+            bytes: std::fs::metadata(p).unwrap().len(),
+        };
+        let p = plan(
+            vec![
+                c(&a, "/build/prog", "abcdef"),
+                c(&b, "/lib/libc.so.6", "0102"),
+            ],
+            vec![LeftOut {
+                path: "/lib/gone.so".into(),
+                build_id: None,
+                why: "not found".into(),
+            }],
+            Mode::Auto,
+            DEFAULT_MAX,
+        );
+        let out = tempfile::tempdir().unwrap();
+        let dir = LocalDir::open(out.path()).unwrap();
+        let w = write(&dir, p).unwrap();
+        assert_eq!(w.artifact.name, "bundle.tar.gz");
+        let archive = dir.path_of(&w.artifact.name);
+        let cache = tempfile::tempdir().unwrap();
+        let u = unpack(&archive, &cache.path().join("b1")).unwrap();
+        assert_eq!(u.manifest, w.manifest);
+        assert_eq!(
+            std::fs::read(u.dir.join("root/build/prog")).unwrap(),
+            b"exe bytes"
+        );
+        let by_id = u.debug_dir().join(".build-id/ab/cdef");
+        assert_eq!(std::fs::read(by_id).unwrap(), b"exe bytes");
+        assert_eq!(
+            u.object("/x", Some("0102")),
+            Some(u.dir.join("root/lib/libc.so.6"))
+        );
+        assert_eq!(u.manifest.left_out[0].path, "/lib/gone.so");
+        assert!(unpacked(&u.dir).is_some());
+
+        // A truncated archive is named as damaged and leaves nothing behind.
+        let bytes = std::fs::read(&archive).unwrap();
+        let cut = cache.path().join("cut.tar.gz");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let e = unpack(&cut, &cache.path().join("b2")).unwrap_err();
+        assert!(
+            matches!(e, BundleError::Damaged { .. } | BundleError::Read { .. }),
+            "{e}"
+        );
+        assert!(!cache.path().join("b2").exists());
+    }
+}
