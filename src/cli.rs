@@ -148,7 +148,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 /// `16MiB`, `5M`, `8388608`: a byte count with an optional binary suffix.
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -160,9 +160,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
     };
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too big"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too big"))
+}
+
+/// A multipart upload's part size: [`parse_bytes`], at least S3's 5 MiB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
     if bytes < MIN_PART_SIZE {
         return Err(format!("{s:?} is below S3's 5 MiB part minimum"));
     }
@@ -285,7 +289,7 @@ struct ArtifactArgs {
     bundle: BundleArg,
     /// Size above which --bundle auto leaves the system's libraries out [default: 512MiB].
     #[arg(long, default_value_t = crate::artifacts::bundle::DEFAULT_MAX, hide_default_value = true,
-        value_parser = parse_size, value_name = "SIZE")]
+        value_parser = parse_bytes, value_name = "SIZE")]
     bundle_max: u64,
 }
 

@@ -4,6 +4,7 @@
 mod apport;
 mod arm;
 mod bad_input;
+mod bundle;
 mod capture;
 mod ci_reports;
 mod cross;

@@ -277,6 +277,51 @@ fn run_uploads_a_crash_and_fetch_brings_it_back() {
     assert!(text(&o).contains("already complete"), "{}", text(&o));
 }
 
+/// The debug bundle's round trip: a program and its own library crash under `run --to`, the
+/// build directory is deleted, the artifacts are fetched into a new directory, and `debug`
+/// and `bt` there print what gdb printed on the original files.
+#[test]
+fn a_fetched_crash_opens_with_its_bundle() {
+    use crate::bundle::*;
+    skip_unless_kernel_cores!();
+    let moto = Moto::start();
+    moto.bucket("ci-artifacts");
+    let dir = tempdir();
+    let p = build_program(dir.path(), 0);
+    let o = corecatch_s3(
+        &p.build,
+        &moto.url(),
+        &[
+            "run",
+            "--keep-cores",
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+            "--to",
+            "s3://ci-artifacts/repo/7",
+            "--",
+            p.exe.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(134), "{}", text(&o));
+    let raw = cores_in(&p.build);
+    let want = gdb_on_originals(&p, &raw[0]);
+    fs::remove_dir_all(&p.build).unwrap();
+    fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://ci-artifacts/repo/7", "crash"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let crash = dir.path().join("crash");
+    assert!(crash.join("bundle.tar.gz").is_file());
+    let cache = dir.path().join("cache");
+    let env = [("CORECATCH_CACHE", cache.as_path())];
+    let (debug, _) = debug_bt(dir.path(), &crash, &env);
+    let bt = bt_json(dir.path(), &crash, &env);
+    assert_matches_originals(&want, &debug, &bt);
+}
+
 #[test]
 fn multipart_upload_of_a_file_bigger_than_two_parts() {
     let moto = Moto::start();

@@ -21,7 +21,7 @@ pub(crate) struct GdbFrame {
     /// `None` for `??`; `"<signal handler called>"` for a trampoline.
     pub(crate) function: Option<String>,
     pub(crate) file: Option<String>,
-    line: Option<u32>,
+    pub(crate) line: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub(crate) struct GdbThread {
 }
 
 /// Parse `#N  [0xADDR in ]FUNC (ARGS) [at FILE:LINE | from LIB]` and `Thread N (... (LWP T)):`.
-fn parse_gdb(out: &str) -> Vec<GdbThread> {
+pub(crate) fn parse_gdb(out: &str) -> Vec<GdbThread> {
     let mut threads: Vec<GdbThread> = Vec::new();
     for line in out.lines() {
         if line.starts_with("Thread ") {
