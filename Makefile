@@ -22,6 +22,7 @@ build:
 # (tests/it/cross.rs, tests/it/arm.rs): Debian's cross compilers with their C libraries,
 # qemu-user to run their programs (it writes the guest's core), gdb-multiarch as the oracle,
 # and the 32-bit x86 libc for gcc -m32 (not gcc-multilib: it removes the cross compilers).
+# debuginfod is elfutils' real server of tests/it/debuginfod.rs, installed without recommends.
 CROSS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-s390x-linux-gnu libc6-dev-s390x-cross \
 	qemu-user gdb-multiarch libc6-dev-i386 lib32gcc-12-dev
@@ -34,6 +35,8 @@ deps:
 		echo "installing: $(CROSS)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS) || exit 1; \
 	fi
+	@command -v debuginfod >/dev/null || { echo "installing: debuginfod"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debuginfod; }
 	@missing=""; \
 	for c in gcc g++ gdb gunzip strace chromium zstd bzip2; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \

@@ -7,6 +7,7 @@ mod bad_input;
 mod capture;
 mod ci_reports;
 mod cross;
+mod debuginfod;
 mod golden;
 mod hostile;
 mod pattern;
