@@ -382,13 +382,8 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         prepared.extend(prepare_loaded(m, Ok(o), &search, &mut warnings));
     }
     if let Some(f) = &opts.fetcher {
-        fetch_missing(
-            f.as_ref(),
-            &mut prepared,
-            &search,
-            opts.deadline,
-            &mut warnings,
-        );
+        let until = opts.deadline.map(fetch_deadline);
+        fetch_missing(f.as_ref(), &mut prepared, &search, until, &mut warnings);
     }
     prepared.sort_by_key(|p| p.module.start);
 
@@ -918,6 +913,14 @@ fn wants_debuginfo(p: &Prepared) -> Option<Vec<u8>> {
         .build_id
         .clone()
         .or_else(|| obj.info.build_id.clone())
+}
+
+/// The share of the time left before `deadline` that fetching may take: three quarters. A
+/// server that never answers then still leaves the walk and the symbols their time, so the
+/// frames that can be found without it are found, instead of a backtrace cut at the deadline.
+fn fetch_deadline(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    now + deadline.saturating_duration_since(now) * 3 / 4
 }
 
 /// Ask `fetcher` for what the prepared modules lack: the file of a module not found on disk or

@@ -266,9 +266,10 @@ impl Client {
         if left.is_some_and(|l| l.is_zero()) {
             return Err(DebuginfodError::Deadline { url: url.into() });
         }
-        let timeout = match (self.config.timeout, left) {
-            (Some(t), Some(l)) => Some(t.min(l)),
-            (t, l) => t.or(l),
+        let (timeout, limit) = match (self.config.timeout, left) {
+            (Some(t), Some(l)) if l < t => (Some(l), Limit::Deadline),
+            (Some(t), _) => (Some(t), Limit::Timeout(t.as_secs())),
+            (None, l) => (l, Limit::Deadline),
         };
         let mut resp = self
             .agent
@@ -280,7 +281,7 @@ impl Client {
             .timeout_recv_response(timeout)
             .build()
             .call()
-            .map_err(|e| http_error(url, e))?;
+            .map_err(|e| http_error(url, e, limit))?;
         let max = self.config.max_size;
         let length = resp.body().content_length();
         if let (Some(size), Some(max)) = (length, max) {
@@ -312,7 +313,7 @@ impl Client {
                     return Err(match source.kind() {
                         io::ErrorKind::TimedOut => DebuginfodError::Unreachable {
                             url,
-                            why: format!("timed out: {source}"),
+                            why: "the answer stopped before corecatch's --timeout".into(),
                         },
                         _ => DebuginfodError::Read { url, source },
                     });
@@ -358,23 +359,45 @@ impl Client {
     }
 }
 
-/// A ureq error in words, sorted into "the server cannot be reached" and the rest.
-fn http_error(url: &str, e: ureq::Error) -> DebuginfodError {
+/// A ureq error in words, sorted into "the server cannot be reached" and the rest. `limit`
+/// says which bound the connect and response timeouts had: DEBUGINFOD_TIMEOUT or the time
+/// corecatch's own deadline left.
+fn http_error(url: &str, e: ureq::Error, limit: Limit) -> DebuginfodError {
     let url = url.to_string();
+    let unreachable = |why: String| DebuginfodError::Unreachable {
+        url: url.clone(),
+        why,
+    };
     match e {
         ureq::Error::StatusCode(404) => DebuginfodError::NotFound { url },
         ureq::Error::StatusCode(code) => DebuginfodError::Status { url, code },
-        ureq::Error::Io(_)
-        | ureq::Error::Timeout(_)
-        | ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed => DebuginfodError::Unreachable {
-            url,
-            why: e.to_string(),
-        },
+        ureq::Error::Timeout(ureq::Timeout::Global) => Limit::Deadline.timed_out(&unreachable),
+        ureq::Error::Timeout(_) => limit.timed_out(&unreachable),
+        ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+            unreachable(e.to_string())
+        }
         other => DebuginfodError::Http {
             url,
             why: other.to_string(),
         },
+    }
+}
+
+/// What bounded a request's connect and response timeouts.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// `DEBUGINFOD_TIMEOUT`, in seconds.
+    Timeout(u64),
+    /// The time corecatch's `--timeout` left.
+    Deadline,
+}
+
+impl Limit {
+    fn timed_out(self, e: &dyn Fn(String) -> DebuginfodError) -> DebuginfodError {
+        e(match self {
+            Limit::Timeout(s) => format!("no answer within DEBUGINFOD_TIMEOUT ({s} s)"),
+            Limit::Deadline => "no answer in the time corecatch's --timeout leaves".into(),
+        })
     }
 }
 
@@ -687,5 +710,214 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(1));
         assert_eq!(got.files, vec![None]);
         assert!(got.warnings[0].contains("deadline"), "{:?}", got.warnings);
+    }
+
+    /// A loopback HTTP server answering each request (one per connection) with
+    /// `answer(path)`, the raw response; it lives as long as the test process.
+    fn serve(answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> String {
+        use std::io::BufRead;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut r = io::BufReader::new(s.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = first.split(' ').nth(1).unwrap_or("").to_string();
+                let _ = s.write_all(&answer(&path));
+            }
+        });
+        url
+    }
+
+    fn response(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut r = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn chunked(body: &[u8]) -> Vec<u8> {
+        let mut r =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        for c in body.chunks(4096) {
+            r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            r.extend_from_slice(c);
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+        r
+    }
+
+    /// This test binary: an ELF file with a build-id, and that build-id.
+    fn an_elf() -> (Vec<u8>, Vec<u8>) {
+        let path = std::env::current_exe().unwrap();
+        let id = loader::load(&path).unwrap().info.build_id.unwrap();
+        (std::fs::read(path).unwrap(), id)
+    }
+
+    fn client(servers: &[&str], max_size: Option<u64>, cache: &Path) -> Client {
+        Client::new(Config {
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            timeout: Some(Duration::from_secs(10)),
+            max_size,
+            cache: Some(cache.to_path_buf()),
+            notes: vec![],
+        })
+    }
+
+    /// Every file under `dir`, recursively.
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn soon() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_secs(20))
+    }
+
+    #[test]
+    fn a_served_file_is_checked_and_cached_under_its_name_only() {
+        let (elf, id) = an_elf();
+        let want = format!("/buildid/{}/executable", hex(&id));
+        let body = elf.clone();
+        let url = serve(move |p| match p == want {
+            true => response("200 OK", &body),
+            false => response("404 Not Found", b""),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let req = FetchRequest {
+            build_id: id.clone(),
+            kind: FetchKind::Executable,
+        };
+        let got = client(&[&url], None, dir.path()).fetch(&[req], soon());
+        let path = cache_file(dir.path(), &id, FetchKind::Executable);
+        assert_eq!(got.files, vec![Some(path.clone())], "{:?}", got.warnings);
+        assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+        assert!(std::fs::read(&path).unwrap() == elf);
+        assert_eq!(files_under(dir.path()), vec![path]);
+    }
+
+    #[test]
+    fn a_file_of_another_build_is_refused_and_not_cached() {
+        let (elf, _) = an_elf();
+        let url = serve(move |_| response("200 OK", &elf));
+        let dir = tempfile::tempdir().unwrap();
+        let req = FetchRequest {
+            build_id: vec![0x11; 20],
+            kind: FetchKind::Debuginfo,
+        };
+        let got = client(&[&url], None, dir.path()).fetch(&[req], soon());
+        assert_eq!(got.files, vec![None]);
+        let w = &got.warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains(&format!("{url}/buildid/{}/debuginfo", "11".repeat(20))),
+            "{w:?}"
+        );
+        assert!(w[0].contains("has build-id"), "{w:?}");
+        assert_eq!(files_under(dir.path()), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn an_answer_over_maxsize_is_refused_by_its_length_and_while_streaming() {
+        let (elf, id) = an_elf();
+        let body = elf.clone();
+        let by_length = serve(move |_| response("200 OK", &body));
+        let streamed = serve(move |_| chunked(&elf));
+        let dir = tempfile::tempdir().unwrap();
+        let req = FetchRequest {
+            build_id: id,
+            kind: FetchKind::Executable,
+        };
+        for url in [by_length, streamed] {
+            let got = client(&[&url], Some(100_000), dir.path())
+                .fetch(std::slice::from_ref(&req), soon());
+            assert_eq!(got.files, vec![None]);
+            let w = &got.warnings;
+            assert!(
+                w.len() == 1 && w[0].contains(&url) && w[0].contains("DEBUGINFOD_MAXSIZE (100000)"),
+                "{w:?}"
+            );
+            assert_eq!(files_under(dir.path()), Vec::<PathBuf>::new());
+        }
+    }
+
+    #[test]
+    fn a_failing_server_is_named_and_the_next_one_asked() {
+        let (elf, id) = an_elf();
+        let broken = serve(|_| response("503 Service Unavailable", b"busy"));
+        let without = serve(|_| response("404 Not Found", b""));
+        let good = serve(move |_| response("200 OK", &elf));
+        let dir = tempfile::tempdir().unwrap();
+        let req = FetchRequest {
+            build_id: id,
+            kind: FetchKind::Executable,
+        };
+        let got = client(&[&broken, &without, &good], None, dir.path())
+            .fetch(std::slice::from_ref(&req), soon());
+        assert!(got.files[0].is_some(), "{:?}", got.warnings);
+        // The 503 is worth a line; the 404 is not, another server had the file.
+        let w = &got.warnings;
+        assert!(
+            w.len() == 1 && w[0].contains(&broken) && w[0].contains("503"),
+            "{w:?}"
+        );
+        // Cached now: no server is asked, not even the broken one.
+        let got = client(&[&broken], None, dir.path()).fetch(&[req], soon());
+        assert!(
+            got.files[0].is_some() && got.warnings.is_empty(),
+            "{:?}",
+            got.warnings
+        );
+    }
+
+    #[test]
+    fn a_server_that_never_answers_is_left_at_the_deadline_or_the_timeout() {
+        // Connections are accepted by the kernel (the backlog) but nothing ever answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let reqs: Vec<FetchRequest> = (0u8..3)
+            .map(|i| FetchRequest {
+                build_id: vec![i; 20],
+                kind: FetchKind::Debuginfo,
+            })
+            .collect();
+        let mut c = client(&[&url], None, dir.path());
+        c.config.timeout = None;
+        let t = Instant::now();
+        let got = c.fetch(&reqs, Some(Instant::now() + Duration::from_millis(800)));
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(got.files, vec![None, None, None]);
+        assert!(
+            got.warnings.iter().all(|w| w.contains(&url)),
+            "{:?}",
+            got.warnings
+        );
+        // DEBUGINFOD_TIMEOUT bounds it without a deadline.
+        c.config.timeout = Some(Duration::from_secs(1));
+        let t = Instant::now();
+        let got = c.fetch(&reqs[..1], None);
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        assert!(got.warnings[0].contains(&url), "{:?}", got.warnings);
     }
 }

@@ -148,9 +148,20 @@ fn stripped_crash(dir: &Path) -> (PathBuf, PathBuf) {
 /// `corecatch bt --json CORE` with only the given debuginfod variables set (HOME pointed at
 /// `home`, so no cache outside the test's directories is ever used).
 fn bt(core: &Path, home: &Path, vars: &[(&str, &str)]) -> (Output, serde_json::Value) {
+    bt_with(&[], core, home, vars)
+}
+
+/// [`bt`] with more arguments before the core.
+fn bt_with(
+    args: &[&str],
+    core: &Path,
+    home: &Path,
+    vars: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
     let _shared = CrashLock::shared();
     let mut cmd = Command::new(bin());
     cmd.args(["bt", "--json"])
+        .args(args)
         .arg(core)
         .env_remove("CORECATCH_OUT")
         .env_remove("GITHUB_ACTIONS")
@@ -271,6 +282,18 @@ fn debuginfod_gives_file_and_line_and_fills_the_cache_in_elfutils_layout() {
         warnings(&fetched)
     );
     let cached = cache.join(&id).join("debuginfo");
+    let module = fetched["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["path"].as_str() == prog.to_str())
+        .expect("the program's module")
+        .clone();
+    assert_eq!(
+        module["debug_file"].as_str(),
+        cached.to_str(),
+        "the debug file used is the cached one: {module}"
+    );
     assert_eq!(
         fs::read(&cached).unwrap_or_else(|e| panic!("{}: {e}", cached.display())),
         fs::read(&full).unwrap(),
@@ -437,4 +460,45 @@ fn debuginfod_gives_the_executable_that_was_deleted() {
             .any(|w| w.contains(&format!("{url}/buildid/{id}/debuginfo")) && w.contains("404")),
         "{w:?}"
     );
+}
+
+#[test]
+fn debuginfod_that_never_answers_leaves_the_walk_its_time() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let (_, core) = stripped_crash(dir.path());
+    let prog = dir.path().join("prog");
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let cache = dir.path().join("cache");
+    let cache_s = cache.display().to_string();
+    let started = Instant::now();
+    // DEBUGINFOD_TIMEOUT unset: 90 s, but --timeout 3 bounds everything.
+    let (_, report) = bt_with(
+        &["--timeout", "3"],
+        &core,
+        dir.path(),
+        &[
+            ("DEBUGINFOD_URLS", &url),
+            ("DEBUGINFOD_CACHE_PATH", &cache_s),
+        ],
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "bt took {took:?}");
+    let frames = own_frames(&report, &prog);
+    assert_eq!(names(&frames), OWN, "{frames:?}");
+    let w = warnings(&report);
+    assert!(
+        w.iter()
+            .any(|w| w.contains(&url) && w.contains("--timeout")),
+        "{w:?}"
+    );
+    assert!(
+        !w.iter().any(|w| w.contains("deadline passed")),
+        "the walk had its time: {w:?}"
+    );
+    let stop = &report["threads"][0]["stop_reason"];
+    assert_eq!(stop, "end of stack", "the walk was not cut short");
+    drop(silent);
 }
