@@ -125,23 +125,28 @@ fn build_id(path: &Path) -> String {
         .to_string()
 }
 
-/// The program, built with `-g` (`full`), and its crash: `dir/prog` (a stripped copy) dumped
-/// core in `dir`. Returns (full, core).
-fn stripped_crash(dir: &Path) -> (PathBuf, PathBuf) {
+/// The program, built with `-g`, and a stripped copy at `dir/prog`. Returns the full build.
+fn stripped_build(dir: &Path) -> PathBuf {
     let full = compile(
         &fixture("debuginfod/main.c"),
         "debuginfod-main",
         &["-g", "-O0"],
     );
-    let prog = dir.join("prog");
     let st = Command::new(require("objcopy"))
         .arg("--strip-debug")
         .arg(&full)
-        .arg(&prog)
+        .arg(dir.join("prog"))
         .status()
         .unwrap();
     assert!(st.success(), "objcopy --strip-debug failed");
-    let core = crash_for_core(&prog, &[], dir);
+    full
+}
+
+/// [`stripped_build`], and the stripped copy's crash: `dir/prog` dumped core in `dir`.
+/// Returns (full, core).
+fn stripped_crash(dir: &Path) -> (PathBuf, PathBuf) {
+    let full = stripped_build(dir);
+    let core = crash_for_core(&dir.join("prog"), &[], dir);
     (full, core)
 }
 
@@ -501,4 +506,51 @@ fn debuginfod_that_never_answers_leaves_the_walk_its_time() {
     let stop = &report["threads"][0]["stop_reason"];
     assert_eq!(stop, "end of stack", "the walk was not cut short");
     drop(silent);
+}
+
+#[test]
+fn debuginfod_serves_run_too() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let full = stripped_build(dir.path());
+    let prog = dir.path().join("prog");
+    let id = build_id(&full);
+    let srv = tempdir();
+    fs::copy(&full, srv.path().join("prog.debug-build")).unwrap();
+    let server = Server::start(srv.path(), &id, "debuginfo");
+    let cache = dir.path().join("cache");
+    let o = {
+        let _shared = CrashLock::shared();
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--out", "out", "--", "./prog"])
+            .current_dir(dir.path())
+            .env_remove("CORECATCH_OUT")
+            .env_remove("GITHUB_ACTIONS")
+            .env("HOME", dir.path())
+            .stdin(Stdio::null());
+        for v in VARS {
+            cmd.env_remove(v);
+        }
+        cmd.env("DEBUGINFOD_URLS", server.url())
+            .env("DEBUGINFOD_CACHE_PATH", &cache)
+            .output()
+            .unwrap()
+    };
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(134), "{err}");
+    let json = crate::util::artifacts(&dir.path().join("out"), ".json");
+    let json: Vec<_> = json
+        .iter()
+        .filter(|p| !p.ends_with("manifest.json"))
+        .collect();
+    assert_eq!(json.len(), 1, "{json:?}; {err}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(json[0]).unwrap()).unwrap();
+    let frames = own_frames(&report, &prog);
+    assert_eq!(names(&frames), OWN, "{frames:?}; {err}");
+    assert!(
+        frames.iter().all(|(_, f, l)| f.is_some() && l.is_some()),
+        "{frames:?}; {:?}",
+        warnings(&report)
+    );
+    assert!(cache.join(&id).join("debuginfo").is_file());
 }
