@@ -861,17 +861,16 @@ fn prepare_loaded(
     } else {
         loader::find_debug_file(&object, search, warnings)
     };
-    let section = cfi_section;
     let cfi = CfiSections {
-        eh_frame: section(&object, ".eh_frame"),
-        eh_frame_hdr: section(&object, ".eh_frame_hdr"),
-        debug_frame: section(&object, ".debug_frame")
-            .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
+        eh_frame: cfi_section(&object, ".eh_frame"),
+        eh_frame_hdr: cfi_section(&object, ".eh_frame_hdr"),
+        debug_frame: cfi_section(&object, ".debug_frame")
+            .or_else(|| debug.as_ref().and_then(|d| cfi_section(d, ".debug_frame"))),
         eh_frame_index: Default::default(),
         debug_frame_index: Default::default(),
         rows: Default::default(),
-        arm_exidx: section(&object, ".ARM.exidx"),
-        arm_extab: section(&object, ".ARM.extab"),
+        arm_exidx: cfi_section(&object, ".ARM.exidx"),
+        arm_extab: cfi_section(&object, ".ARM.extab"),
         arm_functions: object.info.arm_functions.clone(),
         text_svma: object.info.section(".text").map(|s| s.addr),
         got_svma: object.info.section(".got").map(|s| s.addr),

@@ -473,11 +473,12 @@ impl Fetcher for Client {
         });
         let mut results = results.into_inner().unwrap_or_default();
         results.sort_by_key(|(i, _)| *i);
-        let mut skipped = vec![0usize; self.config.servers.len()];
+        let mut skipped: Vec<Vec<String>> = vec![Vec::new(); self.config.servers.len()];
         for (i, (file, failures, not_sent)) in results {
             let found = file.is_some();
             for n in not_sent {
-                skipped[n] += 1;
+                let r = &requests[i];
+                skipped[n].push(format!("{}/{}", hex(&r.build_id), r.kind.as_str()));
             }
             // A server without the file is worth a line only when no other one had it.
             out.warnings.extend(
@@ -495,10 +496,11 @@ impl Fetcher for Client {
                 out.files[i] = cached(&path).then_some(path);
             }
         }
-        for (server, n) in self.config.servers.iter().zip(skipped) {
-            if n > 0 {
+        for (server, files) in self.config.servers.iter().zip(skipped) {
+            if !files.is_empty() {
                 out.warnings.push(format!(
-                    "debuginfod: {server}: not asked for {n} more file(s): it could not be reached"
+                    "debuginfod: {server}: not asked for {}: it could not be reached",
+                    files.join(", ")
                 ));
             }
         }
