@@ -22,6 +22,7 @@ build:
 # (tests/it/cross.rs, tests/it/arm.rs): Debian's cross compilers with their C libraries,
 # qemu-user to run their programs (it writes the guest's core), gdb-multiarch as the oracle,
 # and the 32-bit x86 libc for gcc -m32 (not gcc-multilib: it removes the cross compilers).
+# debuginfod is elfutils' real server of tests/it/debuginfod.rs, installed without recommends.
 CROSS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
 	gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross gcc-s390x-linux-gnu libc6-dev-s390x-cross \
 	qemu-user gdb-multiarch libc6-dev-i386 lib32gcc-12-dev
@@ -34,6 +35,8 @@ deps:
 		echo "installing: $(CROSS)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CROSS) || exit 1; \
 	fi
+	@command -v debuginfod >/dev/null || { echo "installing: debuginfod"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debuginfod; }
 	@missing=""; \
 	for c in gcc g++ gdb gunzip strace chromium zstd bzip2; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
@@ -85,7 +88,8 @@ bench-capture: build
 bench-s3: build venv
 	bash bench/s3.sh
 
-# A build without the `s3` feature (no tokio, no AWS SDK) must still work for local artifacts.
+# A build without the `s3` feature (no tokio, no AWS SDK) must still work for local artifacts;
+# without `debuginfod` (and `circleci`, no ureq) the backtrace asks no server.
 check-no-s3:
 	$(CARGO) check --no-default-features --locked
 
@@ -99,7 +103,7 @@ lint:
 #   4 unwind symbolize  5 backtrace  6 report artifacts  7 source remote  8 config  9 cli app
 # The pure modules (parsers, the unwinder, renderers, the capture choice) touch neither the
 # file system nor processes nor sys. clap stays in cli.rs, nix in sys/, tokio and the
-# AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs.
+# AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs and remote/debuginfod.rs.
 LAYERS := error:1 escape:0 exit_code:0 progress:0 sys:1 core_pattern:2 elf_core:2 modules:3 link_map:3 \
 	unwind:4 symbolize:4 backtrace:5 report:6 artifacts:6 source:7 remote:7 config:8 cli:9 app:9
 PURE := src/core_pattern.rs src/elf_core src/modules.rs src/link_map.rs src/unwind src/report \
@@ -121,7 +125,7 @@ check-boundaries:
 	@! grep -rnE '\bclap::' src --include=*.rs | grep -v '^src/cli.rs' || { echo "clap outside src/cli.rs"; exit 1; }
 	@! grep -rnE '\bnix::' src --include=*.rs | grep -v '^src/sys/' || { echo "nix outside src/sys/"; exit 1; }
 	@! grep -rnE '\b(tokio|aws_[a-z_]+)::' src --include=*.rs | grep -v '^src/remote/s3.rs' || { echo "tokio/aws outside src/remote/s3.rs"; exit 1; }
-	@! grep -rnE '\bureq::' src --include=*.rs | grep -v '^src/remote/fetch/circleci.rs' || { echo "ureq outside src/remote/fetch/circleci.rs"; exit 1; }
+	@! grep -rnE '\bureq::' src --include=*.rs | grep -vE '^src/remote/(fetch/circleci|debuginfod)\.rs' || { echo "ureq outside src/remote/fetch/circleci.rs and src/remote/debuginfod.rs"; exit 1; }
 
 clean:
 	$(CARGO) clean

@@ -8,6 +8,9 @@
 //! a compressed `.debug_info` inflating ahead on a thread of its own; last, each
 //! physical frame becomes its inlined frames ([`crate::symbolize`]) in thread order. DWARF is
 //! decoded lazily, only for modules that frames land in.
+//! Files missing on disk can be asked for by build-id through [`Options::fetcher`] (debuginfod,
+//! `remote::debuginfod`): once, for every module at once, after the modules are prepared and
+//! before any thread is unwound, so a fetched executable gives CFI too.
 //! Nothing here fails: what could not be done becomes a warning or a [`StopReason`].
 
 use std::cell::OnceCell;
@@ -44,6 +47,51 @@ pub struct Options {
     pub args: bool,
     /// Whose frames' locals are read ([`Frame::locals`]).
     pub locals: Locals,
+    /// Where files missing on disk are asked for by build-id (debuginfod); `None`: nowhere.
+    pub fetcher: Option<Arc<dyn Fetcher>>,
+}
+
+/// What a [`Fetcher`] is asked for, as debuginfod's `/buildid/ID/debuginfo` and
+/// `/buildid/ID/executable` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FetchKind {
+    /// The separate debug file (DWARF, the full symbol table).
+    Debuginfo,
+    /// The executable or shared library itself (CFI, symbols, maybe DWARF).
+    Executable,
+}
+
+impl FetchKind {
+    /// The last part of the request path, and the file's name in the cache.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchKind::Debuginfo => "debuginfo",
+            FetchKind::Executable => "executable",
+        }
+    }
+}
+
+/// One file asked for: the build-id (raw bytes) and which file of that build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub build_id: Vec<u8>,
+    pub kind: FetchKind,
+}
+
+/// A [`Fetcher`]'s answer to a list of requests.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// One per request, in the requests' order: a local file holding it, else `None`.
+    pub files: Vec<Option<PathBuf>>,
+    /// One line per failure (a server, a build-id and why).
+    pub warnings: Vec<String>,
+}
+
+/// Files by build-id from elsewhere than the search paths (debuginfod servers). One synchronous
+/// call per core with everything it lacks, so the implementation can ask in parallel; it never
+/// fails as a whole and must not run past `deadline`.
+pub trait Fetcher: Send + Sync + std::fmt::Debug {
+    fn fetch(&self, requests: &[FetchRequest], deadline: Option<Instant>) -> Fetched;
 }
 
 /// Whose frames' local variables are read (gdb's `bt full`).
@@ -68,6 +116,7 @@ impl Default for Options {
             deadline: None,
             args: true,
             locals: Locals::None,
+            fetcher: None,
         }
     }
 }
@@ -155,6 +204,9 @@ struct Prepared {
     object: Option<LoadedObject>,
     debug: Option<LoadedObject>,
     symbols: OnceCell<(ModuleSymbols, Vec<String>)>,
+    /// The warning that said this module's file is missing or a different build, taken back
+    /// when a [`Fetcher`] supplies the right one.
+    missing: Option<String>,
     /// Answers to the lookups of this module's frames, by SVMA, filled by [`Prepared::warm`].
     answers: FastMap<u64, Vec<SymFrame>>,
 }
@@ -330,6 +382,10 @@ pub fn backtrace(core: &Core<'_>, opts: &Options) -> Backtraces {
         &mut warnings,
     ) {
         prepared.extend(prepare_loaded(m, Ok(o), &search, &mut warnings));
+    }
+    if let Some(f) = &opts.fetcher {
+        let until = opts.deadline.map(fetch_deadline);
+        fetch_missing(f.as_ref(), &mut prepared, &search, until, &mut warnings);
     }
     prepared.sort_by_key(|p| p.module.start);
 
@@ -765,7 +821,8 @@ fn prepare_loaded(
                 }
                 return None;
             }
-            warnings.push(format!("{}: {e}; no unwind info or symbols", module.path));
+            let why = format!("{}: {e}; no unwind info or symbols", module.path);
+            warnings.push(why.clone());
             return Some(Prepared {
                 bias: module.bias.unwrap_or(module.base),
                 module,
@@ -774,6 +831,7 @@ fn prepare_loaded(
                 object: None,
                 debug: None,
                 symbols: OnceCell::new(),
+                missing: Some(why),
                 answers: FastMap::default(),
             });
         }
@@ -784,13 +842,14 @@ fn prepare_loaded(
         .unwrap_or(module.base);
     if let (Some(c), Some(f)) = (&module.build_id, &object.info.build_id) {
         if c != f {
-            warnings.push(format!(
+            let why = format!(
                 "{}: the file on disk has build-id {} but the core's module has {}; its unwind \
                  info and symbols are not used",
                 module.path,
                 hex(f),
                 hex(c)
-            ));
+            );
+            warnings.push(why.clone());
             return Some(Prepared {
                 bias,
                 module,
@@ -799,6 +858,7 @@ fn prepare_loaded(
                 object: None,
                 debug: None,
                 symbols: OnceCell::new(),
+                missing: Some(why),
                 answers: FastMap::default(),
             });
         }
@@ -808,25 +868,16 @@ fn prepare_loaded(
     } else {
         loader::find_debug_file(&object, search, warnings)
     };
-    let section = |o: &LoadedObject, name: &'static str| {
-        let s = o.info.section(name)?;
-        let file: crate::symbolize::SharedBytes = o.data.clone();
-        let data = crate::symbolize::section_bytes(&o.info, &file, name)?;
-        Some(Section {
-            svma: s.addr,
-            data: Arc::new(data),
-        })
-    };
     let cfi = CfiSections {
-        eh_frame: section(&object, ".eh_frame"),
-        eh_frame_hdr: section(&object, ".eh_frame_hdr"),
-        debug_frame: section(&object, ".debug_frame")
-            .or_else(|| debug.as_ref().and_then(|d| section(d, ".debug_frame"))),
+        eh_frame: cfi_section(&object, ".eh_frame"),
+        eh_frame_hdr: cfi_section(&object, ".eh_frame_hdr"),
+        debug_frame: cfi_section(&object, ".debug_frame")
+            .or_else(|| debug.as_ref().and_then(|d| cfi_section(d, ".debug_frame"))),
         eh_frame_index: Default::default(),
         debug_frame_index: Default::default(),
         rows: Default::default(),
-        arm_exidx: section(&object, ".ARM.exidx"),
-        arm_extab: section(&object, ".ARM.extab"),
+        arm_exidx: cfi_section(&object, ".ARM.exidx"),
+        arm_extab: cfi_section(&object, ".ARM.extab"),
         arm_functions: object.info.arm_functions.clone(),
         text_svma: object.info.section(".text").map(|s| s.addr),
         got_svma: object.info.section(".got").map(|s| s.addr),
@@ -841,8 +892,185 @@ fn prepare_loaded(
         object: Some(object),
         debug,
         symbols: OnceCell::new(),
+        missing: None,
         answers: FastMap::default(),
     })
+}
+
+/// A section of `o` as unwind data, read in place (or inflated).
+fn cfi_section(o: &LoadedObject, name: &'static str) -> Option<Section> {
+    let s = o.info.section(name)?;
+    let file: crate::symbolize::SharedBytes = o.data.clone();
+    let data = crate::symbolize::section_bytes(&o.info, &file, name)?;
+    Some(Section {
+        svma: s.addr,
+        data: Arc::new(data),
+    })
+}
+
+/// The build-id to ask for a debug file of: a loaded module without DWARF and without a
+/// separate debug file found on disk.
+fn wants_debuginfo(p: &Prepared) -> Option<Vec<u8>> {
+    let obj = p.object.as_ref()?;
+    if p.status != ModuleStatus::Loaded || p.debug.is_some() || obj.info.has_debug_info() {
+        return None;
+    }
+    p.module
+        .build_id
+        .clone()
+        .or_else(|| obj.info.build_id.clone())
+}
+
+/// The share of the time left before `deadline` that fetching may take: three quarters. A
+/// server that never answers then still leaves the walk and the symbols their time, so the
+/// frames that can be found without it are found, instead of a backtrace cut at the deadline.
+fn fetch_deadline(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    now + deadline.saturating_duration_since(now) * 3 / 4
+}
+
+/// Ask `fetcher` for what the prepared modules lack: the file of a module not found on disk or
+/// found as a different build (by the core's build-id), and the debug file of a module without
+/// DWARF. A fetched executable replaces the module's preparation (CFI, symbols, the search for
+/// its debug file on disk); when it too lacks DWARF, its debug file is asked for in a second
+/// round. What cannot be used is a warning; the modules stay as they were.
+fn fetch_missing(
+    fetcher: &dyn Fetcher,
+    prepared: &mut [Prepared],
+    search: &SearchPaths,
+    deadline: Option<Instant>,
+    warnings: &mut Vec<String>,
+) {
+    let mut requests = Vec::new();
+    let mut whose = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let missing = matches!(
+            p.status,
+            ModuleStatus::NotFound | ModuleStatus::BuildIdMismatch
+        );
+        let want = match (&p.module.build_id, p.module.kind) {
+            (Some(id), ModuleKind::File) if missing => Some((id.clone(), FetchKind::Executable)),
+            _ => wants_debuginfo(p).map(|id| (id, FetchKind::Debuginfo)),
+        };
+        if let Some((build_id, kind)) = want {
+            requests.push(FetchRequest { build_id, kind });
+            whose.push(i);
+        }
+    }
+    let mut second = Vec::new();
+    for (i, kind, path) in ask(fetcher, &requests, &whose, deadline, warnings) {
+        match kind {
+            FetchKind::Executable => {
+                if use_fetched_object(&mut prepared[i], &path, search, warnings) {
+                    if let Some(id) = wants_debuginfo(&prepared[i]) {
+                        second.push((i, id));
+                    }
+                }
+            }
+            FetchKind::Debuginfo => use_fetched_debug(&mut prepared[i], &path, warnings),
+        }
+    }
+    if second.is_empty() {
+        return;
+    }
+    let (whose, requests): (Vec<usize>, Vec<FetchRequest>) = second
+        .into_iter()
+        .map(|(i, build_id)| {
+            let kind = FetchKind::Debuginfo;
+            (i, FetchRequest { build_id, kind })
+        })
+        .unzip();
+    for (i, _, path) in ask(fetcher, &requests, &whose, deadline, warnings) {
+        use_fetched_debug(&mut prepared[i], &path, warnings);
+    }
+}
+
+/// One round of [`fetch_missing`]: the files that came, with the module index they are for.
+fn ask(
+    fetcher: &dyn Fetcher,
+    requests: &[FetchRequest],
+    whose: &[usize],
+    deadline: Option<Instant>,
+    warnings: &mut Vec<String>,
+) -> Vec<(usize, FetchKind, PathBuf)> {
+    if requests.is_empty() {
+        return Vec::new();
+    }
+    let got = fetcher.fetch(requests, deadline);
+    warnings.extend(got.warnings);
+    whose
+        .iter()
+        .zip(requests)
+        .zip(got.files)
+        .filter_map(|((&i, r), f)| Some((i, r.kind, f?)))
+        .collect()
+}
+
+/// Prepare `p`'s module again over the fetched file at `path`; true when it is now loaded.
+fn use_fetched_object(
+    p: &mut Prepared,
+    path: &std::path::Path,
+    search: &SearchPaths,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let mut w = Vec::new();
+    let fresh = prepare_loaded(
+        p.module.clone(),
+        loader::load(path).map_err(|e| e.to_string()),
+        search,
+        &mut w,
+    );
+    match fresh {
+        Some(fresh) if fresh.status == ModuleStatus::Loaded => {
+            if let Some(old) = p.missing.take() {
+                if let Some(at) = warnings.iter().position(|w| *w == old) {
+                    warnings.remove(at);
+                }
+            }
+            warnings.extend(w);
+            *p = fresh;
+            true
+        }
+        _ => {
+            warnings.extend(
+                w.into_iter()
+                    .map(|w| format!("fetched file {}: {w}", path.display())),
+            );
+            false
+        }
+    }
+}
+
+/// Use the fetched debug file at `path` for `p` (its build-id checked again, as for one on disk).
+fn use_fetched_debug(p: &mut Prepared, path: &std::path::Path, warnings: &mut Vec<String>) {
+    let d = match loader::load(path) {
+        Ok(d) => d,
+        Err(e) => {
+            warnings.push(format!("{}: fetched debug file: {e}", p.module.path));
+            return;
+        }
+    };
+    let want = p
+        .module
+        .build_id
+        .as_ref()
+        .or(p.object.as_ref().and_then(|o| o.info.build_id.as_ref()));
+    if let (Some(a), Some(b)) = (want, &d.info.build_id) {
+        if a != b {
+            warnings.push(format!(
+                "{}: fetched debug file {} has build-id {}, expected {}; ignored",
+                p.module.path,
+                path.display(),
+                hex(b),
+                hex(a)
+            ));
+            return;
+        }
+    }
+    if p.cfi.debug_frame.is_none() {
+        p.cfi.debug_frame = cfi_section(&d, ".debug_frame");
+    }
+    p.debug = Some(d);
 }
 
 fn prepared_at(prepared: &[Prepared], avma: u64) -> Option<&Prepared> {

@@ -356,6 +356,7 @@ pub(super) fn build_report(
         deadline: std::time::Instant::now().checked_add(symbols.timeout),
         args: true,
         locals: if symbols.full { Locals::All } else { locals },
+        fetcher: crate::remote::debuginfod_from_env(),
     };
     report.add_backtraces(crate::backtrace::backtrace(core, &opts));
     report

@@ -2,7 +2,11 @@
 //! ([`upload_artifacts`], the one entry point; `s3.rs`, cargo feature `s3`, is the only module
 //! that sees tokio and the AWS SDK) and bringing a build's artifacts back ([`fetch`]: from S3 or
 //! a CircleCI build). The plain types and name checks both directions share are in [`target`].
+//! Symbol servers: [`debuginfod_from_env`] (`debuginfod.rs`, cargo feature `debuginfod`) gives
+//! the backtrace its [`crate::backtrace::Fetcher`] when `DEBUGINFOD_URLS` is set.
 
+#[cfg(feature = "debuginfod")]
+pub mod debuginfod;
 pub mod fetch;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -12,6 +16,20 @@ pub use target::{S3Target, UploadOptions, UploadOutcome};
 
 use std::io::Write;
 use std::path::Path;
+
+/// The debuginfod client for the servers `DEBUGINFOD_URLS` names, read from the environment
+/// now; `None` when it is unset or blank (nothing is ever asked), or in a build without the
+/// `debuginfod` feature.
+pub fn debuginfod_from_env() -> Option<std::sync::Arc<dyn crate::backtrace::Fetcher>> {
+    #[cfg(feature = "debuginfod")]
+    {
+        debuginfod::from_env()
+    }
+    #[cfg(not(feature = "debuginfod"))]
+    {
+        None
+    }
+}
 
 /// Uploads every artifact in `dir` to `target` (see `s3::S3Store::upload_dir`). Never fails as
 /// a whole and never touches the local files unless asked to and everything was confirmed:

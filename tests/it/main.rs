@@ -8,6 +8,7 @@ mod bundle;
 mod capture;
 mod ci_reports;
 mod cross;
+mod debuginfod;
 mod golden;
 mod hostile;
 mod pattern;
