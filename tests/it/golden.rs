@@ -76,8 +76,14 @@ impl Redactor {
     }
 
     /// Redact text: locals whose value differs on every run, then literals, then word by word (`0x…` addresses, long hex hashes, known pids
-    /// except after `:` where a number is a line, sizes before " bytes").
+    /// except after `:` where a number is a line, sizes before " bytes", sizes in B/KiB/MiB/GiB).
     fn text(&self, s: &str) -> String {
+        let sized = |after: &str| {
+            let unit = after.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+            [" B", " KiB", " MiB", " GiB"]
+                .iter()
+                .any(|u| unit.starts_with(u) && !unit[u.len()..].starts_with(char::is_alphanumeric))
+        };
         let mut s: String = s
             .split_inclusive('\n')
             .map(|l| {
@@ -114,6 +120,11 @@ impl Redactor {
                 out.push_str("<HASH>");
             } else if number && after.starts_with(" bytes") {
                 out.push_str("<N>");
+            } else if number && sized(after) {
+                // `6.6 MiB`: the size of this machine's libraries (the debug bundle).
+                out.push_str("<SIZE>");
+                rest = after.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+                continue;
             } else if number && !after_colon && self.pids.iter().any(|p| p == word) {
                 out.push_str("<PID>");
             } else {

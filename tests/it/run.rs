@@ -139,11 +139,13 @@ fn grandchild_crash_in_a_subdirectory_and_two_crashes_in_one_run() {
     let err = stderr(&o);
     assert!(err.contains("SIGABRT") && err.contains("SIGSEGV"), "{err}");
     assert_manifest_matches(&out);
-    // Per crash: .core.gz, .json, .txt; and the run's index.html.
+    // Per crash: .core.gz, .json, .txt; and the run's index.html and debug bundle (one for
+    // both crashes: each file once).
     assert_eq!(
         read_manifest(&out)["artifacts"].as_array().unwrap().len(),
-        7
+        8
     );
+    assert_eq!(artifacts(&out, ".tar.gz").len(), 1);
 }
 
 #[test]
