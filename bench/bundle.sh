@@ -46,7 +46,7 @@ core_of() { # dir exe -> the core it leaves (kernel core_pattern `core` in its d
   local d=$1 exe=$2
   rm -f "$d"/core "$d"/core.[0-9]*
   (cd "$d" && ulimit -c unlimited && { "$exe" || true; }) 2>/dev/null
-  ls "$d"/core "$d"/core.[0-9]* 2>/dev/null | head -1
+  ls "$d"/core "$d"/core.[0-9]* 2>/dev/null | head -1 || true
 }
 echo "workload   core      bundle(files / stored)   collect never   collect auto   added   bt   core compression   added/compression"
 for wl in demo ten; do

@@ -374,8 +374,12 @@ enum Style {
     Fast,
 }
 
+/// Members of the fast style: small, so a few files still spread over every CPU and the
+/// compressible / incompressible choice follows the files' boundaries closely.
+const FAST_CHUNK_SIZE: usize = 512 << 10;
+
 /// Bytes of a chunk compressed first to see whether the rest is worth compressing.
-const SAMPLE: usize = 64 << 10;
+const SAMPLE: usize = 32 << 10;
 
 fn fast_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
     let compress = |data: &[u8], level: u32| -> io::Result<Vec<u8>> {
@@ -421,7 +425,7 @@ fn restores(member: &[u8], expect: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A gzip writer that cuts its input into [`CHUNK_SIZE`] pieces, compresses them as separate
+/// A gzip writer that cuts its input into pieces ([`CHUNK_SIZE`] by default), compresses them as separate
 /// gzip members on worker threads, and writes the members in order. A sequence of members is a
 /// valid gzip file: `gunzip` (and `MultiGzDecoder`) restores the concatenation byte for byte.
 /// Memory is bounded: at most two chunks per worker are in flight. Dropped without `finish`
@@ -429,6 +433,8 @@ fn restores(member: &[u8], expect: &[u8]) -> io::Result<()> {
 struct ParallelGz<W: Write + Send> {
     out: W,
     chunk: Vec<u8>,
+    /// Bytes per member: [`CHUNK_SIZE`], or [`FAST_CHUNK_SIZE`] in the fast style.
+    size: usize,
     next_seq: u64,
     next_write: u64,
     jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
@@ -445,6 +451,10 @@ impl<W: Write + Send> ParallelGz<W> {
     }
 
     fn with_style(out: W, style: Style) -> Self {
+        let size = match style {
+            Style::Verified => CHUNK_SIZE,
+            Style::Fast => FAST_CHUNK_SIZE,
+        };
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -470,7 +480,8 @@ impl<W: Write + Send> ParallelGz<W> {
             .collect();
         ParallelGz {
             out,
-            chunk: Vec::with_capacity(CHUNK_SIZE),
+            chunk: Vec::with_capacity(size),
+            size,
             next_seq: 0,
             next_write: 0,
             jobs: Some(jobs),
@@ -484,10 +495,10 @@ impl<W: Write + Send> ParallelGz<W> {
 
     fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
-            let k = (CHUNK_SIZE - self.chunk.len()).min(data.len());
+            let k = (self.size - self.chunk.len()).min(data.len());
             self.chunk.extend_from_slice(&data[..k]);
             data = &data[k..];
-            if self.chunk.len() == CHUNK_SIZE {
+            if self.chunk.len() == self.size {
                 self.submit()?;
             }
         }
@@ -495,7 +506,7 @@ impl<W: Write + Send> ParallelGz<W> {
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_SIZE));
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(self.size));
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
