@@ -79,6 +79,7 @@ bench: build
 	bash bench/bt.sh
 	bash bench/bt-aarch64.sh
 	bash bench/compress.sh
+	bash bench/bundle.sh
 
 # The overhead of --capture ptrace on fork-heavy and signal-heavy commands, vs bare and kernel.
 bench-capture: build

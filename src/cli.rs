@@ -173,7 +173,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct ConnectionArgs {
     /// S3-compatible endpoint (path-style addressing) [default: AWS_ENDPOINT_URL, else AWS].
     #[arg(long, value_name = "URL")]
@@ -193,7 +193,7 @@ impl ConnectionArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct UploadFlags {
     #[command(flatten)]
     connection: ConnectionArgs,
@@ -287,6 +287,11 @@ struct ArtifactArgs {
     /// (unless larger than --bundle-max: then only the program's own files), always, never.
     #[arg(long, value_enum, default_value_t = BundleArg::Auto, value_name = "WHEN")]
     bundle: BundleArg,
+    /// A build-id store shared by many builds: each bundled file with a build-id goes once to
+    /// PREFIX/<build-id>/<name> (not uploaded again when it is there) and the bundle lists
+    /// references instead of holding it. Same connection flags as --to.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", value_parser = parse_target)]
+    bundle_store: Option<S3Target>,
     /// Size above which --bundle auto leaves the system's libraries out [default: 512MiB].
     #[arg(long, default_value_t = crate::artifacts::bundle::DEFAULT_MAX, hide_default_value = true,
         value_parser = parse_bytes, value_name = "SIZE")]
@@ -363,6 +368,9 @@ impl ArtifactArgs {
                 summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             }),
             symbols: self.symbols.into_config(),
+            bundle_store: self
+                .bundle_store
+                .map(|t| self.upload.clone().into_config(t)),
             upload: self.to.map(|t| self.upload.into_config(t)),
             bundle: self.bundle.into(),
             bundle_max: self.bundle_max,

@@ -68,6 +68,9 @@ pub struct ArtifactConfig {
     pub bundle: crate::artifacts::bundle::Mode,
     /// `--bundle-max`: above this many bytes, `auto` keeps only the program's own files.
     pub bundle_max: u64,
+    /// `--bundle-store s3://…`: the build-id store the bundle's files go to (with `--to`'s
+    /// connection options).
+    pub bundle_store: Option<UploadConfig>,
 }
 
 /// Where GitHub Actions output goes.

@@ -86,7 +86,7 @@ pub(super) fn bundle_run(
         return None;
     }
     let (files, missing) = candidates(reports);
-    let plan = bundle::plan(files, missing, cfg.bundle, cfg.bundle_max);
+    let mut plan = bundle::plan(files, missing, cfg.bundle, cfg.bundle_max);
     for l in &plan.left_out {
         warn(format!(
             "the debug bundle leaves out {}{}: {}",
@@ -98,7 +98,10 @@ pub(super) fn bundle_run(
             l.why
         ));
     }
-    if plan.files.is_empty() {
+    if let Some(store) = &cfg.bundle_store {
+        into_store(&mut plan, store, cfg.quiet);
+    }
+    if plan.files.is_empty() && plan.referenced.is_empty() {
         return None;
     }
     let bytes = plan.bytes();
@@ -126,5 +129,83 @@ pub(super) fn bundle_run(
             warn(format!("no debug bundle: {}", chain(&e)));
             None
         }
+    }
+}
+
+/// `--bundle-store`: move every planned file with a build-id into the store (uploaded unless
+/// it is there already) and list it as a reference; a file the store did not take stays in the
+/// archive, with a warning.
+fn into_store(plan: &mut bundle::Plan, store: &crate::config::UploadConfig, quiet: bool) {
+    let (with_id, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.files)
+        .into_iter()
+        .partition(|(c, _)| c.build_id.is_some());
+    plan.files = rest;
+    let names: Vec<(String, PathBuf)> = with_id
+        .iter()
+        .map(|(c, _)| (store_name(c), c.source.clone()))
+        .collect();
+    let results = match crate::remote::put_missing(&store.target, &names, &store.options) {
+        Ok(r) => r,
+        Err(e) => {
+            warn(format!(
+                "the build-id store {} cannot be used: {e}; the bundle holds the files itself",
+                store.target
+            ));
+            plan.files.extend(with_id);
+            return;
+        }
+    };
+    let (mut uploaded, mut there) = (0, 0);
+    for ((c, stored), ((name, _), r)) in with_id.into_iter().zip(names.iter().zip(results)) {
+        match r {
+            Ok(up) => {
+                if up {
+                    uploaded += 1;
+                } else {
+                    there += 1;
+                }
+                let url = store.target.url_of(&store.target.key_for(name));
+                plan.referenced.push((c, stored, url));
+            }
+            Err(e) => {
+                warn(format!(
+                    "{} did not reach the build-id store: {e}; the bundle holds it",
+                    c.source.display()
+                ));
+                plan.files.push((c, stored));
+            }
+        }
+    }
+    if uploaded + there > 0 && !quiet {
+        warn(format!(
+            "build-id store {}: {uploaded} files uploaded, {there} already there",
+            store.target
+        ));
+    }
+}
+
+/// A file's name in the build-id store: `<build-id>/<file name>` (`.debug` added for a debug
+/// file), the file name made safe as a key.
+fn store_name(c: &Candidate) -> String {
+    let base = std::path::Path::new(&c.core_path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let safe: String = base
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | '+') {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    let name = if safe.is_empty() { "file" } else { safe };
+    let id = c.build_id.as_deref().unwrap_or("none");
+    match c.kind {
+        kind::DEBUG => format!("{id}/{name}.debug"),
+        _ => format!("{id}/{name}"),
     }
 }

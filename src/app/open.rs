@@ -137,7 +137,12 @@ pub(super) fn open(target: &Path) -> Result<Opened, String> {
     for name in names {
         let path = dir.join(&name);
         match unpacked_bundle(&path, sha_of(&name).as_deref(), &cache) {
-            Ok(u) => bundles.push(u),
+            Ok(u) => {
+                if let Err(e) = fetch_referenced(&u) {
+                    notes.push(format!("the debug bundle {}: {e}", path.display()));
+                }
+                bundles.push(u)
+            }
             Err(e) => notes.push(format!(
                 "the debug bundle {} is not used: {e}",
                 path.display()
@@ -172,14 +177,63 @@ fn unpacked_bundle(path: &Path, sha: Option<&str>, cache: &Path) -> Result<Unpac
         None => file_sha(path)?,
     };
     let into = cache.join("bundles").join(&sha);
-    if let Some(u) = bundle::unpacked(&into) {
-        return Ok(u);
+    let u = match bundle::unpacked(&into) {
+        Some(u) => u,
+        None => {
+            let actual = file_sha(path)?;
+            if actual != sha {
+                return Err(format!("its sha256 is {actual}, the manifest says {sha}"));
+            }
+            bundle::unpack(path, &into).map_err(|e| chain(&e))?
+        }
+    };
+    Ok(u)
+}
+
+/// The files a bundle keeps in the build-id store (`--bundle-store`), downloaded into it once
+/// (the connection from the environment: `AWS_ENDPOINT_URL`, the credential chain), each
+/// checked against bundle.json's sha256.
+fn fetch_referenced(u: &Unpacked) -> Result<(), String> {
+    let wanted = u.to_fetch();
+    if wanted.is_empty() {
+        return Ok(());
     }
-    let actual = file_sha(path)?;
-    if actual != sha {
-        return Err(format!("its sha256 is {actual}, the manifest says {sha}"));
+    let conn = crate::remote::target::Connection {
+        endpoint_url: None,
+        max_attempts: 3,
+        initial_backoff: std::time::Duration::from_millis(500),
+    };
+    let objects: Vec<(String, PathBuf)> = wanted
+        .iter()
+        .map(|(url, dest, _)| (url.clone(), dest.clone()))
+        .collect();
+    let mut failed = Vec::new();
+    for ((url, dest, sha), r) in wanted
+        .iter()
+        .zip(crate::remote::get_objects(&objects, &conn))
+    {
+        let checked = r.and_then(|()| {
+            let actual = file_sha(dest)?;
+            if actual == *sha {
+                Ok(())
+            } else {
+                let _ = std::fs::remove_file(dest);
+                Err(format!("its sha256 is {actual}, the bundle says {sha}"))
+            }
+        });
+        if let Err(e) = checked {
+            failed.push(format!("{url}: {e}"));
+        }
     }
-    bundle::unpack(path, &into).map_err(|e| chain(&e))
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of its files in the build-id store could not be fetched: {}",
+            failed.len(),
+            failed.join("; ")
+        ))
+    }
 }
 
 /// The raw core of the stored core `gz`, decompressed in the cache (`cores/<sha256>.core`,

@@ -65,8 +65,13 @@ pub struct BundleFile {
     pub build_id: Option<String>,
     pub bytes: u64,
     pub sha256: String,
-    /// Where it is in the archive.
+    /// Where it is in the archive (for a file in the build-id store: where it goes once
+    /// fetched).
     pub stored: String,
+    /// `s3://…` when the file is in the build-id store (`--bundle-store`) instead of the
+    /// archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// A file the cores map that the bundle does not hold.
@@ -123,6 +128,9 @@ pub fn is_system_path(path: &str) -> bool {
 pub struct Plan {
     /// Each with its path in the archive.
     pub files: Vec<(Candidate, String)>,
+    /// Files put in the build-id store instead, each with its path in the bundle and its
+    /// `s3://` URL: listed in bundle.json, not in the archive.
+    pub referenced: Vec<(Candidate, String, String)>,
     pub left_out: Vec<LeftOut>,
 }
 
@@ -153,6 +161,7 @@ pub fn plan(candidates: Vec<Candidate>, missing: Vec<LeftOut>, mode: Mode, max: 
     if mode == Mode::Never {
         return Plan {
             files: Vec::new(),
+            referenced: Vec::new(),
             left_out,
         };
     }
@@ -177,7 +186,11 @@ pub fn plan(candidates: Vec<Candidate>, missing: Vec<LeftOut>, mode: Mode, max: 
         used.push(stored.clone());
         files.push((c, stored));
     }
-    Plan { files, left_out }
+    Plan {
+        files,
+        referenced: Vec::new(),
+        left_out,
+    }
 }
 
 /// Where a file goes in the archive: objects at `root/<path in the core>` (when that path is
@@ -328,6 +341,22 @@ pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
             bytes: len,
             sha256: hex(&reader.hasher.finalize()),
             stored,
+            store: None,
+        });
+    }
+    for (c, stored, url) in plan.referenced {
+        let (bytes, sha256) = pack::sha256_file(&c.source).map_err(|e| BundleError::ReadFile {
+            path: c.source.clone(),
+            source: io::Error::other(e),
+        })?;
+        files.push(BundleFile {
+            path: c.core_path,
+            kind: c.kind.to_string(),
+            build_id: c.build_id,
+            bytes,
+            sha256,
+            stored,
+            store: Some(url),
         });
     }
     let manifest = BundleManifest {
@@ -389,6 +418,21 @@ impl Unpacked {
         self.dir.join("debug")
     }
 
+    /// The files the bundle lists in the build-id store that are not on this machine yet:
+    /// (`s3://` URL, where it goes, its sha256).
+    pub fn to_fetch(&self) -> Vec<(String, PathBuf, String)> {
+        self.manifest
+            .files
+            .iter()
+            .filter_map(|f| {
+                let url = f.store.clone()?;
+                plain_relative(&f.stored)?;
+                let dest = self.dir.join(&f.stored);
+                (!dest.is_file()).then(|| (url, dest, f.sha256.clone()))
+            })
+            .collect()
+    }
+
     /// The object the bundle holds for `build_id` (else for `path` when the core recorded no
     /// build-id), on this machine.
     pub fn object(&self, path: &str, build_id: Option<&str>) -> Option<PathBuf> {
@@ -403,6 +447,7 @@ impl Unpacked {
                     }
             })
             .map(|f| self.dir.join(&f.stored))
+            .filter(|p| p.is_file())
     }
 }
 
@@ -491,7 +536,10 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
     if manifest.schema != SCHEMA {
         return Err(damaged(format!("schema {:?}", manifest.schema)));
     }
-    for f in &manifest.files {
+    for f in manifest.files.iter().filter(|f| f.store.is_none()) {
+        if plain_relative(&f.stored).is_none() {
+            return Err(damaged(format!("{:?} is not a plain path", f.stored)));
+        }
         match seen.iter().find(|(p, _, _)| *p == f.stored) {
             Some((_, n, sha)) if *n == f.bytes && *sha == f.sha256 => {}
             Some(_) => return Err(damaged(format!("{} does not match its sha256", f.stored))),

@@ -57,6 +57,71 @@ pub fn upload_artifacts(dir: &Path, target: &S3Target, opts: &UploadOptions) -> 
     }
 }
 
+/// The build-id store (`--bundle-store`): each of `files` (name under `target`, local path)
+/// is put there unless an object of its size already is. Per file: uploaded (`true`) or
+/// already there (`false`), else why not; `Err` when the store cannot be reached at all.
+pub fn put_missing(
+    target: &S3Target,
+    files: &[(String, std::path::PathBuf)],
+    opts: &UploadOptions,
+) -> Result<Vec<Result<bool, String>>, String> {
+    #[cfg(feature = "s3")]
+    {
+        let store = s3::S3Store::connect(&opts.connection).map_err(|e| crate::error::chain(&e))?;
+        Ok(store
+            .put_missing(target, files, opts)
+            .into_iter()
+            .map(|r| r.map_err(|e| crate::error::chain(&e)))
+            .collect())
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = (target, files, opts);
+        Err("this corecatch was built without S3 support (cargo feature `s3`)".into())
+    }
+}
+
+/// Download `objects` (`s3://` URL, local destination) from the build-id store. Per object,
+/// `Err` says why not; the destination is then left absent.
+pub fn get_objects(
+    objects: &[(String, std::path::PathBuf)],
+    conn: &target::Connection,
+) -> Vec<Result<(), String>> {
+    #[cfg(feature = "s3")]
+    {
+        let store = match s3::S3Store::connect(conn) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = crate::error::chain(&e);
+                return objects.iter().map(|_| Err(why.clone())).collect();
+            }
+        };
+        objects
+            .iter()
+            .map(|(url, dest)| {
+                let t = S3Target::parse(url).map_err(|e| e.to_string())?;
+                let dir = crate::artifacts::publish::parent_dir(dest);
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let mut tmp = crate::artifacts::publish::temp_in(dir, ".part")
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                let tmp_path = tmp.path().to_path_buf();
+                store
+                    .get(&t.bucket, &t.prefix, 0, tmp.as_file_mut(), &tmp_path)
+                    .map_err(|e| crate::error::chain(&e))?;
+                crate::artifacts::publish::publish(tmp, dest).map_err(|e| crate::error::chain(&e))
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = conn;
+        objects
+            .iter()
+            .map(|_| Err("this corecatch was built without S3 support (cargo feature `s3`)".into()))
+            .collect()
+    }
+}
+
 /// The lines an upload leaves on stderr: one per object that did not make it (always), a total
 /// (unless `quiet`), and whether the local copy was removed. URLs are `s3://` ones, never
 /// presigned.

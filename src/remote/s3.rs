@@ -398,6 +398,58 @@ impl S3Store {
         })
     }
 
+    /// Put each of `files` (`rel` under `target`, local path) into the store unless an object
+    /// of the same size is already at its key (HeadObject first): the build-id store, where a
+    /// file's key names its build. Per file: `true` uploaded (and confirmed), `false` already
+    /// there.
+    pub fn put_missing(
+        &self,
+        target: &S3Target,
+        files: &[(String, PathBuf)],
+        opts: &UploadOptions,
+    ) -> Vec<Result<bool, S3Error>> {
+        let opts = Arc::new(opts.clone());
+        files
+            .iter()
+            .map(|(rel, path)| {
+                let bytes = std::fs::metadata(path)
+                    .map_err(|source| S3Error::Open {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len();
+                let key = target.key_for(rel);
+                if self.has(&target.bucket, &key, bytes)? {
+                    return Ok(false);
+                }
+                self.put_and_confirm(path, target, rel, None, &opts, &mut |_| {})
+                    .map(|_| true)
+            })
+            .collect()
+    }
+
+    /// Whether `key` holds an object of `bytes` bytes (HeadObject; missing is `false`).
+    fn has(&self, bucket: &str, key: &str, bytes: u64) -> Result<bool, S3Error> {
+        let url = format!("s3://{bucket}/{key}");
+        self.rt.block_on(async {
+            match self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(h) => Ok(h.content_length() == Some(bytes as i64)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+                Err(e) => Err(S3Error::Head {
+                    url,
+                    source: sdk_err(e),
+                }),
+            }
+        })
+    }
+
     /// Every object under `prefix` (ListObjectsV2, all pages).
     pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, S3Error> {
         let url = format!("s3://{bucket}/{prefix}");

@@ -322,6 +322,151 @@ fn a_fetched_crash_opens_with_its_bundle() {
     assert_matches_originals(&want, &debug, &bt);
 }
 
+/// (key, size) of every object under `prefix` in moto's bucket, by a plain ListObjectsV2.
+fn listing(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+    let xml = moto.get(&format!(
+        "/{bucket}?list-type=2&prefix={prefix}&max-keys=1000"
+    ));
+    xml.split("<Contents>")
+        .skip(1)
+        .map(|c| {
+            let field = |tag: &str| {
+                c.split(&format!("<{tag}>"))
+                    .nth(1)
+                    .and_then(|r| r.split(&format!("</{tag}>")).next())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (field("Key"), field("Size").parse().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// `--bundle-store`: two runs of the same program put each library once; the second run's
+/// upload holds only its core, reports and a bundle of references, and its crash still opens
+/// on another machine (files pulled back from the store).
+#[test]
+fn the_build_id_store_takes_each_file_once() {
+    use crate::bundle::*;
+    skip_unless_kernel_cores!();
+    let moto = Moto::start();
+    moto.bucket("ci-store");
+    let dir = tempdir();
+    let p = build_program(dir.path(), 0);
+    let run = |n: u32| {
+        let o = corecatch_s3(
+            &p.build,
+            &moto.url(),
+            &[
+                "run",
+                "--keep-cores",
+                "--out",
+                dir.path().join(format!("out{n}")).to_str().unwrap(),
+                "--to",
+                &format!("s3://ci-store/builds/{n}"),
+                "--bundle-store",
+                "s3://ci-store/store",
+                "--",
+                p.exe.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(134), "{}", text(&o));
+        text(&o)
+    };
+    let first = run(1);
+    let store1 = listing(&moto, "ci-store", "store/");
+    assert!(
+        first.contains(&format!("{} files uploaded, 0 already there", store1.len())),
+        "{first}"
+    );
+    // The program, its library, libc, ld.so and their debug files, each under its build-id.
+    assert!(store1.len() >= 4, "{store1:?}");
+    assert!(
+        store1.iter().any(|(k, _)| k.ends_with("/libbundled.so")),
+        "{store1:?}"
+    );
+    let second = run(2);
+    assert!(
+        second.contains(&format!("0 files uploaded, {} already there", store1.len())),
+        "{second}"
+    );
+    assert_eq!(
+        listing(&moto, "ci-store", "store/"),
+        store1,
+        "no object added or replaced"
+    );
+    // The second build's upload: no library bytes, only its own files.
+    let build2 = listing(&moto, "ci-store", "builds/2/");
+    let library_bytes: u64 = store1.iter().map(|(_, n)| n).sum();
+    let bundle = build2
+        .iter()
+        .find(|(k, _)| k.ends_with("bundle.tar.gz"))
+        .unwrap();
+    assert!(bundle.1 < 64 << 10, "a bundle of references: {build2:?}");
+    let total: u64 = build2.iter().map(|(_, n)| n).sum();
+    assert!(
+        total < library_bytes,
+        "{total} bytes uploaded vs {library_bytes} in the store"
+    );
+
+    // Another machine: build directory and local artifacts gone; fetch, then debug and bt pull
+    // the referenced files from the store.
+    let raw = cores_in(&p.build);
+    let want = gdb_on_originals(&p, &raw[raw.len() - 1]);
+    fs::remove_dir_all(&p.build).unwrap();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://ci-store/builds/2", "crash"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let crash = dir.path().join("crash");
+    let cache = dir.path().join("cache");
+    let endpoint = moto.url();
+    let cmd = |args: &[&str]| {
+        let o = Command::new(bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("CORECATCH_CACHE", &cache)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        o
+    };
+    let o = cmd(&[
+        "debug",
+        crash.to_str().unwrap(),
+        "--batch",
+        "-ex",
+        "thread apply all bt",
+    ]);
+    let debug = crate::zoo::parse_gdb(&String::from_utf8_lossy(&o.stdout));
+    assert!(!text(&o).contains("neither in the bundle"), "{}", text(&o));
+    let o = cmd(&["bt", "--json", crash.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let frames: Vec<_> = r["threads"][0]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["function"].as_str().map(str::to_string),
+                f["file"]
+                    .as_str()
+                    .map(|p| p.rsplit('/').next().unwrap().to_string()),
+                f["line"].as_u64().map(|l| l as u32),
+            )
+        })
+        .collect();
+    assert_eq!(debug.len(), 1, "{}", text(&o));
+    assert_matches_originals(&want, &debug[0].frames, &frames);
+}
+
 #[test]
 fn multipart_upload_of_a_file_bigger_than_two_parts() {
     let moto = Moto::start();
