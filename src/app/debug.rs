@@ -100,6 +100,12 @@ pub(super) fn debug(cfg: DebugConfig) -> i32 {
         "-iex".into(),
         format!("set debug-file-directory {}", debug_dirs.join(":")),
     ];
+    // With DEBUGINFOD_URLS set, gdb asks the same servers (through elfutils' client and cache)
+    // for what neither the bundle nor this machine has; in batch mode it would not ask at all.
+    if std::env::var("DEBUGINFOD_URLS").is_ok_and(|u| !u.trim().is_empty()) {
+        argv.push("-iex".into());
+        argv.push("set debuginfod enabled on".into());
+    }
     // The dynamic linker's list may name a library by another path than the core's file
     // table (/lib/... for /usr/lib/... on a merged /usr): gdb then finds it by file name in
     // the sysroot's directories.

@@ -1,5 +1,6 @@
 //! `corecatch fetch SOURCE DEST`: a build's artifacts back onto this machine, through the
-//! engine in `remote::fetch`.
+//! engine in `remote::fetch`; then the debug bundles' files kept in a build-id store, into the
+//! cache (`super::open`), so `bt` and `debug` need no network afterwards.
 
 use crate::config::FetchConfig;
 use crate::error::{chain, warn};
@@ -32,6 +33,10 @@ pub(super) fn fetch(cfg: FetchConfig) -> i32 {
         }
     ));
     if summary.errors.is_empty() {
+        // Bundles that keep files in a build-id store: those files too, into the cache.
+        for n in super::open::prefetch_bundles(&cfg.dest, &cfg.connection) {
+            warn(n);
+        }
         exit_code::OK
     } else {
         exit_code::INCOMPLETE

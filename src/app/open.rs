@@ -47,9 +47,52 @@ fn is_gz(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "gz")
 }
 
+/// The build-id store's connection when none is given: the endpoint and credentials from the
+/// environment, as the SDK reads them.
+fn env_connection() -> crate::remote::target::Connection {
+    crate::remote::target::Connection {
+        endpoint_url: None,
+        max_attempts: 3,
+        initial_backoff: std::time::Duration::from_millis(500),
+    }
+}
+
 /// Open `target`: an artifacts directory (every core its manifest lists, else every
 /// `*.core.gz` in it), a `.core.gz` (with its directory's bundles), or a raw core (no bundle).
 pub(super) fn open(target: &Path) -> Result<Opened, String> {
+    open_with(target, &env_connection())
+}
+
+/// The bundles of the artifacts directory `dir` unpacked into the cache, with the files they
+/// keep in the build-id store (`conn`) downloaded: what `fetch` does so that `bt` and `debug`
+/// then need no network. Returns what could not be done.
+pub(super) fn prefetch_bundles(
+    dir: &Path,
+    conn: &crate::remote::target::Connection,
+) -> Vec<String> {
+    let listed = match manifest::Manifest::load(dir) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![chain(&e)],
+    };
+    let cache = cache_root();
+    let mut notes = Vec::new();
+    for e in listed
+        .artifacts
+        .iter()
+        .filter(|e| e.kind == manifest::kind::BUNDLE)
+    {
+        let path = dir.join(&e.path);
+        let r = unpacked_bundle(&path, Some(&e.sha256), &cache)
+            .and_then(|u| fetch_referenced(&u, conn));
+        if let Err(why) = r {
+            notes.push(format!("the debug bundle {}: {why}", path.display()));
+        }
+    }
+    notes
+}
+
+fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<Opened, String> {
     let meta =
         std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
     let (dir, gz): (Option<&Path>, Vec<PathBuf>) = if meta.is_dir() {
@@ -138,7 +181,7 @@ pub(super) fn open(target: &Path) -> Result<Opened, String> {
         let path = dir.join(&name);
         match unpacked_bundle(&path, sha_of(&name).as_deref(), &cache) {
             Ok(u) => {
-                if let Err(e) = fetch_referenced(&u) {
+                if let Err(e) = fetch_referenced(&u, conn) {
                     notes.push(format!("the debug bundle {}: {e}", path.display()));
                 }
                 bundles.push(u)
@@ -191,18 +234,12 @@ fn unpacked_bundle(path: &Path, sha: Option<&str>, cache: &Path) -> Result<Unpac
 }
 
 /// The files a bundle keeps in the build-id store (`--bundle-store`), downloaded into it once
-/// (the connection from the environment: `AWS_ENDPOINT_URL`, the credential chain), each
-/// checked against bundle.json's sha256.
-fn fetch_referenced(u: &Unpacked) -> Result<(), String> {
+/// through `conn`, each checked against bundle.json's sha256.
+fn fetch_referenced(u: &Unpacked, conn: &crate::remote::target::Connection) -> Result<(), String> {
     let wanted = u.to_fetch();
     if wanted.is_empty() {
         return Ok(());
     }
-    let conn = crate::remote::target::Connection {
-        endpoint_url: None,
-        max_attempts: 3,
-        initial_backoff: std::time::Duration::from_millis(500),
-    };
     let objects: Vec<(String, PathBuf)> = wanted
         .iter()
         .map(|(url, dest, _)| (url.clone(), dest.clone()))
@@ -210,7 +247,7 @@ fn fetch_referenced(u: &Unpacked) -> Result<(), String> {
     let mut failed = Vec::new();
     for ((url, dest, sha), r) in wanted
         .iter()
-        .zip(crate::remote::get_objects(&objects, &conn))
+        .zip(crate::remote::get_objects(&objects, conn))
     {
         let checked = r.and_then(|()| {
             let actual = file_sha(dest)?;

@@ -554,3 +554,66 @@ fn debuginfod_serves_run_too() {
     );
     assert!(cache.join(&id).join("debuginfo").is_file());
 }
+
+/// `corecatch debug` with `DEBUGINFOD_URLS` set turns gdb's own debuginfod client on: a stripped
+/// program's crash gets file and line in gdb from the server (and not without it).
+#[test]
+fn debug_lets_gdb_ask_debuginfod() {
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let (full, core) = stripped_crash(dir.path());
+    let id = build_id(&full);
+    let srv = tempdir();
+    fs::copy(&full, srv.path().join("prog.debug-build")).unwrap();
+    let server = Server::start(srv.path(), &id, "debuginfo");
+    let gdb_bt = |vars: &[(&str, String)]| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("debug")
+            .arg(&core)
+            .args(["--batch", "-ex", "bt"])
+            .env("HOME", dir.path())
+            .env("CORECATCH_CACHE", dir.path().join("cc-cache"))
+            .stdin(Stdio::null());
+        for v in VARS {
+            cmd.env_remove(v);
+        }
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let inner_at = |out: &str| {
+        out.lines()
+            .any(|l| l.contains(" inner ") && l.contains(" at ") && l.contains("main.c:"))
+    };
+    let without = gdb_bt(&[]);
+    assert!(without.contains("inner"), "{without}");
+    assert!(
+        !inner_at(&without),
+        "no file:line without the server: {without}"
+    );
+    let with = gdb_bt(&[
+        ("DEBUGINFOD_URLS", server.url()),
+        (
+            "DEBUGINFOD_CACHE_PATH",
+            dir.path().join("cache").display().to_string(),
+        ),
+    ]);
+    assert!(
+        inner_at(&with),
+        "gdb got main.c's lines from debuginfod: {with}"
+    );
+    assert!(dir
+        .path()
+        .join("cache")
+        .join(&id)
+        .join("debuginfo")
+        .is_file());
+}

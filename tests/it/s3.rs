@@ -344,7 +344,8 @@ fn listing(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
 
 /// `--bundle-store`: two runs of the same program put each library once; the second run's
 /// upload holds only its core, reports and a bundle of references, and its crash still opens
-/// on another machine (files pulled back from the store).
+/// on another machine (`fetch` pulls the files back from the store; `debug` and `bt` then work
+/// with the store gone).
 #[test]
 fn the_build_id_store_takes_each_file_once() {
     use crate::bundle::*;
@@ -414,15 +415,18 @@ fn the_build_id_store_takes_each_file_once() {
     let raw = cores_in(&p.build);
     let want = gdb_on_originals(&p, &raw[raw.len() - 1]);
     fs::remove_dir_all(&p.build).unwrap();
-    let o = corecatch_s3(
+    let cache = dir.path().join("cache");
+    let o = corecatch_s3_env(
         dir.path(),
         &moto.url(),
         &["fetch", "s3://ci-store/builds/2", "crash"],
+        &[("CORECATCH_CACHE", cache.to_str().unwrap())],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let crash = dir.path().join("crash");
-    let cache = dir.path().join("cache");
+    // fetch pulled the store's files too: with the store gone, debug and bt still have them.
     let endpoint = moto.url();
+    drop(moto);
     let cmd = |args: &[&str]| {
         let o = Command::new(bin())
             .args(args)
@@ -447,6 +451,7 @@ fn the_build_id_store_takes_each_file_once() {
     ]);
     let debug = crate::zoo::parse_gdb(&String::from_utf8_lossy(&o.stdout));
     assert!(!text(&o).contains("neither in the bundle"), "{}", text(&o));
+    assert!(!text(&o).contains("could not be fetched"), "{}", text(&o));
     let o = cmd(&["bt", "--json", crash.to_str().unwrap()]);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let frames: Vec<_> = r["threads"][0]["frames"]
