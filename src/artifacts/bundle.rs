@@ -235,6 +235,12 @@ fn plain_relative(p: &str) -> Option<String> {
     ok.then(|| p.to_string())
 }
 
+/// A plain relative path under one of the bundle's trees (`root/`, `debug/`, `objects/`).
+fn inside_bundle(p: &str) -> bool {
+    let top = p.split('/').next().unwrap_or("");
+    matches!(top, "root" | "debug" | "objects") && p.contains('/') && plain_relative(p).is_some()
+}
+
 /// `n` bytes in words: `512 MiB`, `3.2 GiB`, `12 KiB`.
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -320,8 +326,9 @@ pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
         header.set_size(len);
         header.set_mode(0o644);
         header.set_entry_type(tar::EntryType::Regular);
+        // tar copies through an 8 KiB buffer: read the file in 1 MiB pieces under it.
         let mut reader = HashingReader {
-            inner: file.take(len),
+            inner: io::BufReader::with_capacity(pack::BUF_SIZE, file).take(len),
             hasher: Sha256::new(),
             bytes: 0,
         };
@@ -426,7 +433,9 @@ impl Unpacked {
             .iter()
             .filter_map(|f| {
                 let url = f.store.clone()?;
-                plain_relative(&f.stored)?;
+                if !inside_bundle(&f.stored) {
+                    return None;
+                }
                 let dest = self.dir.join(&f.stored);
                 (!dest.is_file()).then(|| (url, dest, f.sha256.clone()))
             })
@@ -498,8 +507,7 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
             manifest_bytes = Some(v);
             continue;
         }
-        let top = path.split('/').next().unwrap_or("");
-        if !matches!(top, "root" | "debug" | "objects") || plain_relative(&path).is_none() {
+        if !inside_bundle(&path) {
             return Err(damaged(format!("unexpected entry {path:?}")));
         }
         let size = entry.header().size().map_err(|e| damaged(e.to_string()))?;
@@ -536,10 +544,15 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
     if manifest.schema != SCHEMA {
         return Err(damaged(format!("schema {:?}", manifest.schema)));
     }
+    // Every place bundle.json names (also for files still in the build-id store) must be a
+    // plain path inside the bundle: it is joined to the cache directory, linked to, opened.
+    if let Some(f) = manifest.files.iter().find(|f| !inside_bundle(&f.stored)) {
+        return Err(damaged(format!(
+            "{:?} is not a path inside the bundle",
+            f.stored
+        )));
+    }
     for f in manifest.files.iter().filter(|f| f.store.is_none()) {
-        if plain_relative(&f.stored).is_none() {
-            return Err(damaged(format!("{:?} is not a plain path", f.stored)));
-        }
         match seen.iter().find(|(p, _, _)| *p == f.stored) {
             Some((_, n, sha)) if *n == f.bytes && *sha == f.sha256 => {}
             Some(_) => return Err(damaged(format!("{} does not match its sha256", f.stored))),
@@ -735,6 +748,19 @@ mod tests {
         );
         assert_eq!(u.manifest.left_out[0].path, "/lib/gone.so");
         assert!(unpacked(&u.dir).is_some());
+
+        // A bundle.json naming a place outside the bundle is refused.
+        assert!(inside_bundle("root/lib/libc.so.6"));
+        for bad in [
+            "../x",
+            "root/../../etc/passwd",
+            "bundle.json",
+            "root",
+            "/root/x",
+            "root//x",
+        ] {
+            assert!(!inside_bundle(bad), "{bad}");
+        }
 
         // A truncated archive is named as damaged and leaves nothing behind.
         let bytes = std::fs::read(&archive).unwrap();
