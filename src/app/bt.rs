@@ -12,16 +12,9 @@ use crate::source::core_file::MappedCore;
 use std::io::Write;
 
 pub(super) fn bt(cfg: BtConfig) -> i32 {
-    let opened = match super::open::open(&cfg.core) {
-        Ok(o) => o,
-        Err(e) => {
-            warn(e);
-            return exit_code::INCOMPLETE;
-        }
+    let Some(opened) = super::open::open_and_say(&cfg.core) else {
+        return exit_code::INCOMPLETE;
     };
-    for n in &opened.notes {
-        warn(n);
-    }
     let mut symbols = cfg.symbols.clone();
     let dirs = opened.bundle_dirs();
     symbols.object_dirs.extend(dirs.iter().cloned());

@@ -13,16 +13,9 @@ use crate::source::core_file::MappedCore;
 use std::path::{Path, PathBuf};
 
 pub(super) fn debug(cfg: DebugConfig) -> i32 {
-    let opened = match super::open::open(&cfg.target) {
-        Ok(o) => o,
-        Err(e) => {
-            warn(e);
-            return exit_code::INCOMPLETE;
-        }
+    let Some(opened) = super::open::open_and_say(&cfg.target) else {
+        return exit_code::INCOMPLETE;
     };
-    for n in &opened.notes {
-        warn(n);
-    }
     let (core, shown) = match opened.cores.as_slice() {
         [one] => one,
         many => {

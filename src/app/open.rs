@@ -47,6 +47,22 @@ fn is_gz(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "gz")
 }
 
+/// [`open`], its notes and any error said on stderr: what `bt` and `debug` start with.
+pub(super) fn open_and_say(target: &Path) -> Option<Opened> {
+    match open(target) {
+        Ok(o) => {
+            for n in &o.notes {
+                crate::error::warn(n);
+            }
+            Some(o)
+        }
+        Err(e) => {
+            crate::error::warn(e);
+            None
+        }
+    }
+}
+
 /// The build-id store's connection when none is given: the endpoint and credentials from the
 /// environment, as the SDK reads them.
 fn env_connection() -> crate::remote::target::Connection {

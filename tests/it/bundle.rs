@@ -274,6 +274,20 @@ fn a_crash_opens_on_another_machine_from_its_artifacts() {
     );
 }
 
+/// `corecatch collect --out ART CORE` in the build directory: ART and the stderr.
+fn collect(p: &Program, art: &Path, core: &Path) -> (PathBuf, String) {
+    let o = corecatch(
+        &p.build,
+        &[
+            "collect",
+            "--out",
+            art.to_str().unwrap(),
+            core.to_str().unwrap(),
+        ],
+    );
+    (art.to_path_buf(), stderr(&o))
+}
+
 #[test]
 fn what_the_bundle_leaves_out_is_named() {
     skip_unless_kernel_cores!();
@@ -318,17 +332,7 @@ fn what_the_bundle_leaves_out_is_named() {
     // A library rebuilt between the crash and collect: left out, with the reason.
     let core = util::crash_for_core(&p.exe, &[], &p.build);
     build_program(dir.path(), 1);
-    let art = dir.path().join("rebuilt");
-    let o = corecatch(
-        &p.build,
-        &[
-            "collect",
-            "--out",
-            art.to_str().unwrap(),
-            core.to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&o);
+    let (_, err) = collect(&p, &dir.path().join("rebuilt"), &core);
     assert!(
         err.contains(&format!("the debug bundle leaves out {}", p.lib.display()))
             && err.contains("another build-id (rebuilt since the crash)"),
@@ -338,17 +342,7 @@ fn what_the_bundle_leaves_out_is_named() {
     // A library deleted: left out as not found, and `debug` says neither has it.
     let core = util::crash_for_core(&p.exe, &[], &p.build);
     std::fs::remove_file(&p.lib).unwrap();
-    let art = dir.path().join("deleted");
-    let o = corecatch(
-        &p.build,
-        &[
-            "collect",
-            "--out",
-            art.to_str().unwrap(),
-            core.to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&o);
+    let (art, err) = collect(&p, &dir.path().join("deleted"), &core);
     assert!(
         err.contains(&format!("the debug bundle leaves out {}", p.lib.display()))
             && err.contains("not found on this machine"),

@@ -163,14 +163,37 @@ fn bt_with(
     home: &Path,
     vars: &[(&str, &str)],
 ) -> (Output, serde_json::Value) {
+    let mut all = vec!["bt", "--json"];
+    all.extend_from_slice(args);
+    let o = corecatch_env(&all, core, home, vars);
+    let json = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!("bt --json: {e}: {}", String::from_utf8_lossy(&o.stdout));
+    });
+    (o, json)
+}
+
+/// `corecatch ARGS CORE [AFTER...]` with only the given debuginfod variables set (HOME pointed at
+/// `home`); it must exit 0.
+fn corecatch_env(args: &[&str], core: &Path, home: &Path, vars: &[(&str, &str)]) -> Output {
+    corecatch_env_then(args, core, &[], home, vars)
+}
+
+fn corecatch_env_then(
+    args: &[&str],
+    core: &Path,
+    after: &[&str],
+    home: &Path,
+    vars: &[(&str, &str)],
+) -> Output {
     let _shared = CrashLock::shared();
     let mut cmd = Command::new(bin());
-    cmd.args(["bt", "--json"])
-        .args(args)
+    cmd.args(args)
         .arg(core)
+        .args(after)
         .env_remove("CORECATCH_OUT")
         .env_remove("GITHUB_ACTIONS")
         .env("HOME", home)
+        .env("CORECATCH_CACHE", home.join("corecatch-cache"))
         .stdin(Stdio::null());
     for v in VARS {
         cmd.env_remove(v);
@@ -182,13 +205,10 @@ fn bt_with(
     assert_eq!(
         o.status.code(),
         Some(0),
-        "bt failed: {}",
+        "corecatch {args:?} failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let json = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("bt --json: {e}: {}", String::from_utf8_lossy(&o.stdout));
-    });
-    (o, json)
+    o
 }
 
 /// (function, file, line) of the crashed thread's frames in the module at `module` that are the
@@ -566,26 +586,13 @@ fn debug_lets_gdb_ask_debuginfod() {
     let srv = tempdir();
     fs::copy(&full, srv.path().join("prog.debug-build")).unwrap();
     let server = Server::start(srv.path(), &id, "debuginfo");
-    let gdb_bt = |vars: &[(&str, String)]| {
-        let mut cmd = Command::new(bin());
-        cmd.arg("debug")
-            .arg(&core)
-            .args(["--batch", "-ex", "bt"])
-            .env("HOME", dir.path())
-            .env("CORECATCH_CACHE", dir.path().join("cc-cache"))
-            .stdin(Stdio::null());
-        for v in VARS {
-            cmd.env_remove(v);
-        }
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let o = cmd.output().unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
+    let gdb_bt = |vars: &[(&str, &str)]| {
+        let o = corecatch_env_then(
+            &["debug"],
+            &core,
+            &["--batch", "-ex", "bt"],
+            dir.path(),
+            vars,
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
@@ -599,12 +606,10 @@ fn debug_lets_gdb_ask_debuginfod() {
         !inner_at(&without),
         "no file:line without the server: {without}"
     );
+    let cache = dir.path().join("cache").display().to_string();
     let with = gdb_bt(&[
-        ("DEBUGINFOD_URLS", server.url()),
-        (
-            "DEBUGINFOD_CACHE_PATH",
-            dir.path().join("cache").display().to_string(),
-        ),
+        ("DEBUGINFOD_URLS", server.url().as_str()),
+        ("DEBUGINFOD_CACHE_PATH", cache.as_str()),
     ]);
     assert!(
         inner_at(&with),

@@ -427,49 +427,19 @@ fn the_build_id_store_takes_each_file_once() {
     // fetch pulled the store's files too: with the store gone, debug and bt still have them.
     let endpoint = moto.url();
     drop(moto);
-    let cmd = |args: &[&str]| {
-        let o = Command::new(bin())
-            .args(args)
-            .current_dir(dir.path())
-            .env("CORECATCH_CACHE", &cache)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
-        o
-    };
-    let o = cmd(&[
-        "debug",
-        crash.to_str().unwrap(),
-        "--batch",
-        "-ex",
-        "thread apply all bt",
-    ]);
-    let debug = crate::zoo::parse_gdb(&String::from_utf8_lossy(&o.stdout));
-    assert!(!text(&o).contains("neither in the bundle"), "{}", text(&o));
-    assert!(!text(&o).contains("could not be fetched"), "{}", text(&o));
-    let o = cmd(&["bt", "--json", crash.to_str().unwrap()]);
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let frames: Vec<_> = r["threads"][0]["frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["function"].as_str().map(str::to_string),
-                f["file"]
-                    .as_str()
-                    .map(|p| p.rsplit('/').next().unwrap().to_string()),
-                f["line"].as_u64().map(|l| l as u32),
-            )
-        })
-        .collect();
-    assert_eq!(debug.len(), 1, "{}", text(&o));
-    assert_matches_originals(&want, &debug[0].frames, &frames);
+    let env = [
+        ("CORECATCH_CACHE", cache.as_path()),
+        ("AWS_ENDPOINT_URL", Path::new(&endpoint)),
+        ("AWS_ACCESS_KEY_ID", Path::new(KEY_ID)),
+        ("AWS_SECRET_ACCESS_KEY", Path::new(SECRET)),
+        ("AWS_REGION", Path::new("us-east-1")),
+        ("AWS_EC2_METADATA_DISABLED", Path::new("true")),
+    ];
+    let (debug, err) = debug_bt(dir.path(), &crash, &env);
+    assert!(!err.contains("neither in the bundle"), "{err}");
+    assert!(!err.contains("could not be fetched"), "{err}");
+    let bt = bt_json(dir.path(), &crash, &env);
+    assert_matches_originals(&want, &debug, &bt);
 }
 
 #[test]
