@@ -409,6 +409,13 @@ fn the_build_id_store_takes_each_file_once() {
         total < library_bytes,
         "{total} bytes uploaded vs {library_bytes} in the store"
     );
+    // As good as the core and reports alone: the bundle of references is a few KiB beside them.
+    let own = total - bundle.1;
+    assert!(
+        bundle.1 * 10 < own,
+        "bundle {} bytes beside {own} of core and reports",
+        bundle.1
+    );
 
     // Another machine: build directory and local artifacts gone; fetch, then debug and bt pull
     // the referenced files from the store.
