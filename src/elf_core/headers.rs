@@ -7,6 +7,8 @@ use super::bytes::Reader;
 /// The fields of `Elf32_Ehdr` / `Elf64_Ehdr` the readers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ehdr {
+    /// `e_machine`.
+    pub machine: u16,
     pub entry: u64,
     pub phoff: u64,
     pub shoff: u64,
@@ -32,6 +34,7 @@ impl Ehdr {
     pub fn read(r: &Reader<'_>) -> Option<Ehdr> {
         if r.is_64 {
             Some(Ehdr {
+                machine: r.u16(18)?,
                 entry: r.u64(24)?,
                 phoff: r.u64(32)?,
                 shoff: r.u64(40)?,
@@ -43,6 +46,7 @@ impl Ehdr {
             })
         } else {
             Some(Ehdr {
+                machine: r.u16(18)?,
                 entry: r.u32(24)?.into(),
                 phoff: r.u32(28)?.into(),
                 shoff: r.u32(32)?.into(),

@@ -155,7 +155,7 @@ pub fn parse(data: &[u8]) -> Option<ElfInfo> {
     }
     let b = Reader::new(data, endian, is_64);
     let e = Ehdr::read(&b)?;
-    let is_arm = b.u16(18) == Some(EM_ARM);
+    let is_arm = e.machine == EM_ARM;
 
     let mut load_vaddr = None;
     let mut load_span: Option<(u64, u64)> = None;

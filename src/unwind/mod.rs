@@ -412,11 +412,22 @@ pub fn unwind_thread(
             walk(&arch, regs, modules, stack, code, limits)
         }
         Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
-        Machine::Riscv => {
-            // RV32 and RV64 share e_machine; the modules' class tells them apart.
-            let word = modules.first().map_or(8, |m| m.cfi.address_size());
-            walk(&riscv::Riscv { word }, regs, modules, stack, code, limits)
-        }
+        Machine::Riscv32 => walk(
+            &riscv::Riscv { word: 4 },
+            regs,
+            modules,
+            stack,
+            code,
+            limits,
+        ),
+        Machine::Riscv64 => walk(
+            &riscv::Riscv { word: 8 },
+            regs,
+            modules,
+            stack,
+            code,
+            limits,
+        ),
         Machine::Arm => walk(&arm::Arm, regs, modules, stack, code, limits),
         _ => {
             let frames = regs

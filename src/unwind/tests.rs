@@ -305,7 +305,7 @@ fn a_stack_pointer_that_does_not_grow_is_a_loop() {
 
 fn riscv_regs(pc: u64, sp: u64, s0: u64) -> Registers {
     Registers {
-        machine: Machine::Riscv,
+        machine: Machine::Riscv64,
         values: vec![("pc", pc), ("ra", 0x5555), ("sp", sp), ("s0", s0)],
         vector: Vec::new(),
     }
