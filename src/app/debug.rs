@@ -1,6 +1,7 @@
 //! `corecatch debug TARGET [DEBUGGER ARGS...]`: gdb on a stored crash, with everything it
 //! needs in place. TARGET is opened as `bt` opens it ([`super::open`]); for the chosen core a
-//! sysroot of links is made in the cache (`sysroots/<core>/<path the core names>`), each to the
+//! sysroot of links is made in the cache (`sysroots/<core>-<pid>/<path the core names>`,
+//! removed when gdb exits; `sysroots/<core>/` kept for `--print-command`), each to the
 //! bundle's file of the core's build-id, else to this machine's file when its build-id matches,
 //! and gdb is started on the executable and the core with that sysroot, the bundles' debug
 //! directories before this machine's, and the crashed thread selected. What neither the bundle
@@ -43,16 +44,13 @@ pub(super) fn debug(cfg: DebugConfig) -> i32 {
             return exit_code::INCOMPLETE;
         }
     };
-    let key = core
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let sysroot =
-        super::open::cache_root()
-            .join("sysroots")
-            .join(crate::artifacts::pack::sha256_hex(
-                format!("{}:{key}", core.display()).as_bytes(),
-            ));
+    // One tree per core for --print-command (the printed line must stay usable), else one per
+    // gdb session, removed when gdb exits: two sessions on one core never share a tree.
+    let mut key = crate::artifacts::pack::sha256_hex(core.display().to_string().as_bytes());
+    if !cfg.print_command {
+        key = format!("{key}-{}", std::process::id());
+    }
+    let sysroot = super::open::cache_root().join("sysroots").join(key);
     let (exe, dirs, missing) = match link_sysroot(&parsed, &opened, &sysroot) {
         Ok(v) => v,
         Err(e) => {
@@ -125,10 +123,11 @@ pub(super) fn debug(cfg: DebugConfig) -> i32 {
         println!("{}", crate::report::text::shell_words(&argv));
         return exit_code::OK;
     }
-    match std::process::Command::new(&argv[0])
+    let status = std::process::Command::new(&argv[0])
         .args(&argv[1..])
-        .status()
-    {
+        .status();
+    let _ = std::fs::remove_dir_all(&sysroot);
+    match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;
             exit_code::from_wait(s.code(), s.signal())

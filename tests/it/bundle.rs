@@ -247,6 +247,9 @@ fn a_crash_opens_on_another_machine_from_its_artifacts() {
     let env = [("CORECATCH_CACHE", cache.as_path())];
     let (debug, err) = debug_bt(dir.path(), &art, &env);
     assert!(!err.contains("neither in the bundle"), "{err}");
+    // The session's sysroot of links is gone with gdb.
+    let left: Vec<_> = std::fs::read_dir(cache.join("sysroots")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
     let bt = bt_json(dir.path(), &art, &env);
     assert_matches_originals(&want, &debug, &bt);
 
