@@ -43,6 +43,11 @@ pub(super) fn cache_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("corecatch-cache"))
 }
 
+/// A file name without directories (`core.1.x.core.gz`, not `../x` or `a/b`).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 fn is_gz(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "gz")
 }
@@ -113,7 +118,7 @@ fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<
         std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
     let (dir, gz): (Option<&Path>, Vec<PathBuf>) = if meta.is_dir() {
         (Some(target), Vec::new())
-    } else if is_gz(target) {
+    } else if is_gz(target) && meta.is_file() {
         (
             target.parent().filter(|p| !p.as_os_str().is_empty()),
             vec![target.to_path_buf()],
@@ -131,10 +136,12 @@ fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<
         Err(e) if meta.is_dir() => return Err(chain(&e)),
         Err(_) => None, // a lone .core.gz beside a damaged manifest is still read
     };
-    let entries = listed
+    // Artifacts are files directly in the directory: a (fetched, untrusted) manifest naming
+    // anything else is not followed.
+    let entries: Vec<&manifest::ManifestEntry> = listed
         .as_ref()
-        .map(|m| m.artifacts.as_slice())
-        .unwrap_or(&[]);
+        .map(|m| m.artifacts.iter().filter(|e| plain_name(&e.path)).collect())
+        .unwrap_or_default();
     let sha_of = |name: &str| {
         entries
             .iter()

@@ -402,3 +402,55 @@ fn a_damaged_bundle_is_named_and_this_machines_files_are_used() {
             || std::fs::read_dir(cache.join("bundles")).unwrap().count() == 0
     );
 }
+
+/// Hostile targets: a FIFO named like a stored core is never read (no hang), and a manifest
+/// naming a core outside its directory is not followed.
+#[test]
+fn bt_and_debug_refuse_a_fifo_and_paths_out_of_the_directory() {
+    let dir = tempdir();
+    let fifo = dir.path().join("core.1.x.core.gz");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for sub in ["bt", "debug"] {
+        let o = Command::new(require("timeout"))
+            .arg("20")
+            .arg(util::bin())
+            .arg(sub)
+            .arg(&fifo)
+            .env("CORECATCH_CACHE", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        assert_ne!(o.status.code(), Some(124), "{sub} hung on a FIFO");
+        assert_eq!(o.status.code(), Some(1), "{sub}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not a regular file"),
+            "{sub}: {}",
+            stderr(&o)
+        );
+    }
+    std::fs::remove_file(&fifo).unwrap();
+
+    let art = dir.path().join("art");
+    std::fs::create_dir_all(&art).unwrap();
+    let outside = dir.path().join("outside.core.gz");
+    std::fs::write(&outside, b"not gzip").unwrap();
+    let manifest = serde_json::json!({
+        "schema": "corecatch.manifest.v1", "command": [], "exit_status": null,
+        "started": "2026-01-01T00:00:00Z", "ended": "2026-01-01T00:00:00Z", "host": "h",
+        "core_pattern": "core",
+        "artifacts": [{"path": "../outside.core.gz", "kind": "core.gz", "bytes": 8,
+                       "sha256": "00", "pid": 1}]
+    });
+    std::fs::write(art.join("manifest.json"), manifest.to_string()).unwrap();
+    let o = Command::new(util::bin())
+        .arg("bt")
+        .arg(&art)
+        .env("CORECATCH_CACHE", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds no stored core"),
+        "{}",
+        stderr(&o)
+    );
+}
