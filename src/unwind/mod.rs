@@ -412,22 +412,14 @@ pub fn unwind_thread(
             walk(&arch, regs, modules, stack, code, limits)
         }
         Machine::Aarch64 => walk(&aarch64::Aarch64, regs, modules, stack, code, limits),
-        Machine::Riscv32 => walk(
-            &riscv::Riscv { word: 4 },
-            regs,
-            modules,
-            stack,
-            code,
-            limits,
-        ),
-        Machine::Riscv64 => walk(
-            &riscv::Riscv { word: 8 },
-            regs,
-            modules,
-            stack,
-            code,
-            limits,
-        ),
+        Machine::Riscv32 | Machine::Riscv64 => {
+            let word = if regs.machine == Machine::Riscv64 {
+                8
+            } else {
+                4
+            };
+            walk(&riscv::Riscv { word }, regs, modules, stack, code, limits)
+        }
         Machine::Arm => walk(&arm::Arm, regs, modules, stack, code, limits),
         _ => {
             let frames = regs
