@@ -9,7 +9,7 @@ use crate::artifacts::bundle::{self, Unpacked};
 use crate::artifacts::manifest::{self, Manifest};
 use crate::artifacts::pack;
 use crate::error::chain;
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// What was opened.
@@ -238,22 +238,23 @@ fn file_sha(path: &Path) -> Result<String, String> {
 
 /// The bundle at `path` unpacked in the cache (`bundles/<sha256>`), unpacked now if it is not.
 fn unpacked_bundle(path: &Path, sha: Option<&str>, cache: &Path) -> Result<Unpacked, String> {
-    let sha = match sha {
-        Some(s) => s.to_string(),
-        None => file_sha(path)?,
+    let actual = || file_sha(path);
+    // Without the manifest's word the file's own hash is the key: computed once.
+    let (sha, checked) = match sha {
+        Some(s) => (s.to_string(), false),
+        None => (actual()?, true),
     };
     let into = cache.join("bundles").join(&sha);
-    let u = match bundle::unpacked(&into) {
-        Some(u) => u,
-        None => {
-            let actual = file_sha(path)?;
-            if actual != sha {
-                return Err(format!("its sha256 is {actual}, the manifest says {sha}"));
-            }
-            bundle::unpack(path, &into).map_err(|e| chain(&e))?
+    if let Some(u) = bundle::unpacked(&into) {
+        return Ok(u);
+    }
+    if !checked {
+        let a = actual()?;
+        if a != sha {
+            return Err(format!("its sha256 is {a}, the manifest says {sha}"));
         }
-    };
-    Ok(u)
+    }
+    bundle::unpack(path, &into).map_err(|e| chain(&e))
 }
 
 /// The files a bundle keeps in the build-id store (`--bundle-store`), downloaded into it once
@@ -317,38 +318,15 @@ fn decompressed(gz: &Path, sha: Option<&str>, cache: &Path) -> Result<PathBuf, S
     };
     std::fs::create_dir_all(&dir).map_err(err)?;
     let file = std::fs::File::open(gz).map_err(|e| format!("cannot read {}: {e}", gz.display()))?;
-    let mut hashing = Hashing {
-        inner: io::BufReader::new(file),
-        hasher: <sha2::Sha256 as sha2::Digest>::new(),
-    };
+    let mut hashing = pack::HashingReader::new(io::BufReader::new(file));
     let mut tmp = crate::artifacts::publish::temp_in(&dir, ".core").map_err(err)?;
-    let mut dec = flate2::read::MultiGzDecoder::new(&mut hashing);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    {
-        let out = tmp.as_file_mut();
-        loop {
-            let n = match dec.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("{} is damaged: {e}", gz.display())),
-            };
-            // Whole zero pages become holes, as the kernel leaves them in a core.
-            for page in buf[..n].chunks(4096) {
-                if page.iter().all(|&b| b == 0) {
-                    out.seek(io::SeekFrom::Current(page.len() as i64))
-                        .map_err(err)?;
-                } else {
-                    out.write_all(page).map_err(err)?;
-                }
-            }
-            len += n as u64;
-        }
-        out.set_len(len).map_err(err)?;
-    }
-    drop(dec);
-    let actual = crate::modules::hex(&sha2::Digest::finalize(hashing.hasher));
+    // Whole zero pages become holes, as the kernel leaves them in a core.
+    crate::source::systemd::format::copy_sparse(
+        flate2::read::MultiGzDecoder::new(&mut hashing),
+        tmp.as_file_mut(),
+    )
+    .map_err(|e| format!("{} is damaged: {}", gz.display(), chain(&e)))?;
+    let actual = hashing.sha256();
     if actual != sha {
         return Err(format!(
             "{} has sha256 {actual}, the manifest says {sha}: it is damaged or was replaced",
@@ -357,17 +335,4 @@ fn decompressed(gz: &Path, sha: Option<&str>, cache: &Path) -> Result<PathBuf, S
     }
     crate::artifacts::publish::publish(tmp, &dest).map_err(|e| err(io::Error::other(e)))?;
     Ok(dest)
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        Ok(n)
-    }
 }

@@ -18,9 +18,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::artifacts::{pack, publish, Artifact, LocalDir};
+use crate::artifacts::pack::{self, HashingReader};
+use crate::artifacts::{publish, Artifact, LocalDir};
 
 /// The `schema` of bundle.json.
 pub const SCHEMA: &str = "corecatch.bundle.v1";
@@ -327,18 +327,15 @@ pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
         header.set_mode(0o644);
         header.set_entry_type(tar::EntryType::Regular);
         // tar copies through an 8 KiB buffer: read the file in 1 MiB pieces under it.
-        let mut reader = HashingReader {
-            inner: io::BufReader::with_capacity(pack::BUF_SIZE, file).take(len),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let mut reader =
+            HashingReader::new(io::BufReader::with_capacity(pack::BUF_SIZE, file).take(len));
         tar.append_data(&mut header, &stored, &mut reader)
             .map_err(werr)?;
-        if reader.bytes != len {
+        if reader.count() != len {
             return Err(BundleError::Changed {
                 path: c.source.clone(),
                 expected: len,
-                actual: reader.bytes,
+                actual: reader.count(),
             });
         }
         files.push(BundleFile {
@@ -346,7 +343,7 @@ pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
             kind: c.kind.to_string(),
             build_id: c.build_id,
             bytes: len,
-            sha256: hex(&reader.hasher.finalize()),
+            sha256: reader.sha256(),
             stored,
             store: None,
         });
@@ -391,25 +388,6 @@ pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
         },
         manifest,
     })
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-fn hex(digest: &[u8]) -> String {
-    crate::modules::hex(digest)
 }
 
 /// A bundle unpacked on this machine.
@@ -529,14 +507,10 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
                 .open(&dest)
                 .map_err(|e| damaged(format!("{path:?} twice or unwritable: {e}")))?,
         );
-        let mut reader = HashingReader {
-            inner: &mut entry,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let mut reader = HashingReader::new(&mut entry);
         io::copy(&mut reader, &mut out).map_err(|e| damaged(e.to_string()))?;
         out.flush().map_err(uerr)?;
-        seen.push((path, reader.bytes, hex(&reader.hasher.finalize())));
+        seen.push((path, reader.count(), reader.sha256()));
     }
     let bytes = manifest_bytes.ok_or_else(|| damaged(format!("no {MANIFEST_NAME}")))?;
     let manifest: BundleManifest =

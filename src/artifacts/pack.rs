@@ -584,6 +584,43 @@ fn worker_gone() -> io::Error {
     io::Error::other("a compression worker stopped")
 }
 
+/// Hashes and counts the bytes read through it: a file copied into an archive, an artifact
+/// decompressed, each hashed on the way instead of read twice.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The SHA-256 (lowercase hex) of what was read.
+    pub fn sha256(self) -> String {
+        hex(&self.hasher.finalize())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Hashes and counts the bytes that reach the inner writer (the compressed side).
 struct HashingWriter<W> {
     inner: W,
