@@ -105,6 +105,14 @@ pub(super) fn debug(cfg: DebugConfig) -> i32 {
         argv.push("-iex".into());
         argv.push(format!("set solib-search-path {}", dirs.join(":")));
     }
+    // A core without NT_FILE (QEMU's, old kernels') names its executable only by AT_EXECFN
+    // (as it was run, maybe relative): that file, when it is here.
+    let exe = exe.or_else(|| {
+        parsed
+            .executable()
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+    });
     match &exe {
         Some(e) => argv.push(e.display().to_string()),
         None => warn("the core names no executable that is in the bundle or on this machine"),

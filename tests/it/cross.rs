@@ -203,6 +203,51 @@ fn qemu_backtrace(t: Target, src: &str, flags: &[&str], with_gdb: bool) -> Backt
     b
 }
 
+/// `corecatch debug` on a QEMU core (no NT_FILE): gdb-multiarch is chosen for the foreign
+/// architecture, the executable is found by AT_EXECFN, and its `thread apply all bt` is what
+/// gdb-multiarch shows given the files itself.
+#[test]
+fn debug_opens_a_qemu_core_in_gdb_multiarch() {
+    let t = AARCH64;
+    let c = crash_under_qemu(
+        t,
+        t.build("zoo/threads.c", &["-g", "-O0", "-static", "-pthread"]),
+    );
+    let want = gdb_bt_with("gdb-multiarch", &[], &c.exe, &c.core);
+    let o = Command::new(util::bin())
+        .arg("debug")
+        .arg(&c.core)
+        .args(["--batch", "-ex", "thread apply all bt"])
+        .env("CORECATCH_CACHE", c._dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", util::stderr(&o));
+    let got = crate::zoo::parse_gdb(&out);
+    let key = |g: &[crate::zoo::GdbThread]| -> Vec<(i32, Vec<Option<String>>)> {
+        g.iter()
+            .map(|t| (t.lwp, t.frames.iter().map(|f| f.function.clone()).collect()))
+            .collect()
+    };
+    assert_eq!(key(&got), key(&want), "{out}");
+    assert!(
+        want.iter().any(|t| t
+            .frames
+            .iter()
+            .any(|f| f.function.as_deref() == Some("crash_here"))),
+        "{out}"
+    );
+    let o = Command::new(util::bin())
+        .args(["debug", "--print-command"])
+        .arg(&c.core)
+        .env("CORECATCH_CACHE", c._dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&o.stdout);
+    assert!(line.starts_with("gdb-multiarch "), "{line}");
+    assert!(line.contains(c.exe.to_str().unwrap()), "{line}");
+}
+
 /// The names of the crashed thread's frames, `main` included, as a vector of owned names.
 fn up_to_main(b: &Backtraces) -> Vec<String> {
     let f = crashed_frames(b);
