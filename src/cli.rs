@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Wrap a command, catch the core dumps of everything it starts, print a backtrace of every
 /// thread, and store the compressed cores as CI artifacts.
 #[derive(Debug, Parser)]
-#[command(name = "corecatch", version, about, long_about = None)]
+#[command(name = "corecatch", version = env!("CORECATCH_LONG_VERSION"), about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Sub,
