@@ -25,6 +25,8 @@ use std::path::PathBuf;
 
 /// Run a subcommand and return the process exit status.
 pub fn run(command: Command) -> i32 {
+    // Before any thread starts (the S3 runtime, fetch workers): see sys::nss.
+    sys::nss::use_builtin_modules();
     match command {
         Command::Run(c) => run::run(c),
         Command::Collect(c) => collect::collect(c),

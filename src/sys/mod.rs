@@ -1,9 +1,10 @@
 //! The syscalls corecatch makes (nix is used here and nowhere else): the core-size rlimit, the
 //! kernel's core-dump settings, spawning and supervising the wrapped command, the ptrace tracer,
-//! sparse-file seeks, and whether a process exists.
+//! sparse-file seeks, whether a process exists, and the static build's name-service modules.
 
 pub mod kernel;
 pub mod lock;
+pub mod nss;
 pub mod ptrace;
 pub mod rlimit;
 pub mod sparse;
