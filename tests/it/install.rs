@@ -1,11 +1,17 @@
-//! Getting corecatch into a CI job, with the real parts: `install.sh` runs under dash and under
+//! Getting corecatch into a CI job, with the real parts. `install.sh` runs under dash and under
 //! busybox sh (with only busybox's tools) against a loopback HTTP server serving `make dist`'s
-//! directory (`CORECATCH_DIST`, else `dist/`). It installs a binary that runs, with or without a
-//! version, into the default directory or the one asked for, and puts it on PATH in a CI job;
-//! a corrupted download, a wrong or garbled checksum file, a 404, an unreachable server and an
-//! unknown `uname` each fail with a clear message and leave nothing installed.
+//! directory (`CORECATCH_DIST`, else `dist/`): it installs a binary that runs, with or without a
+//! version, into the default directory or the one asked for, and puts it on PATH in a CI job; a
+//! corrupted download, a wrong or garbled checksum file, a 404, an unreachable server and an
+//! unknown `uname` each fail with a clear message and leave nothing installed. The GitHub Action
+//! (`action.yml`) is read by PyYAML and checked for the metadata syntax's keys; then its shell
+//! steps are executed in bash as the runner would (expressions substituted, `env:` applied, the
+//! runner's variables set), on the abort demo: exit status 134, the artifacts, the JUnit file and
+//! the step summary are there; and its collect variant finds a core an earlier step left.
 
+use crate::skip_unless_kernel_cores;
 use crate::util::*;
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -591,4 +597,384 @@ fn install_script_under_busybox_sh_with_busybox_tools_only() {
         "bad-version",
     ];
     assert_failures(&sh, Some(&path), &d, &server.url, &all_but_uname);
+}
+
+/// `path` parsed by PyYAML, as JSON.
+fn yaml(path: &Path) -> serde_json::Value {
+    let py = venv_python("yaml");
+    let o = Command::new(&py)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{} is not valid YAML: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn action() -> serde_json::Value {
+    yaml(&root().join("action.yml"))
+}
+
+fn str_of<'a>(v: &'a serde_json::Value, key: &str, what: &str) -> &'a str {
+    v[key]
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| panic!("{what}: no {key} string in {v}"))
+}
+
+#[test]
+fn action_has_the_metadata_syntax_required_keys() {
+    // GitHub's metadata syntax for a composite action.
+    let a = action();
+    str_of(&a, "name", "action.yml");
+    str_of(&a, "description", "action.yml");
+    let inputs = a["inputs"].as_object().expect("inputs");
+    for want in ["run", "collect", "out", "upload", "version", "args"] {
+        let i = inputs
+            .get(want)
+            .unwrap_or_else(|| panic!("no input {want}"));
+        str_of(i, "description", want);
+    }
+    assert_eq!(
+        inputs["out"]["default"],
+        "${{ runner.temp }}/corecatch-artifacts"
+    );
+    assert_eq!(inputs["upload"]["default"], "true");
+    assert_eq!(a["runs"]["using"], "composite");
+    let steps = a["runs"]["steps"].as_array().expect("runs.steps");
+    assert!(steps.len() >= 3, "{steps:?}");
+    let mut uploads = 0;
+    for s in steps {
+        match (s.get("run"), s.get("uses")) {
+            (Some(run), None) => {
+                let run = run.as_str().expect("run is a script");
+                assert_eq!(s["shell"], "bash", "run steps need a shell: {s}");
+                // Script injection: inputs reach scripts through env, never as text.
+                assert!(
+                    !run.contains("${{"),
+                    "an expression pasted into a script: {run}"
+                );
+            }
+            (None, Some(uses)) => {
+                assert_eq!(uses, "actions/upload-artifact@v4", "{s}");
+                let cond = str_of(s, "if", "the upload step");
+                assert!(
+                    cond.starts_with("always()"),
+                    "the upload runs when the command failed too: {cond}"
+                );
+                assert_eq!(s["with"]["path"], "${{ inputs.out }}");
+                assert_eq!(s["with"]["name"], "${{ inputs.artifact-name }}");
+                uploads += 1;
+            }
+            _ => panic!("a step is either run or uses: {s}"),
+        }
+    }
+    assert_eq!(uploads, 1);
+    assert_eq!(
+        inputs["artifact-name"]["default"],
+        "corecatch-${{ github.job }}-${{ github.run_attempt }}"
+    );
+}
+
+/// `${{ expr }}` replaced from `table`; an expression the table lacks is a test failure.
+fn gh_expand(text: &str, table: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("${{") {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find("}}").expect("an unclosed expression") + at;
+        let expr = rest[at + 3..end].trim();
+        let v = table
+            .get(expr)
+            .unwrap_or_else(|| panic!("no value for the expression `{expr}` in {table:?}"));
+        out.push_str(v);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One executed shell step: its name and output.
+struct Step {
+    name: String,
+    out: Output,
+}
+
+impl Step {
+    fn describe(&self) -> String {
+        format!(
+            "step {:?}: {}\nstdout: {}\nstderr: {}",
+            self.name,
+            self.out.status,
+            String::from_utf8_lossy(&self.out.stdout),
+            String::from_utf8_lossy(&self.out.stderr)
+        )
+    }
+}
+
+/// The runner's side of one job.
+struct Runner {
+    temp: tempfile::TempDir,
+    workspace: PathBuf,
+    files: PathBuf,
+}
+
+impl Runner {
+    fn new(workspace: &Path) -> Runner {
+        let temp = tempdir();
+        let files = temp.path().join("_runner_files");
+        fs::create_dir(&files).unwrap();
+        for f in ["step_summary.md", "path", "output", "env", "bash_env"] {
+            fs::write(files.join(f), "").unwrap();
+        }
+        Runner {
+            temp,
+            workspace: workspace.to_path_buf(),
+            files,
+        }
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.files.join(name)
+    }
+}
+
+/// Run `script` as the runner runs a shell step: written to a file, `shell` on it, in the
+/// workspace, with `env` over the test's environment less its CI variables.
+fn run_step(
+    name: &str,
+    shell: &[&str],
+    script: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+) -> Step {
+    let dir = tempdir();
+    let file = dir.path().join("step.sh");
+    fs::write(&file, script).unwrap();
+    let _shared = CrashLock::shared();
+    let mut cmd = Command::new(shell[0]);
+    cmd.args(&shell[1..])
+        .arg(&file)
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    for k in [
+        "GITHUB_ACTIONS",
+        "GITHUB_PATH",
+        "GITHUB_ENV",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "CIRCLECI",
+        "BASH_ENV",
+        "CORECATCH_OUT",
+        "CORECATCH_VERSION",
+        "CORECATCH_INSTALL_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    Step {
+        name: name.to_string(),
+        out: cmd.output().unwrap(),
+    }
+}
+
+/// Execute the action's steps with `with` as its inputs, as GitHub's runner would: each `run:`
+/// step in bash, in order, until one fails; `uses:` steps are not run. Returns the run steps.
+fn run_action(with: &[(&str, String)], r: &Runner, base_url: &str) -> Vec<Step> {
+    let a = action();
+    let temp = r.temp.path().display().to_string();
+    let mut table: BTreeMap<String, String> = [
+        ("github.action_path", root().display().to_string()),
+        ("github.action_ref", "v0.1.0".to_string()),
+        (
+            "github.action_repository",
+            "corecatch/corecatch".to_string(),
+        ),
+        ("github.job", "demo".to_string()),
+        ("github.run_attempt", "1".to_string()),
+        ("github.workspace", r.workspace.display().to_string()),
+        ("runner.temp", temp.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (name, spec) in a["inputs"].as_object().unwrap() {
+        let given = with.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let v = given.unwrap_or_else(|| gh_expand(spec["default"].as_str().unwrap_or(""), &table));
+        table.insert(format!("inputs.{name}"), v);
+    }
+    for (k, _) in with {
+        assert!(table.contains_key(&format!("inputs.{k}")), "no input {k}");
+    }
+    let mut env: Vec<(String, String)> = [
+        ("CI", "true".to_string()),
+        ("GITHUB_ACTIONS", "true".to_string()),
+        ("GITHUB_WORKSPACE", r.workspace.display().to_string()),
+        ("GITHUB_ACTION_PATH", root().display().to_string()),
+        ("GITHUB_JOB", "demo".to_string()),
+        ("GITHUB_RUN_ATTEMPT", "1".to_string()),
+        ("RUNNER_TEMP", temp),
+        ("CORECATCH_BASE_URL", base_url.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, f) in [
+        ("GITHUB_STEP_SUMMARY", "step_summary.md"),
+        ("GITHUB_PATH", "path"),
+        ("GITHUB_OUTPUT", "output"),
+        ("GITHUB_ENV", "env"),
+    ] {
+        env.push((k.into(), r.file(f).display().to_string()));
+    }
+    let mut done = Vec::new();
+    for s in a["runs"]["steps"].as_array().unwrap() {
+        let Some(script) = s["run"].as_str() else {
+            continue; // uses: (the upload), checked by the schema test
+        };
+        assert!(s.get("if").is_none(), "the test does not evaluate if: {s}");
+        assert_eq!(s["shell"], "bash");
+        let mut step_env = env.clone();
+        // PATH: what earlier steps wrote to GITHUB_PATH, the latest first.
+        let mut path: Vec<String> = fs::read_to_string(r.file("path"))
+            .unwrap()
+            .lines()
+            .rev()
+            .map(str::to_string)
+            .collect();
+        path.push(std::env::var("PATH").unwrap());
+        step_env.push(("PATH".into(), path.join(":")));
+        for (k, v) in s["env"].as_object().cloned().unwrap_or_default() {
+            step_env.push((k, gh_expand(v.as_str().unwrap(), &table)));
+        }
+        let name = s["name"].as_str().unwrap_or("run").to_string();
+        let step = run_step(
+            &name,
+            &["bash", "--noprofile", "--norc", "-eo", "pipefail"],
+            &gh_expand(script, &table),
+            &step_env,
+            &r.workspace,
+        );
+        let failed = !step.out.status.success();
+        done.push(step);
+        if failed {
+            break;
+        }
+    }
+    done
+}
+
+/// A workspace with the abort demo as `demo/dump`.
+fn demo_workspace() -> tempfile::TempDir {
+    let ws = tempdir();
+    fs::create_dir(ws.path().join("demo")).unwrap();
+    fs::copy(abort_demo(), ws.path().join("demo/dump")).unwrap();
+    ws
+}
+
+/// The artifacts of one crash of the abort demo in `out`: a stored core, its reports, the
+/// manifest listing them.
+fn assert_demo_artifacts(out: &Path, context: &str) {
+    let cores = artifacts(out, ".core.gz");
+    assert_eq!(cores.len(), 1, "{}: {context}", out.display());
+    assert!(is_core_bytes(&gunzip(&cores[0])), "a core inside");
+    let listed = verified_manifest_paths(out);
+    let name = cores[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(listed.contains(&name), "{listed:?}");
+    assert!(!artifacts(out, ".json").is_empty());
+}
+
+fn is_core_bytes(b: &[u8]) -> bool {
+    b.len() >= 18 && corecatch::elf_core::looks_like_core(&b[..18])
+}
+
+fn assert_junit_crash(file: &Path, context: &str) {
+    let xml =
+        fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}; {context}", file.display()));
+    assert!(
+        xml.contains("<failure") && xml.contains("SIGABRT"),
+        "{}: {xml}",
+        file.display()
+    );
+}
+
+#[test]
+fn action_steps_run_the_abort_demo_as_the_runner_would() {
+    skip_unless_kernel_cores!();
+    let d = dist();
+    let server = Server::start(&d.dir);
+    let ws = demo_workspace();
+    let r = Runner::new(ws.path());
+    let steps = run_action(&[("run", "cd demo && ./dump".into())], &r, &server.url);
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps.len(), 2, "{all}");
+    assert!(steps[0].out.status.success(), "install: {all}");
+    let bin_dir = r.temp.path().join("corecatch-bin");
+    assert_eq!(
+        fs::read_to_string(r.file("path")).unwrap().trim(),
+        bin_dir.display().to_string(),
+        "the install step puts corecatch on PATH"
+    );
+    assert_eq!(
+        sha256_hex(&fs::read(bin_dir.join("corecatch")).unwrap()),
+        d.sha256()
+    );
+    let run = &steps[1];
+    assert_eq!(run.out.status.code(), Some(134), "{all}");
+    let out = r.temp.path().join("corecatch-artifacts");
+    assert_demo_artifacts(&out, &all);
+    assert_junit_crash(&out.join("junit.xml"), &all);
+    let summary = fs::read_to_string(r.file("step_summary.md")).unwrap();
+    assert!(
+        summary.contains("corecatch: 1 crash(es)") && summary.contains("SIGABRT"),
+        "step summary: {summary:?}"
+    );
+    let stdout = String::from_utf8_lossy(&run.out.stdout);
+    assert!(stdout.contains("::error "), "an annotation: {all}");
+
+    // A command that succeeds: status 0, nothing crashed, an empty JUnit suite.
+    let r2 = Runner::new(ws.path());
+    let steps = run_action(&[("run", "true && echo fine".into())], &r2, &server.url);
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps.len(), 2, "{all}");
+    assert_eq!(steps[1].out.status.code(), Some(0), "{all}");
+    assert!(String::from_utf8_lossy(&steps[1].out.stdout).contains("fine"));
+    // The command runs as a plain bash step does: -e stops at the first failing line.
+    let steps = run_action(&[("run", "false\necho reached".into())], &r2, &server.url);
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps[1].out.status.code(), Some(1), "{all}");
+    assert!(
+        !String::from_utf8_lossy(&steps[1].out.stdout).contains("reached"),
+        "{all}"
+    );
+}
+
+#[test]
+fn action_collect_finds_the_core_an_earlier_step_left() {
+    skip_unless_kernel_cores!();
+    let d = dist();
+    let server = Server::start(&d.dir);
+    let ws = demo_workspace();
+    crash_for_core(&ws.path().join("demo/dump"), &[], &ws.path().join("demo"));
+    let r = Runner::new(ws.path());
+    let steps = run_action(&[("collect", "true".into())], &r, &server.url);
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps.len(), 2, "{all}");
+    assert_eq!(steps[1].out.status.code(), Some(0), "{all}");
+    let out = r.temp.path().join("corecatch-artifacts");
+    assert_demo_artifacts(&out, &all);
+    assert_junit_crash(&out.join("junit.xml"), &all);
+    let summary = fs::read_to_string(r.file("step_summary.md")).unwrap();
+    assert!(summary.contains("corecatch: 1 crash(es)"), "{summary:?}");
+    assert!(
+        cores_in(&ws.path().join("demo")).is_empty(),
+        "the raw core went"
+    );
 }
