@@ -4,10 +4,11 @@
 //! version, into the default directory or the one asked for, and puts it on PATH in a CI job; a
 //! corrupted download, a wrong or garbled checksum file, a 404, an unreachable server and an
 //! unknown `uname` each fail with a clear message and leave nothing installed. The GitHub Action
-//! (`action.yml`) is read by PyYAML and checked for the metadata syntax's keys; then its shell
-//! steps are executed in bash as the runner would (expressions substituted, `env:` applied, the
-//! runner's variables set), on the abort demo: exit status 134, the artifacts, the JUnit file and
-//! the step summary are there; and its collect variant finds a core an earlier step left.
+//! (`action.yml`) and the CircleCI orb (`orb/`) are read by PyYAML and checked for their schema's
+//! keys; then their shell steps are executed in bash as the runners would (expressions and
+//! parameters substituted, `env:`/`environment:` applied, the runner's variables set), on the
+//! abort demo: exit status 134, the artifacts, the JUnit file and the step summary are there;
+//! and their collect variants find a core an earlier step left.
 
 use crate::skip_unless_kernel_cores;
 use crate::util::*;
@@ -623,11 +624,45 @@ fn action() -> serde_json::Value {
     yaml(&root().join("action.yml"))
 }
 
+/// The orb's files of one kind (`commands`, `jobs`, `examples`): name -> parsed.
+fn orb_files(kind: &str) -> BTreeMap<String, serde_json::Value> {
+    let dir = root().join("orb").join(kind);
+    let mut m = BTreeMap::new();
+    for e in fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "yml") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            m.insert(name, yaml(&p));
+        }
+    }
+    m
+}
+
 fn str_of<'a>(v: &'a serde_json::Value, key: &str, what: &str) -> &'a str {
     v[key]
         .as_str()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| panic!("{what}: no {key} string in {v}"))
+}
+
+/// Every `<< parameters.NAME >>` in `text`.
+fn parameters_used(text: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("<<") {
+        let Some(end) = rest[at..].find(">>") else {
+            break;
+        };
+        let inner = rest[at + 2..at + end].trim();
+        if let Some(name) = inner.strip_prefix("parameters.") {
+            v.push(name.trim().to_string());
+        }
+        rest = &rest[at + end + 2..];
+    }
+    v
 }
 
 #[test]
@@ -681,6 +716,113 @@ fn action_has_the_metadata_syntax_required_keys() {
     assert_eq!(
         inputs["artifact-name"]["default"],
         "corecatch-${{ github.job }}-${{ github.run_attempt }}"
+    );
+}
+
+#[test]
+fn orb_has_the_layout_and_keys_circleci_packs() {
+    // The layout `circleci orb pack` packs: @orb.yml, commands/, jobs/, examples/.
+    let orb = yaml(&root().join("orb/@orb.yml"));
+    assert_eq!(orb["version"], 2.1, "{orb}");
+    str_of(&orb, "description", "@orb.yml");
+    let commands = orb_files("commands");
+    assert_eq!(
+        commands.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["collect", "install", "run"]
+    );
+    let jobs = orb_files("jobs");
+    let examples = orb_files("examples");
+    assert!(!jobs.is_empty() && !examples.is_empty());
+    for (kind, files) in [("commands", &commands), ("jobs", &jobs)] {
+        for (name, c) in files.iter() {
+            let what = format!("orb/{kind}/{name}.yml");
+            str_of(c, "description", &what);
+            let declared = c["parameters"].as_object().cloned().unwrap_or_default();
+            for (p, spec) in &declared {
+                str_of(spec, "type", &format!("{what} parameter {p}"));
+                str_of(spec, "description", &format!("{what} parameter {p}"));
+            }
+            if kind == "jobs" {
+                assert!(c["docker"].is_array(), "{what}: an executor");
+            }
+            let steps = c["steps"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: steps"));
+            assert!(!steps.is_empty());
+            for p in parameters_used(&c.to_string()) {
+                assert!(declared.contains_key(&p), "{what} uses undeclared {p}");
+            }
+            for s in steps {
+                if let Some(run) = s.get("run").filter(|r| r.is_object()) {
+                    let cmd = str_of(run, "command", &what);
+                    assert!(
+                        parameters_used(cmd).is_empty(),
+                        "{what}: parameters reach scripts through environment: {cmd}"
+                    );
+                    if let Some(inc) = cmd.strip_prefix("<<include(") {
+                        let inc = inc.strip_suffix(")>>").expect("the whole value");
+                        assert!(root().join("orb").join(inc).is_file(), "{inc}");
+                    }
+                }
+                for store in ["store_artifacts", "store_test_results"] {
+                    if let Some(st) = s.get(store) {
+                        // CircleCI's schema: path, destination, name; no `when` (they run
+                        // whatever the earlier steps' status).
+                        for k in st.as_object().unwrap().keys() {
+                            assert!(
+                                ["path", "destination", "name"].contains(&k.as_str()),
+                                "{what}: {store} takes no {k}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for name in ["run", "collect"] {
+        let steps = commands[name]["steps"].as_array().unwrap();
+        for store in ["store_artifacts", "store_test_results"] {
+            assert!(
+                steps.iter().any(|s| s.get(store).is_some()),
+                "{name} has {store}"
+            );
+        }
+    }
+    let collect_run = &commands["collect"]["steps"][0]["run"];
+    assert_eq!(collect_run["when"], "<< parameters.when >>");
+    assert_eq!(
+        commands["collect"]["parameters"]["when"]["default"],
+        "on_fail"
+    );
+    for (p, want) in [
+        ("out", "/tmp/corecatch-artifacts"),
+        ("junit-dir", "/tmp/test-results"),
+    ] {
+        assert_eq!(commands["run"]["parameters"][p]["default"], want);
+    }
+    // The job runs the run command's script (inside the orb `run:` is the built-in step).
+    assert_eq!(
+        jobs["test"]["steps"][2]["run"]["command"],
+        commands["run"]["steps"][0]["run"]["command"]
+    );
+    for (name, e) in &examples {
+        let what = format!("orb/examples/{name}.yml");
+        str_of(e, "description", &what);
+        assert_eq!(e["usage"]["version"], 2.1, "{what}");
+        assert!(e["usage"]["orbs"]["corecatch"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("corecatch/corecatch@")));
+    }
+    let demo = examples["abort-demo"].to_string();
+    assert!(
+        demo.contains("make -C fixtures/abort dump && cd fixtures/abort && ./dump"),
+        "{demo}"
+    );
+    // The orb embeds the install script: the same bytes as install.sh.
+    let embedded = fs::read(root().join("orb/scripts/install.sh")).unwrap();
+    assert!(
+        embedded == fs::read(root().join("install.sh")).unwrap(),
+        "orb/scripts/install.sh must be a copy of install.sh (cp install.sh orb/scripts/)"
     );
 }
 
@@ -977,4 +1119,199 @@ fn action_collect_finds_the_core_an_earlier_step_left() {
         cores_in(&ws.path().join("demo")).is_empty(),
         "the raw core went"
     );
+}
+
+/// `<< parameters.x >>` from `params` (else the declared default), `<<include(f)>>` from orb/.
+fn orb_expand(text: &str, declared: &serde_json::Value, params: &[(&str, String)]) -> String {
+    let t = text.trim();
+    if let Some(inc) = t
+        .strip_prefix("<<include(")
+        .and_then(|s| s.strip_suffix(")>>"))
+    {
+        return fs::read_to_string(root().join("orb").join(inc)).unwrap();
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("<<") {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find(">>").expect("unclosed <<") + at;
+        let inner = rest[at + 2..end].trim();
+        let name = inner
+            .strip_prefix("parameters.")
+            .unwrap_or_else(|| panic!("the test substitutes parameters only: {inner}"))
+            .trim();
+        let v = match params.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => v.clone(),
+            None => match &declared[name]["default"] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => panic!("parameter {name} has no default: pass it"),
+                other => other.to_string(),
+            },
+        };
+        out.push_str(&v);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Execute the `run` steps of the orb command `name` with `params`, as CircleCI would in a job
+/// that has `failed` or not: each in `bash -eo pipefail` with `environment:`, BASH_ENV and the
+/// job's variables, skipping a step whose `when` excludes it (a failing step fails the job).
+/// Returns the steps run and the directories the store steps upload (they run in any case).
+fn run_orb_command(
+    name: &str,
+    params: &[(&str, String)],
+    r: &Runner,
+    base_url: &str,
+    mut failed: bool,
+) -> (Vec<Step>, Vec<(String, PathBuf)>) {
+    let c = &orb_files("commands")[name];
+    let declared = &c["parameters"];
+    let env: Vec<(String, String)> = [
+        ("CI", "true".to_string()),
+        ("CIRCLECI", "true".to_string()),
+        ("CIRCLE_BUILD_NUM", "42".to_string()),
+        ("CIRCLE_JOB", "demo".to_string()),
+        ("CIRCLE_NODE_INDEX", "0".to_string()),
+        ("CIRCLE_PROJECT_REPONAME", "corecatch".to_string()),
+        (
+            "CIRCLE_WORKING_DIRECTORY",
+            r.workspace.display().to_string(),
+        ),
+        ("BASH_ENV", r.file("bash_env").display().to_string()),
+        ("CORECATCH_BASE_URL", base_url.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut steps = Vec::new();
+    let mut stores = Vec::new();
+    for s in c["steps"].as_array().unwrap() {
+        for store in ["store_artifacts", "store_test_results"] {
+            if let Some(st) = s.get(store) {
+                let p = orb_expand(st["path"].as_str().unwrap(), declared, params);
+                stores.push((store.to_string(), PathBuf::from(p)));
+            }
+        }
+        let Some(run) = s.get("run") else { continue };
+        let when = run["when"]
+            .as_str()
+            .map(|w| orb_expand(w, declared, params))
+            .unwrap_or_else(|| "on_success".into());
+        let runs = match when.as_str() {
+            "always" => true,
+            "on_success" => !failed,
+            "on_fail" => failed,
+            w => panic!("when: {w}"),
+        };
+        if !runs {
+            continue;
+        }
+        let mut step_env = env.clone();
+        for (k, v) in run["environment"].as_object().cloned().unwrap_or_default() {
+            step_env.push((k, orb_expand(v.as_str().unwrap(), declared, params)));
+        }
+        let script = orb_expand(run["command"].as_str().unwrap(), declared, params);
+        let step = run_step(
+            &orb_expand(run["name"].as_str().unwrap_or("run"), declared, params),
+            &["bash", "-eo", "pipefail"],
+            &script,
+            &step_env,
+            &r.workspace,
+        );
+        // A failed step fails the job: later on_success steps are skipped, the rest run.
+        failed |= !step.out.status.success();
+        steps.push(step);
+    }
+    (steps, stores)
+}
+
+/// The orb's install command into the runner's temp dir; corecatch is on PATH through BASH_ENV.
+fn orb_install(r: &Runner, d: &Dist, url: &str) {
+    let bin = r.temp.path().join("bin");
+    let (steps, _) = run_orb_command(
+        "install",
+        &[("install-dir", bin.display().to_string())],
+        r,
+        url,
+        false,
+    );
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps.len(), 1, "{all}");
+    assert!(steps[0].out.status.success(), "{all}");
+    assert_eq!(
+        sha256_hex(&fs::read(bin.join("corecatch")).unwrap()),
+        d.sha256()
+    );
+    assert!(
+        fs::read_to_string(r.file("bash_env"))
+            .unwrap()
+            .contains(&bin.display().to_string()),
+        "BASH_ENV puts it on PATH: {all}"
+    );
+}
+
+#[test]
+fn orb_install_and_run_commands_run_the_abort_demo_as_circleci_would() {
+    skip_unless_kernel_cores!();
+    let d = dist();
+    let server = Server::start(&d.dir);
+    let ws = demo_workspace();
+    let r = Runner::new(ws.path());
+    orb_install(&r, &d, &server.url);
+    let out = r.temp.path().join("artifacts");
+    let junit = r.temp.path().join("test-results");
+    let (steps, stores) = run_orb_command(
+        "run",
+        &[
+            ("command", "cd demo && ./dump".into()),
+            ("out", out.display().to_string()),
+            ("junit-dir", junit.display().to_string()),
+        ],
+        &r,
+        &server.url,
+        false,
+    );
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps.len(), 1, "{all}");
+    assert_eq!(steps[0].out.status.code(), Some(134), "{all}");
+    assert_eq!(
+        stores,
+        [
+            ("store_artifacts".to_string(), out.clone()),
+            ("store_test_results".to_string(), junit.clone())
+        ]
+    );
+    assert_demo_artifacts(&out, &all);
+    assert_junit_crash(&junit.join("corecatch.xml"), &all);
+    let err = String::from_utf8_lossy(&steps[0].out.stderr);
+    assert!(err.contains("SIGABRT"), "the backtrace in the log: {all}");
+}
+
+#[test]
+fn orb_collect_runs_on_fail_and_finds_the_core_an_earlier_step_left() {
+    skip_unless_kernel_cores!();
+    let d = dist();
+    let server = Server::start(&d.dir);
+    let ws = demo_workspace();
+    let r = Runner::new(ws.path());
+    orb_install(&r, &d, &server.url);
+    crash_for_core(&ws.path().join("demo/dump"), &[], &ws.path().join("demo"));
+    let out = r.temp.path().join("artifacts");
+    let junit = r.temp.path().join("test-results");
+    let params = [
+        ("out", out.display().to_string()),
+        ("junit-dir", junit.display().to_string()),
+    ];
+    // The job has not failed: `when: on_fail` skips it.
+    let (steps, _) = run_orb_command("collect", &params, &r, &server.url, false);
+    assert!(steps.is_empty());
+    let (steps, stores) = run_orb_command("collect", &params, &r, &server.url, true);
+    let all: String = steps.iter().map(Step::describe).collect();
+    assert_eq!(steps.len(), 1, "{all}");
+    assert_eq!(steps[0].out.status.code(), Some(0), "{all}");
+    assert_eq!(stores.len(), 2);
+    assert_demo_artifacts(&out, &all);
+    assert_junit_crash(&junit.join("corecatch.xml"), &all);
 }
