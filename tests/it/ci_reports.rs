@@ -221,51 +221,282 @@ fn yaml_as_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+/// The shell scripts of a CI file: each `run:` string (GitHub steps, the action's `with: run:`)
+/// and the `command` of each `run:` mapping (CircleCI steps). An orb's `<<include(file)>>` is
+/// left out (install.sh has no corecatch command line).
+fn scripts(v: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
     match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k == "run" {
+                    let script = match x {
+                        Value::String(s) => Some(s.as_str()),
+                        Value::Object(m) => m.get("command").and_then(Value::as_str),
+                        _ => None,
+                    };
+                    if let Some(s) = script.filter(|s| !s.trim_start().starts_with("<<include(")) {
+                        out.push(s.to_string());
+                    }
+                }
+                scripts(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| scripts(x, out)),
         _ => {}
     }
 }
 
+/// What a variable, `${{ expression }}` or `<< parameters.x >>` stands for here: a path.
+const PLACEHOLDER: &str = "/ci/placeholder";
+
+/// A `$NAME`, `${NAME}` or `$(...)` after its `$`: consumed.
+fn skip_expansion(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.peek() {
+        Some('{') | Some('(') => {
+            let close = if chars.next() == Some('{') { '}' } else { ')' };
+            for c in chars.by_ref() {
+                if c == close {
+                    break;
+                }
+            }
+        }
+        Some(c) if !(c.is_ascii_alphanumeric() || *c == '_') => {
+            chars.next(); // $? $@ $1 ...
+        }
+        _ => {
+            while chars
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+            {
+                chars.next();
+            }
+        }
+    }
+}
+
+/// One line of shell split as the shell would, words and operators (`None` for `&&`, `||`,
+/// `;`, `|`, `&`). A quoted expansion is [`PLACEHOLDER`]; an unquoted one expands to nothing
+/// (so `$EXTRA_ARGS` alone is no word); a comment ends the line.
+fn shell_words(line: &str) -> Vec<Option<String>> {
+    let mut toks = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars().peekable();
+    let flush = |cur: &mut String, in_word: &mut bool, toks: &mut Vec<Option<String>>| {
+        if *in_word {
+            toks.push(Some(std::mem::take(cur)));
+            *in_word = false;
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => flush(&mut cur, &mut in_word, &mut toks),
+            '#' if !in_word => break,
+            '\'' => {
+                in_word = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    cur.push(c);
+                }
+            }
+            '"' => {
+                in_word = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => cur.extend(chars.next()),
+                        '$' => {
+                            skip_expansion(&mut chars);
+                            cur.push_str(PLACEHOLDER);
+                        }
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                cur.extend(chars.next());
+            }
+            '$' => skip_expansion(&mut chars),
+            ';' | '|' | '&' => {
+                flush(&mut cur, &mut in_word, &mut toks);
+                while chars.peek() == Some(&c) {
+                    chars.next();
+                }
+                toks.push(None);
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    flush(&mut cur, &mut in_word, &mut toks);
+    toks
+}
+
+/// The corecatch command lines of `script`, as argument vectors: each command whose program
+/// is `corecatch` (or a path to it), up to the next operator. CI expressions and orb
+/// parameters are placeholders; continuation lines are joined.
+fn corecatch_commands(script: &str) -> Vec<Vec<String>> {
+    let mut text = script.replace("\\\n", " ");
+    for (open, close) in [("${{", "}}"), ("<<", ">>")] {
+        while let Some(at) = text.find(open) {
+            let end = text[at..]
+                .find(close)
+                .unwrap_or_else(|| panic!("unclosed {open} in {script}"));
+            text.replace_range(at..at + end + close.len(), PLACEHOLDER);
+        }
+    }
+    let mut commands = Vec::new();
+    for line in text.lines() {
+        let toks = shell_words(line);
+        let mut at_command = true;
+        let mut i = 0;
+        while i < toks.len() {
+            match &toks[i] {
+                None => at_command = true,
+                Some(w)
+                    if at_command
+                        && ["exec", "then", "else", "do", "!", "time"].contains(&w.as_str()) => {}
+                Some(w)
+                    if at_command && Path::new(w).file_name().is_some_and(|f| f == "corecatch") =>
+                {
+                    let mut words = vec!["corecatch".to_string()];
+                    while let Some(Some(w)) = toks.get(i + 1) {
+                        words.push(w.clone());
+                        i += 1;
+                    }
+                    commands.push(words);
+                    at_command = false;
+                }
+                Some(_) => at_command = false,
+            }
+            i += 1;
+        }
+    }
+    commands
+}
+
+#[test]
+fn shell_words_split_as_the_shell_does() {
+    let w = |l: &str| -> Vec<String> {
+        shell_words(l)
+            .into_iter()
+            .map(|t| t.unwrap_or_else(|| "<op>".into()))
+            .collect()
+    };
+    assert_eq!(
+        w(r#"exec corecatch run --out "$OUT" $EXTRA -- bash -c "$CMD" # note"#),
+        [
+            "exec",
+            "corecatch",
+            "run",
+            "--out",
+            PLACEHOLDER,
+            "--",
+            "bash",
+            "-c",
+            PLACEHOLDER
+        ]
+    );
+    assert_eq!(
+        w(r#"a 'b c'&&d\ e "f\"g${H}/x" || i;j"#),
+        [
+            "a",
+            "b c",
+            "<op>",
+            "d e",
+            &format!("f\"g{PLACEHOLDER}/x"),
+            "<op>",
+            "i",
+            "<op>",
+            "j"
+        ]
+    );
+    assert_eq!(
+        corecatch_commands(
+            "cd x && ./corecatch bt \\\n  --json ${{ runner.temp }}/c | tee\necho corecatch run"
+        ),
+        [["corecatch", "bt", "--json", &format!("{PLACEHOLDER}/c")]]
+    );
+}
+
 #[test]
 fn ci_examples_are_valid_yaml_and_their_commands_parse() {
-    for (file, needles) in [
+    // (file, words its YAML must hold, fewest corecatch command lines in its scripts)
+    let mut files: Vec<(String, Vec<&str>, usize)> = vec![
         (
-            "examples/circleci/config.yml",
-            &["on_fail", "store_test_results", "store_artifacts"][..],
+            "examples/circleci/config.yml".into(),
+            vec![
+                "on_fail",
+                "store_test_results",
+                "store_artifacts",
+                "corecatch/run",
+                "install.sh",
+            ],
+            1,
         ),
-        ("examples/github/crash.yml", &["upload-artifact"][..]),
-    ] {
-        let path = root().join(file);
+        (
+            "examples/github/crash.yml".into(),
+            vec![
+                "upload-artifact",
+                "corecatch/corecatch@v",
+                "failure()",
+                "install.sh",
+            ],
+            1,
+        ),
+        ("action.yml".into(), vec!["upload-artifact", "composite"], 2),
+    ];
+    // Every file of the orb: its commands and job run corecatch; the rest need not.
+    let orb = root().join("orb");
+    let mut orb_files = Vec::new();
+    for kind in ["", "commands", "jobs", "examples", "executors"] {
+        let Ok(rd) = fs::read_dir(orb.join(kind)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "yml") {
+                orb_files.push(p.strip_prefix(root()).unwrap().display().to_string());
+            }
+        }
+    }
+    orb_files.sort();
+    assert!(orb_files.len() >= 6, "{orb_files:?}");
+    let mut orb_commands = 0;
+    for f in orb_files {
+        let min = match f.as_str() {
+            "orb/commands/run.yml" | "orb/commands/collect.yml" | "orb/jobs/test.yml" => 1,
+            _ => 0,
+        };
+        files.push((f, vec![], min));
+    }
+    for (file, needles, min) in files {
+        let path = root().join(&file);
         let doc = yaml_as_json(&path);
         let text = doc.to_string();
         for n in needles {
             assert!(text.contains(n), "{file} lacks {n}");
         }
         let mut all = Vec::new();
-        strings(&doc, &mut all);
-        let commands: Vec<String> = all
-            .iter()
-            .flat_map(|s| s.lines())
-            .filter_map(|l| {
-                // Expressions the CI expands are placeholders here.
-                let l = l.replace("${{ runner.temp }}", "/tmp/runner");
-                let at = l.find("corecatch ")?;
-                Some(l[at..].trim().to_string())
-            })
-            .collect();
-        assert!(commands.len() >= 2, "{file}: {commands:?}");
-        for c in commands {
-            let words: Vec<&str> = c.split_whitespace().collect();
-            assert!(
-                corecatch::cli::Cli::try_parse_args(&words).is_ok(),
-                "{file}: `{c}` does not parse"
-            );
+        scripts(&doc, &mut all);
+        let commands: Vec<Vec<String>> = all.iter().flat_map(|s| corecatch_commands(s)).collect();
+        assert!(commands.len() >= min, "{file}: {commands:?} in {all:?}");
+        if file.starts_with("orb/") {
+            orb_commands += commands.len();
+        }
+        for words in commands {
+            if let Err(e) = corecatch::cli::Cli::try_parse_args(&words) {
+                panic!("{file}: `{}` does not parse: {e}", words.join(" "));
+            }
         }
     }
+    assert!(orb_commands >= 3, "the orb's run, collect and job");
 }
 
 /// Run headless Chromium on `args` (the probe's flags: no sandbox as root, no background

@@ -11,6 +11,7 @@ mod cross;
 mod debuginfod;
 mod golden;
 mod hostile;
+mod install;
 mod pattern;
 mod peer_cores;
 mod run;
