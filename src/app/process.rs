@@ -47,8 +47,14 @@ pub(super) struct Done {
 pub(super) fn write_ci_reports(cfg: &ArtifactConfig, reports: &[Report]) {
     if let Some(path) = &cfg.junit {
         let mut xml = Vec::new();
-        let written =
-            crate::report::junit::write(reports, &mut xml).and_then(|_| std::fs::write(path, &xml));
+        // Its directory may not exist yet (`--junit test-results/corecatch.xml` in a job that
+        // had no crash, so nothing else made it): made here, as CI's test-results step wants it.
+        let written = crate::report::junit::write(reports, &mut xml)
+            .and_then(|_| match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+                _ => Ok(()),
+            })
+            .and_then(|_| std::fs::write(path, &xml));
         if let Err(e) = written {
             warn(format!("cannot write JUnit file {}: {e}", path.display()));
         }

@@ -143,10 +143,13 @@ fn junit_has_one_failed_case_per_crash_read_by_junitparser() {
     );
     assert!(cases.iter().any(|c| c["type"] == "SIGABRT"), "{v}");
 
-    // Nothing crashed: an empty suite, still a valid file.
-    let o = corecatch(dir.path(), &["run", "--junit", "empty.xml", "--", "true"]);
-    assert_eq!(o.status.code(), Some(0));
-    let v = parse_junit(&py, &dir.path().join("empty.xml"));
+    // Nothing crashed: an empty suite, still a valid file, in a directory nothing else made.
+    let o = corecatch(
+        dir.path(),
+        &["run", "--junit", "results/none/empty.xml", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = parse_junit(&py, &dir.path().join("results/none/empty.xml"));
     assert_eq!(
         (v["tests"].as_u64(), v["failures"].as_u64()),
         (Some(0), Some(0)),
@@ -497,6 +500,33 @@ fn ci_examples_are_valid_yaml_and_their_commands_parse() {
         }
     }
     assert!(orb_commands >= 3, "the orb's run, collect and job");
+}
+
+#[test]
+fn readme_command_lines_parse() {
+    // Every corecatch command in the README's shell blocks (`+ ` is make's echo of one).
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let mut commands = Vec::new();
+    for block in readme.split("```").skip(1).step_by(2) {
+        let (lang, body) = block.split_once('\n').unwrap_or((block, ""));
+        match lang.trim() {
+            "" | "sh" | "console" => {
+                let body: String = body
+                    .lines()
+                    .map(|l| l.strip_prefix("+ ").unwrap_or(l))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                commands.extend(corecatch_commands(&body));
+            }
+            _ => {}
+        }
+    }
+    assert!(commands.len() >= 15, "{commands:?}");
+    for words in commands {
+        if let Err(e) = corecatch::cli::Cli::try_parse_args(&words) {
+            panic!("README: `{}` does not parse: {e}", words.join(" "));
+        }
+    }
 }
 
 /// Run headless Chromium on `args` (the probe's flags: no sandbox as root, no background
