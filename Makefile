@@ -5,7 +5,9 @@ CARGO ?= cargo
 BIN := $(CURDIR)/target/release/corecatch
 DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
-.PHONY: all build demo test deps venv lint check-boundaries check-no-s3 bench bench-capture bench-s3 clean
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: all build dist demo test deps venv lint check-boundaries check-no-s3 bench bench-capture bench-s3 clean
 
 all: build
 
@@ -15,7 +17,8 @@ build:
 # System packages the tests use: gcc and g++ build the crash programs, gdb (with libc6-dbg) is
 # the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory,
 # strace is a tracer to be refused by, chromium renders the HTML report, systemd-coredump is the
-# real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte).
+# real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte);
+# busybox-static is the only shell in tests/it/dist.rs's empty root.
 # Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
 # fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
 # back as they were, so the other tests keep the machine's settings. Other architectures
@@ -42,12 +45,13 @@ deps:
 	[ -d /usr/lib/debug/.build-id ] || missing="$$missing libc6-dbg"; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	[ -x /lib/systemd/systemd-coredump ] || missing="$$missing systemd-coredump"; \
+	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
 		suid=$$(cat /proc/sys/fs/suid_dumpable); \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 busybox-static; \
 		status=$$?; \
 		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
 		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \
@@ -57,6 +61,32 @@ deps:
 
 # Python tools the tests use, in a venv of the project's own: junitparser (a real JUnit consumer),
 # PyYAML (the examples), moto's server mode (the S3-compatible store tests/it/s3.rs starts on loopback).
+# The release assets in dist/ (what a GitHub Release of tag v$(VERSION) holds; install.sh and
+# the action download them): the static binary, stripped, with its DWARF in corecatch.debug
+# (found through .gnu_debuglink), a tarball with README and licences, sha256sum files, VERSION
+# and install.sh (so releases/latest/download/install.sh is the script).
+# Static: glibc's crt-static with an explicit --target (so build scripts and proc macros stay
+# dynamic) and a non-PIE executable (no loader, no run-time relocations). The dist profile
+# (Cargo.toml) is what keeps it under 12 MB.
+DIST_TARGET := x86_64-unknown-linux-gnu
+DIST_NAME := corecatch-$(VERSION)-x86_64-linux
+DIST_BUILD := target/$(DIST_TARGET)/dist/corecatch
+DIST_STAGE := target/dist-stage
+dist:
+	RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
+		$(CARGO) build --profile dist --locked --target $(DIST_TARGET) --bin corecatch
+	rm -rf dist $(DIST_STAGE) && mkdir -p dist $(DIST_STAGE)/$(DIST_NAME)
+	objcopy --only-keep-debug --compress-debug-sections=zlib $(DIST_BUILD) dist/corecatch.debug
+	objcopy --strip-all --add-gnu-debuglink=dist/corecatch.debug $(DIST_BUILD) dist/$(DIST_NAME)
+	cp dist/$(DIST_NAME) $(DIST_STAGE)/$(DIST_NAME)/corecatch
+	cp README.md LICENSE-MIT LICENSE-APACHE $(DIST_STAGE)/$(DIST_NAME)/
+	tar -C $(DIST_STAGE) --owner=0 --group=0 --sort=name -czf dist/$(DIST_NAME).tar.gz $(DIST_NAME)
+	cd dist && sha256sum $(DIST_NAME) > $(DIST_NAME).sha256 && \
+		sha256sum $(DIST_NAME).tar.gz > $(DIST_NAME).tar.gz.sha256
+	cp install.sh dist/install.sh
+	echo $(VERSION) > dist/VERSION
+	@echo "dist/$(DIST_NAME): $$(stat -c %s dist/$(DIST_NAME)) bytes"
+
 VENV := $(CURDIR)/target/venv
 venv:
 	@$(VENV)/bin/python -c 'import junitparser, yaml, moto' 2>/dev/null && [ -x $(VENV)/bin/moto_server ] || { \
@@ -69,13 +99,14 @@ demo: build
 		echo "(./dump exited with status $$status, passed through by corecatch)"; }
 	@echo; echo "artifacts in $(DEMO_OUT):"; ls -l $(DEMO_OUT)
 
-test: deps venv build check-boundaries check-no-s3
-	$(CARGO) test --release --locked
+test: deps venv build dist check-boundaries check-no-s3
+	CORECATCH_DIST=$(CURDIR)/dist $(CARGO) test --release --locked
 
 # Peers on the same cores (gdb bt and bt full, eu-stack; an aarch64 core from QEMU against
 # eu-stack and gdb-multiarch), with ratios; bt against a baseline
 # corecatch (BASELINE=path, else commit d3d948e built once, see bench/bt.sh). Not part of `make test`.
-bench: build
+bench: build dist
+	bash bench/dist.sh
 	bash bench/bt.sh
 	bash bench/bt-aarch64.sh
 	bash bench/compress.sh
@@ -131,4 +162,4 @@ check-boundaries:
 clean:
 	$(CARGO) clean
 	$(MAKE) -C fixtures/abort clean
-	rm -rf $(DEMO_OUT)
+	rm -rf $(DEMO_OUT) dist

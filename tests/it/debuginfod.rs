@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::skip_unless_kernel_cores;
-use crate::util::{bin, compile, crash_for_core, fixture, require, tempdir, CrashLock};
+use crate::util::{bin, compile, crash_for_core, fixture, free_port, require, tempdir, CrashLock};
 
 /// The variables of elfutils' client: every run here starts without any of them.
 const VARS: [&str; 6] = [
@@ -89,15 +89,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port nothing listens on (bound, then let go).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The status of `GET path` on the loopback port, by hand (HTTP/1.0, one request).

@@ -19,46 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// One release's assets, as `make dist` writes them.
-struct Dist {
-    dir: PathBuf,
-    version: String,
-    /// `corecatch-<version>-x86_64-linux`
-    asset: String,
+trait DistSum {
+    fn sha256(&self) -> String;
 }
 
-fn dist() -> Dist {
-    let dir = std::env::var_os("CORECATCH_DIST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("dist"));
-    let version = fs::read_to_string(dir.join("VERSION"))
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}/VERSION: {e}; run `make dist` (or set CORECATCH_DIST)",
-                dir.display()
-            )
-        })
-        .trim()
-        .to_string();
-    let asset = format!("corecatch-{version}-x86_64-linux");
-    for f in [asset.clone(), format!("{asset}.sha256")] {
-        assert!(
-            dir.join(&f).is_file(),
-            "{}/{f} is missing: run `make dist`",
-            dir.display()
-        );
-    }
-    Dist {
-        dir,
-        version,
-        asset,
-    }
-}
-
-impl Dist {
-    fn binary(&self) -> PathBuf {
-        self.dir.join(&self.asset)
-    }
+impl DistSum for Dist {
     fn sha256(&self) -> String {
         sha256_hex(&fs::read(self.binary()).unwrap())
     }
@@ -106,15 +71,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The status line of `GET /` on the loopback port, when something answers.

@@ -9,6 +9,7 @@ mod capture;
 mod ci_reports;
 mod cross;
 mod debuginfod;
+mod dist;
 mod golden;
 mod hostile;
 mod install;

@@ -24,13 +24,13 @@ fn moto_bin() -> PathBuf {
 
 /// A moto server on a free loopback port, killed on drop (and with the test process, through
 /// PR_SET_PDEATHSIG, should the test die first).
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         // The venv is part of `make test`: a missing server is a broken setup, CI or not.
         let mut cmd = Command::new(require(moto_bin().to_str().unwrap()));
         let port = free_port();
@@ -57,11 +57,11 @@ impl Moto {
         panic!("moto_server did not answer on port {port}");
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn bucket(&self, name: &str) {
+    pub(crate) fn bucket(&self, name: &str) {
         let (status, _) = http(self.port, "PUT", &format!("/{name}"), b"").unwrap();
         assert_eq!(status, 200, "create bucket {name}");
     }
@@ -103,14 +103,6 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, body).

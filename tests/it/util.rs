@@ -30,6 +30,50 @@ pub fn bin() -> PathBuf {
     }
 }
 
+/// One release's assets, as `make dist` writes them: `CORECATCH_DIST` (the Makefile's `dist/`)
+/// or `<repo>/dist`. Missing, the calling test fails (`make test` runs `make dist` first).
+pub struct Dist {
+    pub dir: PathBuf,
+    pub version: String,
+    /// `corecatch-<version>-x86_64-linux`
+    pub asset: String,
+}
+
+pub fn dist() -> Dist {
+    let dir = std::env::var_os("CORECATCH_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("dist"));
+    let version = fs::read_to_string(dir.join("VERSION"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}/VERSION: {e}; run `make dist` (or set CORECATCH_DIST)",
+                dir.display()
+            )
+        })
+        .trim()
+        .to_string();
+    let asset = format!("corecatch-{version}-x86_64-linux");
+    for f in [asset.clone(), format!("{asset}.sha256")] {
+        assert!(
+            dir.join(&f).is_file(),
+            "{}/{f} is missing: run `make dist`",
+            dir.display()
+        );
+    }
+    Dist {
+        dir,
+        version,
+        asset,
+    }
+}
+
+impl Dist {
+    /// The static binary.
+    pub fn binary(&self) -> PathBuf {
+        self.dir.join(&self.asset)
+    }
+}
+
 /// A directory for build products shared by all tests of this run (built once per process).
 pub fn build_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -389,6 +433,15 @@ pub fn corecatch_locked(cwd: &Path, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
+}
+
+/// A loopback port nothing listens on now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// SHA-256 of `data`, lowercase hex (as manifest.json spells it).
