@@ -296,6 +296,14 @@ struct ArtifactArgs {
     #[arg(long, default_value_t = crate::artifacts::bundle::DEFAULT_MAX, hide_default_value = true,
         value_parser = parse_bytes, value_name = "SIZE")]
     bundle_max: u64,
+    /// How cores are compressed: gzip (every machine can gunzip them) or zstd[:LEVEL] (1-19,
+    /// default 3; faster and smaller, `zstd -d` restores them).
+    #[arg(long, default_value = "gzip", value_parser = parse_compress, value_name = "gzip|zstd[:LEVEL]")]
+    compress: crate::artifacts::pack::Codec,
+    /// Store a compressed core bigger than SIZE as parts <name>.000, .001, … of at most SIZE,
+    /// each a valid file of its own [default: 3000MiB when CIRCLECI=true, else no limit].
+    #[arg(long, value_parser = parse_part_size, value_name = "SIZE")]
+    max_artifact_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -374,8 +382,44 @@ impl ArtifactArgs {
             upload: self.to.map(|t| self.upload.into_config(t)),
             bundle: self.bundle.into(),
             bundle_max: self.bundle_max,
+            store: crate::artifacts::pack::StoreOptions {
+                codec: self.compress,
+                // CircleCI keeps no artifact file over 3 GB.
+                max_part: self.max_artifact_size.or_else(|| {
+                    (std::env::var("CIRCLECI").as_deref() == Ok("true"))
+                        .then_some(CIRCLECI_MAX_ARTIFACT)
+                }),
+            },
         }
     }
+}
+
+/// `--max-artifact-size`'s default under CircleCI (`CIRCLECI=true`).
+const CIRCLECI_MAX_ARTIFACT: u64 = 3000 << 20;
+
+/// `gzip`, `zstd` or `zstd:LEVEL` (1 to 19).
+fn parse_compress(s: &str) -> Result<crate::artifacts::pack::Codec, String> {
+    use crate::artifacts::pack::Codec;
+    match s.split_once(':') {
+        None if s == "gzip" => Ok(Codec::Gzip),
+        None if s == "zstd" => Ok(Codec::Zstd {
+            level: Codec::ZSTD_DEFAULT_LEVEL,
+        }),
+        Some(("zstd", level)) => match level.parse::<i32>() {
+            Ok(level @ 1..=19) => Ok(Codec::Zstd { level }),
+            _ => Err(format!("{level:?} is not a zstd level (1 to 19)")),
+        },
+        _ => Err(format!("{s:?}: expected gzip, zstd or zstd:LEVEL")),
+    }
+}
+
+/// A `--max-artifact-size`: a size of at least [`MIN_PART_SIZE`](crate::artifacts::pack::MIN_PART_SIZE).
+fn parse_part_size(s: &str) -> Result<u64, String> {
+    let n = parse_bytes(s)?;
+    if n < crate::artifacts::pack::MIN_PART_SIZE {
+        return Err(format!("{s:?} is below the smallest part size, 1MiB"));
+    }
+    Ok(n)
 }
 
 impl Cli {

@@ -71,6 +71,8 @@ pub struct ArtifactConfig {
     /// `--bundle-store s3://…`: the build-id store the bundle's files go to (with `--to`'s
     /// connection options).
     pub bundle_store: Option<UploadConfig>,
+    /// `--compress`, `--max-artifact-size`: how cores are stored.
+    pub store: crate::artifacts::pack::StoreOptions,
 }
 
 /// Where GitHub Actions output goes.

@@ -48,8 +48,106 @@ fn plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
-fn is_gz(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "gz")
+/// A stored core as `bt` and `debug` read it: its files in order (the one file, or its parts
+/// `.000`, `.001`, …), its codec, and the manifest's SHA-256 of the whole stored stream.
+struct Stored {
+    /// The stored core's name (what reports show): the file, or the parts' common name.
+    name: PathBuf,
+    files: Vec<PathBuf>,
+    codec: pack::Codec,
+    sha256: Option<String>,
+}
+
+/// How a file name says it holds a stored core: `<x>.core.gz` or `<x>.core.zst`, whole or as
+/// part `NNN` (`<x>.core.gz.000`): (the stored core's name, its codec, the part's number).
+fn stored_name(name: &str) -> Option<(&str, pack::Codec, Option<usize>)> {
+    let (whole, part) = match name.rsplit_once('.') {
+        Some((w, n)) if n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (w, n.parse().ok())
+        }
+        _ => (name, None),
+    };
+    let codec = if whole.ends_with(".core.gz") {
+        pack::Codec::Gzip
+    } else if whole.ends_with(".core.zst") {
+        pack::Codec::Zstd {
+            level: pack::Codec::ZSTD_DEFAULT_LEVEL,
+        }
+    } else {
+        return None;
+    };
+    Some((whole, codec, part))
+}
+
+/// The stored cores among the file `names` of `dir` (a listing, no manifest): whole files, and
+/// parts grouped under their common name in order, a group only when its parts run from 000
+/// without a gap.
+fn stored_in(dir: &Path, names: &[String]) -> Vec<Stored> {
+    // Per stored name: its codec and its files (part number, name; a whole file is usize::MAX).
+    type Files<'a> = (pack::Codec, Vec<(usize, &'a str)>);
+    let mut by_name: std::collections::BTreeMap<&str, Files<'_>> = Default::default();
+    for n in names {
+        if let Some((whole, codec, part)) = stored_name(n) {
+            let e = by_name.entry(whole).or_insert((codec, Vec::new()));
+            e.1.push((part.unwrap_or(usize::MAX), n.as_str()));
+        }
+    }
+    let mut out = Vec::new();
+    for (whole, (codec, mut files)) in by_name {
+        files.sort();
+        let whole_file = files.iter().find(|(i, _)| *i == usize::MAX);
+        let files: Vec<&str> = match whole_file {
+            Some((_, n)) => vec![n],
+            None if files.iter().enumerate().all(|(k, (i, _))| k == *i) => {
+                files.iter().map(|(_, n)| *n).collect()
+            }
+            None => continue,
+        };
+        out.push(Stored {
+            name: dir.join(whole),
+            files: files.iter().map(|n| dir.join(n)).collect(),
+            codec,
+            sha256: None,
+        });
+    }
+    out
+}
+
+/// The stored cores a manifest lists, each with its parts in the order recorded.
+fn stored_listed(dir: &Path, entries: &[&manifest::ManifestEntry]) -> Vec<Stored> {
+    let mut out: Vec<(Stored, Vec<(usize, PathBuf)>)> = Vec::new();
+    for e in entries.iter().filter(|e| manifest::kind::is_core(&e.kind)) {
+        let (name, index, sha) = match &e.core {
+            Some(c) if plain_name(&c.name) => (c.name.clone(), c.index, c.sha256.clone()),
+            _ => (e.path.clone(), 0, e.sha256.clone()),
+        };
+        let codec = stored_name(&name)
+            .map(|(_, c, _)| c)
+            .unwrap_or(pack::Codec::Gzip);
+        let at = match out.iter().position(|(s, _)| s.name == dir.join(&name)) {
+            Some(at) => at,
+            None => {
+                out.push((
+                    Stored {
+                        name: dir.join(&name),
+                        files: Vec::new(),
+                        codec,
+                        sha256: Some(sha),
+                    },
+                    Vec::new(),
+                ));
+                out.len() - 1
+            }
+        };
+        out[at].1.push((index, dir.join(&e.path)));
+    }
+    out.into_iter()
+        .map(|(mut s, mut files)| {
+            files.sort();
+            s.files = files.into_iter().map(|(_, p)| p).collect();
+            s
+        })
+        .collect()
 }
 
 /// [`open`], its notes and any error said on stderr: what `bt` and `debug` start with.
@@ -116,13 +214,14 @@ pub(super) fn prefetch_bundles(
 fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<Opened, String> {
     let meta =
         std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
-    let (dir, gz): (Option<&Path>, Vec<PathBuf>) = if meta.is_dir() {
-        (Some(target), Vec::new())
-    } else if is_gz(target) && meta.is_file() {
-        (
-            target.parent().filter(|p| !p.as_os_str().is_empty()),
-            vec![target.to_path_buf()],
-        )
+    let given = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir: Option<&Path> = if meta.is_dir() {
+        Some(target)
+    } else if stored_name(&given).is_some() && meta.is_file() {
+        target.parent().filter(|p| !p.as_os_str().is_empty())
     } else {
         return Ok(Opened {
             cores: vec![(target.to_path_buf(), target.to_path_buf())],
@@ -148,41 +247,34 @@ fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<
             .find(|e| e.path == name)
             .map(|e| e.sha256.clone())
     };
-    let mut gz = gz;
-    if meta.is_dir() {
-        gz = if listed.is_some() {
-            entries
-                .iter()
-                .filter(|e| e.kind == manifest::kind::CORE_GZ)
-                .map(|e| dir.join(&e.path))
-                .collect()
-        } else {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.to_string_lossy().ends_with(".core.gz"))
-                .collect();
-            v.sort();
-            v
-        };
-        if gz.is_empty() {
-            return Err(format!(
-                "{} holds no stored core (*.core.gz)",
-                dir.display()
-            ));
+    let mut stored = if listed.is_some() {
+        stored_listed(dir, &entries)
+    } else {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        stored_in(dir, &names)
+    };
+    if !meta.is_dir() {
+        // The one core the file given is (part of).
+        let (whole, _, _) = stored_name(&given).unwrap_or_default();
+        stored.retain(|s| s.name == dir.join(whole));
+        if stored.is_empty() {
+            stored = stored_in(dir, std::slice::from_ref(&given));
         }
+    }
+    if stored.is_empty() {
+        return Err(format!(
+            "{} holds no stored core (*.core.gz, *.core.zst)",
+            if meta.is_dir() { target } else { dir }.display()
+        ));
     }
     let cache = cache_root();
     let mut cores = Vec::new();
-    for g in &gz {
-        let name = g
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        cores.push((
-            decompressed(g, sha_of(&name).as_deref(), &cache)?,
-            g.clone(),
-        ));
+    for s in &stored {
+        cores.push((decompressed(s, &cache)?, s.name.clone()));
     }
     let mut bundles = Vec::new();
     let mut notes = Vec::new();
@@ -297,42 +389,65 @@ fn fetch_referenced(u: &Unpacked, conn: &crate::remote::target::Connection) -> R
     }
 }
 
-/// The raw core of the stored core `gz`, decompressed in the cache (`cores/<sha256>.core`,
-/// holes kept sparse) if it is not there yet; `sha`: the manifest's sha256 of `gz`.
-fn decompressed(gz: &Path, sha: Option<&str>, cache: &Path) -> Result<PathBuf, String> {
-    let sha = match sha {
-        Some(s) => s.to_string(),
-        None => file_sha(gz)?,
+/// The raw core of a stored core, decompressed in the cache (`cores/<sha256>.core`, holes
+/// kept sparse) if it is not there yet; the key is the manifest's SHA-256 of the whole stored
+/// stream (else its own, computed), checked again as it is read.
+fn decompressed(stored: &Stored, cache: &Path) -> Result<PathBuf, String> {
+    let shown = stored.name.display();
+    let sha = match &stored.sha256 {
+        Some(s) => s.clone(),
+        None => joined_sha(&stored.files)?,
     };
     let dir = cache.join("cores");
     let dest = dir.join(format!("{sha}.core"));
     if dest.is_file() {
         return Ok(dest);
     }
-    let err = |e: io::Error| {
-        format!(
-            "cannot decompress {} into {}: {e}",
-            gz.display(),
-            dir.display()
-        )
-    };
+    let err = |e: io::Error| format!("cannot decompress {shown} into {}: {e}", dir.display());
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let file = std::fs::File::open(gz).map_err(|e| format!("cannot read {}: {e}", gz.display()))?;
-    let mut hashing = pack::HashingReader::new(io::BufReader::new(file));
+    let mut hashing = pack::HashingReader::new(io::BufReader::new(joined(&stored.files)?));
     let mut tmp = crate::artifacts::publish::temp_in(&dir, ".core").map_err(err)?;
+    let damaged = |e: &dyn std::error::Error| format!("{shown} is damaged: {}", chain(e));
     // Whole zero pages become holes, as the kernel leaves them in a core.
-    crate::source::systemd::format::copy_sparse(
-        flate2::read::MultiGzDecoder::new(&mut hashing),
-        tmp.as_file_mut(),
-    )
-    .map_err(|e| format!("{} is damaged: {}", gz.display(), chain(&e)))?;
+    match stored.codec {
+        pack::Codec::Gzip => crate::source::systemd::format::copy_sparse(
+            flate2::read::MultiGzDecoder::new(&mut hashing),
+            tmp.as_file_mut(),
+        )
+        .map_err(|e| damaged(&e))?,
+        pack::Codec::Zstd { .. } => {
+            let decoder =
+                zstd::stream::read::Decoder::new(&mut hashing).map_err(|e| damaged(&e))?;
+            crate::source::systemd::format::copy_sparse(decoder, tmp.as_file_mut())
+                .map_err(|e| damaged(&e))?
+        }
+    };
+    // The decoder may stop at the end of the last frame before reading the file's end.
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| damaged(&e))?;
     let actual = hashing.sha256();
     if actual != sha {
         return Err(format!(
-            "{} has sha256 {actual}, the manifest says {sha}: it is damaged or was replaced",
-            gz.display()
+            "{shown} has sha256 {actual}, the manifest says {sha}: it is damaged or was replaced"
         ));
     }
     crate::artifacts::publish::publish(tmp, &dest).map_err(|e| err(io::Error::other(e)))?;
     Ok(dest)
+}
+
+/// The files of a stored core, read one after the other.
+fn joined(files: &[PathBuf]) -> Result<Box<dyn io::Read>, String> {
+    let mut r: Box<dyn io::Read> = Box::new(io::empty());
+    for f in files {
+        let file =
+            std::fs::File::open(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        r = Box::new(io::Read::chain(r, file));
+    }
+    Ok(r)
+}
+
+/// SHA-256 of the files concatenated.
+fn joined_sha(files: &[PathBuf]) -> Result<String, String> {
+    let mut h = pack::HashingReader::new(joined(files)?);
+    io::copy(&mut h, &mut io::sink()).map_err(|e| format!("cannot read a stored core: {e}"))?;
+    Ok(h.sha256())
 }

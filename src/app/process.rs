@@ -5,6 +5,7 @@
 //! the summary on stderr, and the reports CI systems display (JUnit, GitHub).
 
 use crate::artifacts::manifest::{self, Manifest, ManifestEntry};
+use crate::artifacts::pack::Codec;
 use crate::artifacts::LocalDir;
 use crate::backtrace::Locals;
 use crate::config::ArtifactConfig;
@@ -164,11 +165,25 @@ fn write_html(
             .collect();
         sources.insert(file, (first, lines));
     }
+    let cores_of = |stem: &str| -> Vec<&str> {
+        manifest
+            .artifacts
+            .iter()
+            .filter(|e| manifest::kind::is_core(&e.kind))
+            .filter(|e| {
+                e.path
+                    .strip_prefix(stem)
+                    .is_some_and(|r| r.starts_with(".core."))
+            })
+            .map(|e| e.path.as_str())
+            .collect()
+    };
     let entries: Vec<html::Entry<'_>> = crashes
         .iter()
         .map(|(report, stem)| html::Entry {
             report,
             stem: *stem,
+            cores: stem.map(cores_of).unwrap_or_default(),
         })
         .collect();
     let mut page = Vec::new();
@@ -198,6 +213,7 @@ pub(super) fn process_cores(
         warn(format!("cannot handle SIGTERM, SIGINT and SIGHUP: {e}"));
     }
     let mut summaries = Vec::new();
+    let mut stored_parts = std::collections::HashMap::new();
     let mut entries = Vec::new();
     let mut dir: Option<LocalDir> = None;
     // Cores left as they are because of a stop request: the one being packed, then the rest.
@@ -255,9 +271,14 @@ pub(super) fn process_cores(
                 }
             },
         };
-        match store_core(d, path, &report, cfg.keep_cores, cfg.quiet) {
+        match store_core(d, path, &report, cfg) {
             Ok((stem, mut new_entries)) => {
                 done.stored += 1;
+                let parts = new_entries
+                    .iter()
+                    .filter(|e| manifest::kind::is_core(&e.kind))
+                    .count();
+                stored_parts.insert(stem.clone(), parts);
                 entries.append(&mut new_entries);
                 summaries.push((report, Some(stem)));
             }
@@ -307,8 +328,15 @@ pub(super) fn process_cores(
         }
     }
     for (report, stem) in &summaries {
-        let gz = stem.as_ref().map(|s| cfg.out.join(format!("{s}.core.gz")));
-        print_report_to_stderr(report, cfg.quiet, gz.as_deref());
+        let stored = stem.as_ref().map(|s| {
+            let parts = stored_parts.get(s).copied().unwrap_or(1);
+            let core = match parts {
+                1 => format!("core.{}", cfg.store.codec.suffix()),
+                n => format!("core.{}.000-{:03}", cfg.store.codec.suffix(), n - 1),
+            };
+            format!("{}.{{{core},json,txt}}", cfg.out.join(s).display())
+        });
+        print_report_to_stderr(report, cfg.quiet, stored.as_deref());
     }
     if done.interrupted {
         let by = sys::stop::signal()
@@ -331,17 +359,14 @@ pub(super) fn process_cores(
     done
 }
 
-fn print_report_to_stderr(report: &Report, quiet: bool, gz: Option<&Path>) {
+/// `stored`: where its files went (`out/core.1.x.{core.gz,json,txt}`).
+fn print_report_to_stderr(report: &Report, quiet: bool, stored: Option<&str>) {
     if quiet {
         return;
     }
-    let stored = gz.map(|p| {
-        let s = p.display().to_string();
-        format!("{}.{{core.gz,json,txt}}", s.trim_end_matches(".core.gz"))
-    });
     // Stderr is unbuffered: one write per line would be thousands of writes for a deep stack.
     let mut err = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr().lock());
-    let _ = text::write_summary(report, &mut err, stored.as_deref()).and_then(|_| err.flush());
+    let _ = text::write_summary(report, &mut err, stored).and_then(|_| err.flush());
 }
 
 /// The report of one core: what its notes say, then every thread unwound and symbolized, within
@@ -389,9 +414,9 @@ fn store_core(
     dir: &LocalDir,
     core_path: &Path,
     report: &Report,
-    keep: bool,
-    quiet: bool,
+    cfg: &ArtifactConfig,
 ) -> Result<(String, Vec<ManifestEntry>), StoreError> {
+    let (keep, quiet, store) = (cfg.keep_cores, cfg.quiet, &cfg.store);
     let stem = dir
         .unique_stem(&crate::artifacts::safe_stem(
             report.process.pid.unwrap_or(0),
@@ -416,7 +441,8 @@ fn store_core(
     let mut progress = crate::progress::Progress::start(&format!("compressing {stem}"), quiet);
     let packed = crate::artifacts::pack::compress_with_progress(
         core_path,
-        &dir.path_of(&format!("{stem}.core.gz")),
+        &dir.path_of(&format!("{stem}.core.{}", store.codec.suffix())),
+        store,
         &mut |done, total| progress.update(done, total),
         &sys::stop::requested,
     );
@@ -437,8 +463,20 @@ fn store_core(
         }
         Err(e) => return Err(chain(&e).into()),
     };
-    let a = dir.register_packed(&packed).map_err(|e| chain(&e))?;
-    entries.push(ManifestEntry::new(&a, manifest::kind::CORE_GZ, pid));
+    let kind = match packed.codec {
+        Codec::Gzip => manifest::kind::CORE_GZ,
+        Codec::Zstd { .. } => manifest::kind::CORE_ZST,
+    };
+    for (i, a) in dir
+        .register_packed(&packed)
+        .map_err(|e| chain(&e))?
+        .iter()
+        .enumerate()
+    {
+        let mut e = ManifestEntry::new(a, kind, pid);
+        e.core = Some(manifest::StoredCore::of(&packed, i));
+        entries.push(e);
+    }
     if !keep {
         if let Err(e) = crate::artifacts::pack::remove_original(core_path, &packed) {
             warn(chain(&e));

@@ -120,20 +120,28 @@ impl LocalDir {
         write_atomic_in(&self.root, name, bytes)
     }
 
-    /// The [`Artifact`] for a `.gz` that [`pack::compress`] wrote into this directory, from the
-    /// sizes and hashes computed while packing (the file is only stat'ed, not re-read).
-    pub fn register_packed(&self, packed: &Packed) -> Result<Artifact, DirError> {
+    /// The [`Artifact`]s of a core [`pack::compress`] stored in this directory, one per file
+    /// (the whole, or its parts in order), from the sizes and hashes computed while packing
+    /// (the files are only stat'ed, not re-read).
+    pub fn register_packed(&self, packed: &Packed) -> Result<Vec<Artifact>, DirError> {
+        packed
+            .parts
+            .iter()
+            .map(|part| self.register_file(&part.path, part.bytes, &part.sha256))
+            .collect()
+    }
+
+    fn register_file(&self, path: &Path, bytes: u64, sha256: &str) -> Result<Artifact, DirError> {
         let outside = || DirError::Outside {
-            path: packed.path.clone(),
+            path: path.to_path_buf(),
             dir: self.root.clone(),
         };
-        let name = packed
-            .path
+        let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(outside)?;
         let same_dir = match (
-            publish::parent_dir(&packed.path).canonicalize(),
+            publish::parent_dir(path).canonicalize(),
             self.root.canonicalize(),
         ) {
             (Ok(a), Ok(b)) => a == b,
@@ -142,21 +150,21 @@ impl LocalDir {
         if !same_dir || check_name(name).is_err() {
             return Err(outside());
         }
-        let meta = std::fs::metadata(&packed.path).map_err(|source| DirError::Stat {
-            path: packed.path.clone(),
+        let meta = std::fs::metadata(path).map_err(|source| DirError::Stat {
+            path: path.to_path_buf(),
             source,
         })?;
-        if meta.len() != packed.bytes {
+        if meta.len() != bytes {
             return Err(DirError::SizeMismatch {
-                path: packed.path.clone(),
-                expected: packed.bytes,
+                path: path.to_path_buf(),
+                expected: bytes,
                 actual: meta.len(),
             });
         }
         Ok(Artifact {
             name: name.to_string(),
-            bytes: packed.bytes,
-            sha256: packed.sha256.clone(),
+            bytes,
+            sha256: sha256.to_string(),
         })
     }
 }
@@ -289,7 +297,7 @@ mod tests {
         let src = t.path().join("core");
         std::fs::write(&src, b"core contents ".repeat(100)).unwrap();
         let packed = pack::compress(&src, &sink.path_of("core.9.x.core.gz")).unwrap();
-        let a = sink.register_packed(&packed).unwrap();
+        let a = sink.register_packed(&packed).unwrap().remove(0);
         assert_eq!(a.name, "core.9.x.core.gz");
         assert_eq!(
             (a.bytes, a.sha256.clone()),

@@ -29,6 +29,12 @@ pub const FILE_NAME: &str = "manifest.json";
 /// Values of [`ManifestEntry::kind`]; also the suffix after the stem in artifact file names.
 pub mod kind {
     pub const CORE_GZ: &str = "core.gz";
+    pub const CORE_ZST: &str = "core.zst";
+
+    /// Whether entries of this kind are (parts of) stored cores.
+    pub fn is_core(kind: &str) -> bool {
+        kind == CORE_GZ || kind == CORE_ZST
+    }
     pub const REPORT_JSON: &str = "report.json";
     pub const REPORT_TXT: &str = "report.txt";
     /// The run's debug bundle (`bundle.tar.gz`, see [`crate::artifacts::bundle`]).
@@ -68,6 +74,48 @@ pub struct ManifestEntry {
     /// The object key once uploaded (`corecatch upload`, `--to s3://…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// On a stored core's files: the whole it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<StoredCore>,
+}
+
+/// A stored core as a whole, recorded on each of its files: a split core's parts are listed
+/// in order (`index` of `parts`), and the whole stream and the core it restores are described.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCore {
+    /// The stored core's name: the file itself when whole, else the name its parts add
+    /// `.000`, `.001`, … to.
+    pub name: String,
+    /// `gzip` or `zstd`.
+    pub compression: String,
+    pub index: usize,
+    pub parts: usize,
+    /// Size and SHA-256 of the whole stored stream (the parts concatenated).
+    pub bytes: u64,
+    pub sha256: String,
+    /// Size and SHA-256 of the core it decompresses to.
+    pub core_bytes: u64,
+    pub core_sha256: String,
+}
+
+impl StoredCore {
+    /// The record of `packed`'s part `index`.
+    pub fn of(packed: &crate::artifacts::pack::Packed, index: usize) -> StoredCore {
+        StoredCore {
+            name: packed
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            compression: packed.codec.name().to_string(),
+            index,
+            parts: packed.parts.len(),
+            bytes: packed.bytes,
+            sha256: packed.sha256.clone(),
+            core_bytes: packed.original_bytes,
+            core_sha256: packed.original_sha256.clone(),
+        }
+    }
 }
 
 impl ManifestEntry {
@@ -79,6 +127,7 @@ impl ManifestEntry {
             sha256: artifact.sha256.clone(),
             pid,
             key: None,
+            core: None,
         }
     }
 }
@@ -388,7 +437,7 @@ mod tests {
             .unique_stem(&crate::artifacts::safe_stem(10, "/bin/app"))
             .unwrap();
         let packed = pack::compress(&src, &sink.path_of(&format!("{stem}.core.gz"))).unwrap();
-        let core = sink.register_packed(&packed).unwrap();
+        let core = sink.register_packed(&packed).unwrap().remove(0);
         let report = sink
             .write_atomic(&format!("{stem}.report.txt"), b"SIGSEGV\n")
             .unwrap();
@@ -468,6 +517,7 @@ mod tests {
             sha256: "0".repeat(64),
             pid: None,
             key: None,
+            core: None,
         }
     }
 

@@ -17,6 +17,8 @@ use std::io::{self, Write};
 pub struct Entry<'a> {
     pub report: &'a Report,
     pub stem: Option<&'a str>,
+    /// The stored core's files (`<stem>.core.gz`, or its parts), linked before the reports.
+    pub cores: Vec<&'a str>,
 }
 
 /// Source lines around frames: file path -> (first line number, lines).
@@ -74,10 +76,14 @@ pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io:
         }
         match e.stem {
             Some(stem) => {
-                let links: Vec<String> = ["core.gz", "json", "txt"]
+                let names = e
+                    .cores
                     .iter()
-                    .map(|ext| {
-                        let href = esc(&format!("{stem}.{ext}"));
+                    .map(|c| c.to_string())
+                    .chain(["json", "txt"].iter().map(|ext| format!("{stem}.{ext}")));
+                let links: Vec<String> = names
+                    .map(|name| {
+                        let href = esc(&name);
                         format!("<a href=\"{href}\">{href}</a>")
                     })
                     .collect();
@@ -228,6 +234,7 @@ mod tests {
         let entries = [Entry {
             report: &report,
             stem: Some("core.1.x"),
+            cores: vec!["core.1.x.core.gz"],
         }];
         write(&entries, sources, &mut out).unwrap();
         String::from_utf8(out).unwrap()

@@ -269,6 +269,79 @@ fn run_uploads_a_crash_and_fetch_brings_it_back() {
     assert!(text(&o).contains("already complete"), "{}", text(&o));
 }
 
+/// A core stored in parts (`--max-artifact-size`) goes up part by part and comes back whole:
+/// every part fetched and checked against the manifest, and `bt` on the fetched directory
+/// prints the frames of the report made at the crash.
+#[test]
+fn a_split_core_uploaded_and_fetched_is_read_by_bt() {
+    skip_unless_kernel_cores!();
+    let moto = Moto::start();
+    moto.bucket("ci-artifacts");
+    let dir = tempdir();
+    let noise = crate::store::noise_prog();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &[
+            "run",
+            "--out",
+            "out",
+            "--bundle",
+            "never",
+            "--max-artifact-size",
+            "1MiB",
+            "--to",
+            "s3://ci-artifacts/split/7",
+            "--",
+            noise.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(134), "{}", text(&o));
+    let out = dir.path().join("out");
+    let parts: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".core.gz.0"))
+        .collect();
+    assert!(parts.len() >= 4, "{parts:?}");
+    let keys: Vec<String> = listing(&moto, "ci-artifacts", "split/7/")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for p in &parts {
+        assert!(
+            keys.contains(&format!("split/7/{p}")),
+            "{p} not in {keys:?}"
+        );
+    }
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://ci-artifacts/split/7", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_tree(&out, &dir.path().join("back"));
+    let bt = corecatch_s3(dir.path(), &moto.url(), &["bt", "back"]);
+    assert_eq!(bt.status.code(), Some(0), "{}", text(&bt));
+    let frames = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    let txt = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "txt"))
+        .unwrap();
+    let shown = frames(&String::from_utf8_lossy(&bt.stdout));
+    assert!(
+        shown.iter().any(|f| f.contains("in main () at ")),
+        "{shown:?}"
+    );
+    assert_eq!(shown, frames(&fs::read_to_string(txt).unwrap()));
+}
+
 /// The debug bundle's round trip: a program and its own library crash under `run --to`, the
 /// build directory is deleted, the artifacts are fetched into a new directory, and `debug`
 /// and `bt` there print what gdb printed on the original files.
