@@ -135,7 +135,7 @@ lint:
 #   4 unwind symbolize  5 backtrace  6 report artifacts  7 source remote  8 config  9 cli app
 # The pure modules (parsers, the unwinder, renderers, the capture choice) touch neither the
 # file system nor processes nor sys. clap stays in cli.rs, nix in sys/, tokio and the
-# AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs and remote/debuginfod.rs.
+# AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs, remote/debuginfod.rs and remote/http.rs.
 LAYERS := error:1 escape:0 exit_code:0 progress:0 sys:1 core_pattern:2 elf_core:2 modules:3 link_map:3 \
 	unwind:4 symbolize:4 backtrace:5 report:6 artifacts:6 source:7 remote:7 config:8 cli:9 app:9
 PURE := src/core_pattern.rs src/elf_core src/modules.rs src/link_map.rs src/unwind src/report \
@@ -157,7 +157,7 @@ check-boundaries:
 	@! grep -rnE '\bclap::' src --include=*.rs | grep -v '^src/cli.rs' || { echo "clap outside src/cli.rs"; exit 1; }
 	@! grep -rnE '\bnix::' src --include=*.rs | grep -v '^src/sys/' || { echo "nix outside src/sys/"; exit 1; }
 	@! grep -rnE '\b(tokio|aws_[a-z_]+)::' src --include=*.rs | grep -v '^src/remote/s3.rs' || { echo "tokio/aws outside src/remote/s3.rs"; exit 1; }
-	@! grep -rnE '\bureq::' src --include=*.rs | grep -vE '^src/remote/(fetch/circleci|debuginfod)\.rs' || { echo "ureq outside src/remote/fetch/circleci.rs and src/remote/debuginfod.rs"; exit 1; }
+	@! grep -rnE '\bureq::' src --include=*.rs | grep -vE '^src/remote/(fetch/circleci|debuginfod|http)\.rs' || { echo "ureq outside src/remote/fetch/circleci.rs, src/remote/debuginfod.rs and src/remote/http.rs"; exit 1; }
 
 clean:
 	$(CARGO) clean

@@ -215,7 +215,7 @@ pub fn from_env() -> Option<Arc<dyn Fetcher>> {
 
 impl Client {
     pub fn new(config: Config) -> Client {
-        let agent = ureq::Agent::config_builder()
+        let agent = super::http::config_builder()
             .http_status_as_error(true)
             .user_agent(concat!("corecatch/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -3,11 +3,14 @@
 //! that sees tokio and the AWS SDK) and bringing a build's artifacts back ([`fetch`]: from S3 or
 //! a CircleCI build). The plain types and name checks both directions share are in [`target`].
 //! Symbol servers: [`debuginfod_from_env`] (`debuginfod.rs`, cargo feature `debuginfod`) gives
-//! the backtrace its [`crate::backtrace::Fetcher`] when `DEBUGINFOD_URLS` is set.
+//! the backtrace its [`crate::backtrace::Fetcher`] when `DEBUGINFOD_URLS` is set. Both HTTP clients
+//! (CircleCI, debuginfod) take their TLS roots from `http`: the system's store, else bundled.
 
 #[cfg(feature = "debuginfod")]
 pub mod debuginfod;
 pub mod fetch;
+#[cfg(any(feature = "circleci", feature = "debuginfod"))]
+pub mod http;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod target;

@@ -4,7 +4,8 @@
 //! statically linked busybox for `sh`, a static crash program, `/proc`, `/etc`): it catches the
 //! crash with each capture method, collects a core left behind, uploads to the S3-compatible
 //! server by a name from /etc/hosts and fetches back by a name only a DNS server on loopback
-//! knows, with an /etc/nsswitch.conf that names no module a static binary can load.
+//! knows, with an /etc/nsswitch.conf that names no module a static binary can load; and fetches
+//! a CircleCI build over TLS, trusting the root's certificate store when it has one.
 
 use crate::s3::Moto;
 use crate::skip_unless_kernel_cores;
@@ -389,4 +390,160 @@ fn static_binary_catches_uploads_and_fetches_in_an_empty_root() {
         "{collected:?}: {}",
         text(&o)
     );
+
+    // CircleCI's API over TLS, by a name from /etc/hosts: trusted through the root's own
+    // certificate store when it has one; without a store, the bundled roots (which do not know
+    // this test's CA) are used and the certificate is refused.
+    let tls = TlsCircle::start(dir.path());
+    fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1 localhost\n127.0.0.1 circle.test\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
+    fs::copy(&tls.ca, root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    let fetch = format!(
+        "/corecatch fetch circleci://gh/org/repo/7 /work/circle --circleci-url https://circle.test:{}",
+        tls.port
+    );
+    let o = in_root(&root, &fetch, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        fs::read_to_string(root.join("work/circle/hello.txt")).unwrap(),
+        "hello over tls\n"
+    );
+    fs::remove_file(root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    fs::remove_dir_all(root.join("work/circle")).unwrap();
+    let o = in_root(&root, &fetch, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).to_lowercase().contains("certificate") || text(&o).contains("UnknownIssuer"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A CircleCI API over HTTPS on loopback (Python's http.server behind ssl), with a CA of its
+/// own made by openssl: the build `gh/org/repo/7` lists one artifact, `hello.txt`, served by
+/// the same server under the name `circle.test`. Killed on drop.
+struct TlsCircle {
+    child: std::process::Child,
+    port: u16,
+    /// The CA's certificate (PEM), to put in a certificate store.
+    ca: PathBuf,
+}
+
+impl TlsCircle {
+    fn start(work: &Path) -> TlsCircle {
+        let d = work.join("tls");
+        fs::create_dir_all(&d).unwrap();
+        let openssl = require("openssl");
+        let run = |args: &[&str]| {
+            run_ok(Command::new(&openssl).args(args).current_dir(&d));
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=corecatch test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=circle.test",
+        ]);
+        fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:circle.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let port = free_port();
+        fs::write(
+            d.join("server.py"),
+            r#"
+import http.server, json, ssl, sys
+port = int(sys.argv[1])
+listing = json.dumps([{"path": "hello.txt", "pretty_path": "hello.txt", "node_index": 0,
+                       "url": "https://circle.test:%d/files/hello.txt" % port}]).encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = {"/api/v1.1/project/github/org/repo/7/artifacts": listing,
+                "/files/hello.txt": b"hello over tls\n"}.get(self.path.split("?")[0])
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("srv.pem", "srv.key")
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#,
+        )
+        .unwrap();
+        let child = Command::new(require("python3"))
+            .arg("server.py")
+            .arg(port.to_string())
+            .current_dir(&d)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the TLS server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TlsCircle {
+            child,
+            port,
+            ca: d.join("ca.pem"),
+        }
+    }
+}
+
+impl Drop for TlsCircle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

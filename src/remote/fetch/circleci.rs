@@ -50,7 +50,7 @@ impl CircleCi {
         build: u64,
         token: Option<String>,
     ) -> CircleCi {
-        let config = ureq::Agent::config_builder()
+        let config = crate::remote::http::config_builder()
             .timeout_connect(Some(std::time::Duration::from_secs(10)))
             // A 4xx/5xx is an error we report with its status, not a body to save.
             .http_status_as_error(true)
