@@ -7,7 +7,7 @@ DEMO_OUT := $(CURDIR)/corecatch-artifacts
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build dist demo test deps venv lint check-boundaries check-no-s3 bench bench-capture bench-s3 clean
+.PHONY: all build dist deb demo test deps venv lint check-boundaries check-no-s3 bench bench-capture bench-s3 clean
 
 all: build
 
@@ -18,7 +18,8 @@ build:
 # the correctness oracle, gzip's gunzip checks our archives, time(1) measures peak memory,
 # strace is a tracer to be refused by, chromium renders the HTML report, systemd-coredump is the
 # real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte);
-# busybox-static is the only shell in tests/it/dist.rs's empty root.
+# busybox-static is the only shell in tests/it/dist.rs's empty root, openssl makes its TLS
+# server's CA; man-db's man renders the package's pages (tests/it/deb.rs).
 # Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
 # fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
 # back as they were, so the other tests keep the machine's settings. Other architectures
@@ -46,12 +47,14 @@ deps:
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	[ -x /lib/systemd/systemd-coredump ] || missing="$$missing systemd-coredump"; \
 	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	command -v man >/dev/null || missing="$$missing man-db"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
 		suid=$$(cat /proc/sys/fs/suid_dumpable); \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 busybox-static; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 busybox-static man-db openssl; \
 		status=$$?; \
 		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
 		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \
@@ -87,6 +90,33 @@ dist:
 	echo $(VERSION) > dist/VERSION
 	@echo "dist/$(DIST_NAME): $$(stat -c %s dist/$(DIST_NAME)) bytes"
 
+# A Debian package of the release binary: /usr/bin/corecatch, man pages and bash, zsh and fish
+# completions generated from the clap definitions (src/bin/gen.rs), the licences.
+DEB := dist/corecatch_$(VERSION)_amd64.deb
+DEB_ROOT := target/deb-root
+deb: dist build
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/DEBIAN $(DEB_ROOT)/usr/bin $(DEB_ROOT)/usr/share/man/man1 \
+		$(DEB_ROOT)/usr/share/bash-completion/completions $(DEB_ROOT)/usr/share/zsh/vendor-completions \
+		$(DEB_ROOT)/usr/share/fish/vendor_completions.d $(DEB_ROOT)/usr/share/doc/corecatch
+	install -m 755 dist/$(DIST_NAME) $(DEB_ROOT)/usr/bin/corecatch
+	target/release/corecatch-gen man $(DEB_ROOT)/usr/share/man/man1
+	gzip -9n $(DEB_ROOT)/usr/share/man/man1/*.1
+	target/release/corecatch-gen completions target/deb-completions
+	install -m 644 target/deb-completions/corecatch.bash $(DEB_ROOT)/usr/share/bash-completion/completions/corecatch
+	install -m 644 target/deb-completions/_corecatch $(DEB_ROOT)/usr/share/zsh/vendor-completions/_corecatch
+	install -m 644 target/deb-completions/corecatch.fish $(DEB_ROOT)/usr/share/fish/vendor_completions.d/corecatch.fish
+	cat LICENSE-MIT LICENSE-APACHE > $(DEB_ROOT)/usr/share/doc/corecatch/copyright
+	gzip -9nc README.md > $(DEB_ROOT)/usr/share/doc/corecatch/README.md.gz
+	printf '%s\n' "Package: corecatch" "Version: $(VERSION)" "Architecture: amd64" \
+		"Maintainer: corecatch developers <corecatch@users.noreply.github.com>" \
+		"Installed-Size: $$(du -sk $(DEB_ROOT)/usr | cut -f1)" "Section: devel" "Priority: optional" \
+		"Homepage: https://github.com/corecatch/corecatch" \
+		"Description: catch core dumps in CI and print their backtraces" \
+		" Wraps a command, catches the core dumps of everything it starts, prints a" \
+		" symbolized backtrace of every thread and stores the compressed cores as" \
+		" build artifacts. Statically linked." > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB)
+
 VENV := $(CURDIR)/target/venv
 venv:
 	@$(VENV)/bin/python -c 'import junitparser, yaml, moto' 2>/dev/null && [ -x $(VENV)/bin/moto_server ] || { \
@@ -99,7 +129,7 @@ demo: build
 		echo "(./dump exited with status $$status, passed through by corecatch)"; }
 	@echo; echo "artifacts in $(DEMO_OUT):"; ls -l $(DEMO_OUT)
 
-test: deps venv build dist check-boundaries check-no-s3
+test: deps venv build dist deb check-boundaries check-no-s3
 	CORECATCH_DIST=$(CURDIR)/dist $(CARGO) test --release --locked
 
 # Peers on the same cores (gdb bt and bt full, eu-stack; an aarch64 core from QEMU against
@@ -134,8 +164,9 @@ lint:
 #   0 escape exit_code progress  1 error sys  2 core_pattern elf_core  3 modules link_map
 #   4 unwind symbolize  5 backtrace  6 report artifacts  7 source remote  8 config  9 cli app
 # The pure modules (parsers, the unwinder, renderers, the capture choice) touch neither the
-# file system nor processes nor sys. clap stays in cli.rs, nix in sys/, tokio and the
-# AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs, remote/debuginfod.rs and remote/http.rs.
+# file system nor processes nor sys. clap stays in cli.rs (and bin/gen.rs, which renders it),
+# nix in sys/, tokio and the AWS SDK in remote/s3.rs, ureq in remote/fetch/circleci.rs,
+# remote/debuginfod.rs and remote/http.rs.
 LAYERS := error:1 escape:0 exit_code:0 progress:0 sys:1 core_pattern:2 elf_core:2 modules:3 link_map:3 \
 	unwind:4 symbolize:4 backtrace:5 report:6 artifacts:6 source:7 remote:7 config:8 cli:9 app:9
 PURE := src/core_pattern.rs src/elf_core src/modules.rs src/link_map.rs src/unwind src/report \
@@ -154,7 +185,7 @@ check-boundaries:
 		END { exit bad }'
 	@! grep -rnE '^[^"/]*\b(std::(fs|process)\b|crate::sys\b)|use std::\{[^}]*\b(fs|process)\b' $(PURE) --include=*.rs | grep -v '/tests\.rs:' \
 		|| { echo "a pure module above does I/O"; exit 1; }
-	@! grep -rnE '\bclap::' src --include=*.rs | grep -v '^src/cli.rs' || { echo "clap outside src/cli.rs"; exit 1; }
+	@! grep -rnE '\bclap::' src --include=*.rs | grep -vE '^src/(cli|bin/gen)\.rs' || { echo "clap outside src/cli.rs and src/bin/gen.rs"; exit 1; }
 	@! grep -rnE '\bnix::' src --include=*.rs | grep -v '^src/sys/' || { echo "nix outside src/sys/"; exit 1; }
 	@! grep -rnE '\b(tokio|aws_[a-z_]+)::' src --include=*.rs | grep -v '^src/remote/s3.rs' || { echo "tokio/aws outside src/remote/s3.rs"; exit 1; }
 	@! grep -rnE '\bureq::' src --include=*.rs | grep -vE '^src/remote/(fetch/circleci|debuginfod|http)\.rs' || { echo "ureq outside src/remote/fetch/circleci.rs, src/remote/debuginfod.rs and src/remote/http.rs"; exit 1; }

@@ -422,6 +422,12 @@ fn parse_part_size(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// The command-line definition itself (what `corecatch-gen` renders as man pages and shell
+/// completions).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 impl Cli {
     /// Parse the process's arguments; on a usage error clap prints it and exits 2.
     /// Parse the process's arguments; on a usage error print it with the usage line and exit

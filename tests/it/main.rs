@@ -8,6 +8,7 @@ mod bundle;
 mod capture;
 mod ci_reports;
 mod cross;
+mod deb;
 mod debuginfod;
 mod dist;
 mod golden;
