@@ -282,7 +282,9 @@ struct PartSink<'a> {
     max: Option<u64>,
     done: Vec<(tempfile::NamedTempFile, u64, String)>,
     current: Option<(tempfile::NamedTempFile, HashingWriter<BufWriter<File>>)>,
-    whole: Sha256,
+    /// The hash of all parts together, kept only when there may be more than one (without a
+    /// `max` the one part's hash is the whole's: no second pass over the stream).
+    whole: Option<Sha256>,
     whole_bytes: u64,
 }
 
@@ -293,7 +295,7 @@ impl<'a> PartSink<'a> {
             max,
             done: Vec::new(),
             current: None,
-            whole: Sha256::new(),
+            whole: max.map(|_| Sha256::new()),
             whole_bytes: 0,
         }
     }
@@ -347,13 +349,17 @@ impl<'a> PartSink<'a> {
                 sha256,
             });
         }
+        let sha256 = match self.whole {
+            Some(h) => hex(&h.finalize()),
+            None => parts.first().map(|p| p.sha256.clone()).unwrap_or_default(),
+        };
         Ok((
             temps,
             Packed {
                 path: dest.to_path_buf(),
                 parts,
                 bytes: self.whole_bytes,
-                sha256: hex(&self.whole.finalize()),
+                sha256,
                 original_bytes,
                 original_sha256,
                 codec,
@@ -376,7 +382,9 @@ impl Write for PartSink<'_> {
         if let Some((_, w)) = self.current.as_mut() {
             w.write_all(member)?;
         }
-        self.whole.update(member);
+        if let Some(h) = self.whole.as_mut() {
+            h.update(member);
+        }
         self.whole_bytes += member.len() as u64;
         Ok(member.len())
     }
@@ -531,18 +539,59 @@ fn member(chunk: &[u8], style: Style) -> io::Result<Vec<u8>> {
     }
 }
 
-/// One zstd frame of `chunk`, decompressed again and compared before it is written. Zero runs
-/// cost zstd almost nothing, so there is no cached zero frame.
+/// One zstd frame of `chunk`, decompressed again and compared before it is written. Whole
+/// zero chunks reuse one frame, made and checked once per process (per level).
 fn zstd_member(chunk: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    let frame = zstd::bulk::compress(chunk, level)?;
-    let back = zstd::bulk::decompress(&frame, chunk.len())?;
-    if back != chunk {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "a compressed chunk does not restore its input",
-        ));
+    if chunk.len() == CHUNK_SIZE && chunk.iter().all(|&b| b == 0) {
+        static ZERO: std::sync::OnceLock<(i32, Vec<u8>)> = std::sync::OnceLock::new();
+        let (at, frame) = ZERO.get_or_init(|| {
+            let frame = zstd_frame(chunk, level).unwrap_or_default();
+            (level, frame)
+        });
+        if *at == level && !frame.is_empty() {
+            return Ok(frame.clone());
+        }
     }
-    Ok(frame)
+    zstd_frame(chunk, level)
+}
+
+fn zstd_frame(chunk: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    // One compression and one decompression context per worker thread, kept: a fresh context
+    // per chunk allocates (and faults in) megabytes of tables each time.
+    thread_local! {
+        static CONTEXTS: std::cell::RefCell<Option<ZstdContexts>> = const { std::cell::RefCell::new(None) };
+    }
+    CONTEXTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.as_ref().is_some_and(|z| z.level == level) {
+            *c = Some(ZstdContexts {
+                level,
+                compress: zstd::bulk::Compressor::new(level)?,
+                decompress: zstd::bulk::Decompressor::new()?,
+                back: Vec::new(),
+            });
+        }
+        let z = c.as_mut().expect("set above");
+        let frame = z.compress.compress(chunk)?;
+        z.back.clear();
+        z.back.reserve(chunk.len());
+        z.decompress.decompress_to_buffer(&frame, &mut z.back)?;
+        if z.back != chunk {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a compressed chunk does not restore its input",
+            ));
+        }
+        Ok(frame)
+    })
+}
+
+struct ZstdContexts {
+    level: i32,
+    compress: zstd::bulk::Compressor<'static>,
+    decompress: zstd::bulk::Decompressor<'static>,
+    /// The decompressed frame, compared with the chunk.
+    back: Vec<u8>,
 }
 
 fn gzip_member(chunk: &[u8]) -> io::Result<Vec<u8>> {
@@ -641,7 +690,11 @@ struct ParallelGz<W: Write + Send> {
     next_seq: u64,
     next_write: u64,
     jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
-    done: std::sync::mpsc::Receiver<(u64, io::Result<Vec<u8>>)>,
+    /// Members back from the workers, each with its chunk's buffer for reuse.
+    done: std::sync::mpsc::Receiver<(u64, io::Result<Vec<u8>>, Vec<u8>)>,
+    /// Chunk buffers the workers are done with: reused, so a big core does not fault in a
+    /// fresh buffer's pages for every chunk.
+    free: Vec<Vec<u8>>,
     pending: std::collections::BTreeMap<u64, Vec<u8>>,
     in_flight: usize,
     max_in_flight: usize,
@@ -673,7 +726,8 @@ impl<W: Write + Send> ParallelGz<W> {
                         Err(_) => return,
                     };
                     let Ok((seq, chunk)) = job else { return };
-                    if tx.send((seq, member(&chunk, style))).is_err() {
+                    let m = member(&chunk, style);
+                    if tx.send((seq, m, chunk)).is_err() {
                         return;
                     }
                 })
@@ -688,6 +742,7 @@ impl<W: Write + Send> ParallelGz<W> {
             jobs: Some(jobs),
             done,
             pending: Default::default(),
+            free: Vec::new(),
             in_flight: 0,
             max_in_flight: 2 * n,
             workers,
@@ -707,7 +762,14 @@ impl<W: Write + Send> ParallelGz<W> {
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(self.size));
+        let next = match self.free.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(self.size),
+        };
+        let chunk = std::mem::replace(&mut self.chunk, next);
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
@@ -721,8 +783,9 @@ impl<W: Write + Send> ParallelGz<W> {
 
     /// Wait for one member, then write every member that is next in order.
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, member) = self.done.recv().map_err(|_| worker_gone())?;
+        let (seq, member, buf) = self.done.recv().map_err(|_| worker_gone())?;
         self.in_flight -= 1;
+        self.free.push(buf);
         self.pending.insert(seq, member?);
         while let Some(m) = self.pending.remove(&self.next_write) {
             self.out.write_all(&m)?;
