@@ -1426,6 +1426,7 @@ impl<R: Read> Read for Decrypted<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     /// Bytes that do not repeat within a chunk (xorshift), so a misplaced chunk cannot compare
     /// equal.
@@ -2027,5 +2028,207 @@ mod tests {
             Identities::from_file(&big).unwrap_err(),
             EncryptError::NotIdentityFile { .. }
         ));
+    }
+
+    // The real `age`, `age-keygen` (Debian's `age`) and `ssh-keygen` (openssh-client), in both
+    // directions. A missing tool fails the test: these are what prove the format.
+
+    fn tool(name: &str) -> Command {
+        let probe = Command::new(name).arg("--version").output();
+        if let Err(e) = probe {
+            panic!("`{name}` cannot run ({e}): install Debian's `age` and `openssh-client`");
+        }
+        Command::new(name)
+    }
+
+    fn run(cmd: &mut Command) -> std::process::Output {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+        let key = dir.join(name);
+        run(tool("age-keygen").arg("-o").arg(&key));
+        let out = run(tool("age-keygen").arg("-y").arg(&key));
+        (
+            key,
+            String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        )
+    }
+
+    fn ssh_keygen(dir: &Path, kind: &str, bits: Option<&str>, pass: &str) -> (PathBuf, String) {
+        let key = dir.join(format!("id_{kind}_{}_{}", bits.unwrap_or(""), pass.len()));
+        let mut cmd = tool("ssh-keygen");
+        cmd.args(["-q", "-t", kind, "-N", pass, "-C", "ci@example", "-f"])
+            .arg(&key);
+        if let Some(b) = bits {
+            cmd.args(["-b", b]);
+        }
+        run(&mut cmd);
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        (key, public.trim().to_string())
+    }
+
+    /// Ours to `recipients`, then `age -d -i` with each identity gives the bytes back.
+    fn ours_then_age(dir: &Path, recipients: &[&str], identities: &[&Path], plain: &[u8]) {
+        let rs: Vec<Recipient> = recipients
+            .iter()
+            .map(|r| Recipient::parse(r).unwrap())
+            .collect();
+        let f = dir.join("ours.age");
+        std::fs::write(&f, encrypt(&rs, plain, 10_000)).unwrap();
+        for id in identities {
+            let out = run(tool("age").arg("-d").arg("-i").arg(id).arg(&f));
+            assert!(
+                out.stdout == plain,
+                "age -d -i {} of {} bytes",
+                id.display(),
+                plain.len()
+            );
+        }
+    }
+
+    /// `age` to `recipients` (given as -r or, for SSH keys, -R files), then ours with each
+    /// identity file gives the bytes back.
+    fn age_then_ours(dir: &Path, recipients: &[&str], identities: &[&Path], plain: &[u8]) {
+        let input = dir.join("plain");
+        std::fs::write(&input, plain).unwrap();
+        let f = dir.join("theirs.age");
+        let mut cmd = tool("age");
+        for r in recipients {
+            cmd.arg("-r").arg(r);
+        }
+        run(cmd.arg("-o").arg(&f).arg(&input));
+        let file = std::fs::read(&f).unwrap();
+        for id in identities {
+            let ids = Identities::from_file(id).unwrap();
+            assert!(
+                decrypt_all(&ids, &file).unwrap() == plain,
+                "ours with {}",
+                id.display()
+            );
+        }
+    }
+
+    #[test]
+    fn interop_x25519_with_age_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, p1) = age_keygen(dir.path(), "k1.txt");
+        let (k2, p2) = age_keygen(dir.path(), "k2.txt");
+        for n in [0, CHUNK, 3 * CHUNK + 17] {
+            let plain = data(n);
+            ours_then_age(dir.path(), &[&p1], &[&k1], &plain);
+            age_then_ours(dir.path(), &[&p1], &[&k1], &plain);
+        }
+        let plain = data(CHUNK + 1);
+        ours_then_age(dir.path(), &[&p1, &p2], &[&k1, &k2], &plain);
+        age_then_ours(dir.path(), &[&p1, &p2], &[&k1, &k2], &plain);
+        // The wrong key: age refuses ours, we refuse age's.
+        let (k3, _) = age_keygen(dir.path(), "k3.txt");
+        let f = dir.path().join("ours.age");
+        let out = tool("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&k3)
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty());
+        let theirs = std::fs::read(dir.path().join("theirs.age")).unwrap();
+        let ids = Identities::from_file(&k3).unwrap();
+        let err = decrypt_named(&ids, &theirs[..], Path::new("theirs.age"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "none of the identities in {} can decrypt theirs.age",
+                k3.display()
+            )
+        );
+    }
+
+    #[test]
+    fn interop_ssh_ed25519_with_age_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, public) = ssh_keygen(dir.path(), "ed25519", None, "");
+        assert!(public.ends_with(" ci@example"));
+        let r = Recipient::parse(&public).unwrap();
+        assert!(matches!(r, Recipient::SshEd25519(_)));
+        assert!(!r.public().contains("ci@example"));
+        let ids = Identities::from_file(&key).unwrap();
+        assert_eq!(ids.recipients()[0].public(), r.public());
+        let plain = data(2 * CHUNK + 5);
+        ours_then_age(dir.path(), &[&public], &[&key], &plain);
+        age_then_ours(dir.path(), &[&public], &[&key], &plain);
+        // Mixed with an X25519 recipient, each key opens it.
+        let (k, p) = age_keygen(dir.path(), "k.txt");
+        ours_then_age(dir.path(), &[&p, &public], &[&key, &k], &plain);
+        age_then_ours(dir.path(), &[&public, &p], &[&key, &k], &plain);
+    }
+
+    #[test]
+    fn interop_ssh_rsa_with_age_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        // ssh-keygen's default size (3072 bits), and 2048, age's minimum.
+        for bits in [None, Some("2048")] {
+            let (key, public) = ssh_keygen(dir.path(), "rsa", bits, "");
+            let r = Recipient::parse(&public).unwrap();
+            assert!(matches!(r, Recipient::SshRsa(_)));
+            let ids = Identities::from_file(&key).unwrap();
+            assert_eq!(ids.recipients()[0].public(), r.public());
+            let plain = data(CHUNK + 3);
+            ours_then_age(dir.path(), &[&public], &[&key], &plain);
+            age_then_ours(dir.path(), &[&public], &[&key], &plain);
+        }
+        // Smaller keys are refused as recipients, as age refuses them.
+        let (_, small) = ssh_keygen(dir.path(), "rsa", Some("1024"), "");
+        assert!(matches!(
+            Recipient::parse(&small),
+            Err(EncryptError::RsaKeySize { bits: 1024 })
+        ));
+    }
+
+    #[test]
+    fn ssh_keys_corecatch_cannot_use_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = ssh_keygen(dir.path(), "ed25519", None, "a passphrase");
+        let err = Identities::from_file(&key).unwrap_err();
+        assert!(
+            matches!(err, EncryptError::EncryptedSshKey { .. }),
+            "{err:?}"
+        );
+        let (key, public) = ssh_keygen(dir.path(), "ecdsa", None, "");
+        assert!(matches!(
+            Recipient::parse(&public),
+            Err(EncryptError::UnsupportedRecipient { kind }) if kind == "ecdsa-sha2-nistp256"
+        ));
+        let err = Identities::from_file(&key).unwrap_err();
+        assert!(
+            matches!(&err, EncryptError::UnsupportedSshKey { kind, .. } if kind == "ecdsa-sha2-nistp256"),
+            "{err:?}"
+        );
+        // The public key file given as the identity.
+        let err = Identities::from_file(&key.with_extension("pub")).unwrap_err();
+        assert!(
+            matches!(err, EncryptError::InvalidIdentity { line: 1, .. }),
+            "{err:?}"
+        );
+        // An ssh-ed25519 key opens only its own stanzas: another ed25519 key gets no match.
+        let (k1, p1) = ssh_keygen(dir.path(), "ed25519", None, "");
+        let other_dir = tempfile::tempdir().unwrap();
+        let (k2, _) = ssh_keygen(other_dir.path(), "ed25519", None, "");
+        let file = encrypt(&[Recipient::parse(&p1).unwrap()], b"x", 1);
+        assert!(decrypt_all(&Identities::from_file(&k1).unwrap(), &file).unwrap() == b"x");
+        let err = decrypt(&Identities::from_file(&k2).unwrap(), &file[..])
+            .err()
+            .unwrap();
+        assert!(matches!(err, EncryptError::NoMatchingIdentity { .. }));
     }
 }
