@@ -5,6 +5,7 @@
 //! artifact names are made from untrusted process names.
 
 pub mod bundle;
+pub mod encrypt;
 pub mod local;
 pub mod manifest;
 pub mod pack;
