@@ -19,7 +19,8 @@ build:
 # strace is a tracer to be refused by, chromium renders the HTML report, systemd-coredump is the
 # real pipe handler of tests/it/systemd.rs (zstd checks its decoded cores byte for byte);
 # busybox-static is the only shell in tests/it/dist.rs's empty root, openssl makes its TLS
-# server's CA; man-db's man renders the package's pages (tests/it/deb.rs).
+# server's CA; man-db's man renders the package's pages (tests/it/deb.rs); age, age-keygen and
+# ssh-keygen make keys and decrypt what --encrypt-to stored (tests/it/encrypt.rs).
 # Installing systemd-coredump rewrites kernel.core_pattern, kernel.core_pipe_limit and
 # fs.suid_dumpable for the whole machine (its postinst applies 50-coredump.conf): they are put
 # back as they were, so the other tests keep the machine's settings. Other architectures
@@ -49,12 +50,14 @@ deps:
 	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
 	command -v man >/dev/null || missing="$$missing man-db"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v age >/dev/null || missing="$$missing age"; \
+	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		pattern=$$(cat /proc/sys/kernel/core_pattern); limit=$$(cat /proc/sys/kernel/core_pipe_limit); \
 		suid=$$(cat /proc/sys/fs/suid_dumpable); \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 busybox-static man-db openssl; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ gdb libc6-dbg gzip time strace chromium python3-venv systemd-coredump zstd bzip2 busybox-static man-db openssl age openssh-client; \
 		status=$$?; \
 		echo "$$pattern" > /proc/sys/kernel/core_pattern 2>/dev/null || true; \
 		echo "$$limit" > /proc/sys/kernel/core_pipe_limit 2>/dev/null || true; \

@@ -66,6 +66,10 @@ enum Sub {
         /// Print the report JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The age identity file (age-keygen's, or an OpenSSH private key) that decrypts
+        /// cores stored with --encrypt-to.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         #[command(flatten)]
         symbols: SymbolArgs,
     },
@@ -80,6 +84,9 @@ enum Sub {
         /// another architecture].
         #[arg(long, value_name = "PROGRAM")]
         debugger: Option<String>,
+        /// The age identity file that decrypts cores stored with --encrypt-to.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// An artifacts directory (local or fetched), a .core.gz in one, or a raw core.
         #[arg(value_name = "TARGET")]
         target: PathBuf,
@@ -304,6 +311,27 @@ struct ArtifactArgs {
     /// each a valid file of its own [default: 3000MiB when CIRCLECI=true, else no limit].
     #[arg(long, value_parser = parse_part_size, value_name = "SIZE")]
     max_artifact_size: Option<u64>,
+    /// Encrypt each stored core with age to this recipient (repeatable): an age key (age1…) or
+    /// an SSH public key (ssh-ed25519 …, ssh-rsa …). `age -d -i KEY` or `bt --identity KEY`
+    /// read it.
+    #[arg(long, value_parser = parse_recipient, value_name = "RECIPIENT")]
+    encrypt_to: Vec<crate::artifacts::encrypt::Recipient>,
+    /// Encrypt to every recipient in FILE (one per line, # comments; as `age -R`; repeatable).
+    #[arg(long, value_parser = parse_recipients_file, value_name = "FILE")]
+    encrypt_to_file: Vec<Vec<crate::artifacts::encrypt::Recipient>>,
+}
+
+fn parse_recipient(s: &str) -> Result<crate::artifacts::encrypt::Recipient, String> {
+    crate::artifacts::encrypt::Recipient::parse(s).map_err(|e| crate::error::chain(&e))
+}
+
+/// A recipients file, read when the command line is parsed: an unreadable or empty file is a
+/// usage error before anything runs.
+fn parse_recipients_file(s: &str) -> Result<Vec<crate::artifacts::encrypt::Recipient>, String> {
+    let path = std::path::Path::new(s);
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {s}: {e}"))?;
+    crate::artifacts::encrypt::parse_recipients_file(&text, path)
+        .map_err(|e| crate::error::chain(&e))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -380,7 +408,16 @@ impl ArtifactArgs {
                 .bundle_store
                 .map(|t| self.upload.clone().into_config(t)),
             upload: self.to.map(|t| self.upload.into_config(t)),
-            bundle: self.bundle.into(),
+            // The bundle is not encrypted yet: with --encrypt-to, `auto` makes none (`always`
+            // still does, in clear: the files it holds are binaries, not the process's memory).
+            bundle: match self.bundle {
+                BundleArg::Auto
+                    if !self.encrypt_to.is_empty() || !self.encrypt_to_file.is_empty() =>
+                {
+                    crate::artifacts::bundle::Mode::Never
+                }
+                b => b.into(),
+            },
             bundle_max: self.bundle_max,
             store: crate::artifacts::pack::StoreOptions {
                 codec: self.compress,
@@ -389,6 +426,11 @@ impl ArtifactArgs {
                     (std::env::var("CIRCLECI").as_deref() == Ok("true"))
                         .then_some(CIRCLECI_MAX_ARTIFACT)
                 }),
+                recipients: self
+                    .encrypt_to
+                    .into_iter()
+                    .chain(self.encrypt_to_file.into_iter().flatten())
+                    .collect(),
             },
         }
     }
@@ -485,20 +527,24 @@ impl Cli {
             Sub::Bt {
                 core,
                 json,
+                identity,
                 symbols,
             } => Command::Bt(BtConfig {
                 core,
                 json,
+                identity,
                 symbols: symbols.into_config(),
             }),
             Sub::Debug {
                 print_command,
                 debugger,
+                identity,
                 target,
                 args,
             } => Command::Debug(DebugConfig {
                 target,
                 debugger,
+                identity,
                 print_command,
                 args,
             }),

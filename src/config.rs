@@ -107,6 +107,8 @@ pub struct DebugConfig {
     /// The debugger (gdb's command line); `None`: gdb, or gdb-multiarch for another
     /// architecture's core.
     pub debugger: Option<String>,
+    /// `--identity`: decrypts encrypted stored cores.
+    pub identity: Option<PathBuf>,
     /// Print the command line instead of running it.
     pub print_command: bool,
     /// Passed to the debugger after what corecatch gives it (`--batch -ex bt`).
@@ -139,5 +141,7 @@ pub struct PatternConfig {
 pub struct BtConfig {
     pub core: PathBuf,
     pub json: bool,
+    /// `--identity`: decrypts encrypted stored cores.
+    pub identity: Option<PathBuf>,
     pub symbols: SymbolConfig,
 }

@@ -12,7 +12,7 @@ use crate::source::core_file::MappedCore;
 use std::io::Write;
 
 pub(super) fn bt(cfg: BtConfig) -> i32 {
-    let Some(opened) = super::open::open_and_say(&cfg.core) else {
+    let Some(opened) = super::open::open_and_say(&cfg.core, cfg.identity.as_deref()) else {
         return exit_code::INCOMPLETE;
     };
     let mut symbols = cfg.symbols.clone();

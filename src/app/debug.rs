@@ -14,7 +14,7 @@ use crate::source::core_file::MappedCore;
 use std::path::{Path, PathBuf};
 
 pub(super) fn debug(cfg: DebugConfig) -> i32 {
-    let Some(opened) = super::open::open_and_say(&cfg.target) else {
+    let Some(opened) = super::open::open_and_say(&cfg.target, cfg.identity.as_deref()) else {
         return exit_code::INCOMPLETE;
     };
     let (core, shown) = match opened.cores.as_slice() {

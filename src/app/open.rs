@@ -55,6 +55,8 @@ struct Stored {
     name: PathBuf,
     files: Vec<PathBuf>,
     codec: pack::Codec,
+    /// Stored with `--encrypt-to` (`.age`).
+    encrypted: bool,
     sha256: Option<String>,
 }
 
@@ -67,9 +69,10 @@ fn stored_name(name: &str) -> Option<(&str, pack::Codec, Option<usize>)> {
         }
         _ => (name, None),
     };
-    let codec = if whole.ends_with(".core.gz") {
+    let compressed = whole.strip_suffix(".age").unwrap_or(whole);
+    let codec = if compressed.ends_with(".core.gz") {
         pack::Codec::Gzip
-    } else if whole.ends_with(".core.zst") {
+    } else if compressed.ends_with(".core.zst") {
         pack::Codec::Zstd {
             level: pack::Codec::ZSTD_DEFAULT_LEVEL,
         }
@@ -107,6 +110,7 @@ fn stored_in(dir: &Path, names: &[String]) -> Vec<Stored> {
             name: dir.join(whole),
             files: files.iter().map(|n| dir.join(n)).collect(),
             codec,
+            encrypted: whole.ends_with(".age"),
             sha256: None,
         });
     }
@@ -132,6 +136,7 @@ fn stored_listed(dir: &Path, entries: &[&manifest::ManifestEntry]) -> Vec<Stored
                         name: dir.join(&name),
                         files: Vec::new(),
                         codec,
+                        encrypted: name.ends_with(".age"),
                         sha256: Some(sha),
                     },
                     Vec::new(),
@@ -151,8 +156,8 @@ fn stored_listed(dir: &Path, entries: &[&manifest::ManifestEntry]) -> Vec<Stored
 }
 
 /// [`open`], its notes and any error said on stderr: what `bt` and `debug` start with.
-pub(super) fn open_and_say(target: &Path) -> Option<Opened> {
-    match open(target) {
+pub(super) fn open_and_say(target: &Path, identity: Option<&Path>) -> Option<Opened> {
+    match open(target, identity) {
         Ok(o) => {
             for n in &o.notes {
                 crate::error::warn(n);
@@ -178,8 +183,8 @@ fn env_connection() -> crate::remote::target::Connection {
 
 /// Open `target`: an artifacts directory (every core its manifest lists, else every
 /// `*.core.gz` in it), a `.core.gz` (with its directory's bundles), or a raw core (no bundle).
-pub(super) fn open(target: &Path) -> Result<Opened, String> {
-    open_with(target, &env_connection())
+pub(super) fn open(target: &Path, identity: Option<&Path>) -> Result<Opened, String> {
+    open_with(target, &env_connection(), identity)
 }
 
 /// The bundles of the artifacts directory `dir` unpacked into the cache, with the files they
@@ -211,7 +216,11 @@ pub(super) fn prefetch_bundles(
     notes
 }
 
-fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<Opened, String> {
+fn open_with(
+    target: &Path,
+    conn: &crate::remote::target::Connection,
+    identity: Option<&Path>,
+) -> Result<Opened, String> {
     let meta =
         std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
     let given = target
@@ -272,9 +281,24 @@ fn open_with(target: &Path, conn: &crate::remote::target::Connection) -> Result<
         ));
     }
     let cache = cache_root();
+    let identities = match (identity, stored.iter().find(|s| s.encrypted)) {
+        (Some(path), _) => {
+            Some(crate::artifacts::encrypt::Identities::from_file(path).map_err(|e| chain(&e))?)
+        }
+        (None, Some(s)) => {
+            return Err(format!(
+                "{} is encrypted (age): give the identity that decrypts it with --identity FILE",
+                s.name.display()
+            ))
+        }
+        (None, None) => None,
+    };
     let mut cores = Vec::new();
     for s in &stored {
-        cores.push((decompressed(s, &cache)?, s.name.clone()));
+        cores.push((
+            decompressed(s, identities.as_ref(), &cache)?,
+            s.name.clone(),
+        ));
     }
     let mut bundles = Vec::new();
     let mut notes = Vec::new();
@@ -392,7 +416,11 @@ fn fetch_referenced(u: &Unpacked, conn: &crate::remote::target::Connection) -> R
 /// The raw core of a stored core, decompressed in the cache (`cores/<sha256>.core`, holes
 /// kept sparse) if it is not there yet; the key is the manifest's SHA-256 of the whole stored
 /// stream (else its own, computed), checked again as it is read.
-fn decompressed(stored: &Stored, cache: &Path) -> Result<PathBuf, String> {
+fn decompressed(
+    stored: &Stored,
+    identities: Option<&crate::artifacts::encrypt::Identities>,
+    cache: &Path,
+) -> Result<PathBuf, String> {
     let shown = stored.name.display();
     let sha = match &stored.sha256 {
         Some(s) => s.clone(),
@@ -408,16 +436,23 @@ fn decompressed(stored: &Stored, cache: &Path) -> Result<PathBuf, String> {
     let mut hashing = pack::HashingReader::new(io::BufReader::new(joined(&stored.files)?));
     let mut tmp = crate::artifacts::publish::temp_in(&dir, ".core").map_err(err)?;
     let damaged = |e: &dyn std::error::Error| format!("{shown} is damaged: {}", chain(e));
+    let compressed: Box<dyn io::Read + '_> = match (stored.encrypted, identities) {
+        (false, _) => Box::new(&mut hashing),
+        (true, Some(ids)) => Box::new(io::BufReader::new(
+            crate::artifacts::encrypt::decrypt_named(ids, &mut hashing, &stored.name)
+                .map_err(|e| chain(&e))?,
+        )),
+        (true, None) => return Err(format!("{shown} is encrypted: give --identity FILE")),
+    };
     // Whole zero pages become holes, as the kernel leaves them in a core.
     match stored.codec {
         pack::Codec::Gzip => crate::source::systemd::format::copy_sparse(
-            flate2::read::MultiGzDecoder::new(&mut hashing),
+            flate2::read::MultiGzDecoder::new(compressed),
             tmp.as_file_mut(),
         )
         .map_err(|e| damaged(&e))?,
         pack::Codec::Zstd { .. } => {
-            let decoder =
-                zstd::stream::read::Decoder::new(&mut hashing).map_err(|e| damaged(&e))?;
+            let decoder = zstd::stream::read::Decoder::new(compressed).map_err(|e| damaged(&e))?;
             crate::source::systemd::format::copy_sparse(decoder, tmp.as_file_mut())
                 .map_err(|e| damaged(&e))?
         }

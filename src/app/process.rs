@@ -331,8 +331,8 @@ pub(super) fn process_cores(
         let stored = stem.as_ref().map(|s| {
             let parts = stored_parts.get(s).copied().unwrap_or(1);
             let core = match parts {
-                1 => format!("core.{}", cfg.store.codec.suffix()),
-                n => format!("core.{}.000-{:03}", cfg.store.codec.suffix(), n - 1),
+                1 => stored_suffix(&cfg.store),
+                n => format!("{}.000-{:03}", stored_suffix(&cfg.store), n - 1),
             };
             format!("{}.{{{core},json,txt}}", cfg.out.join(s).display())
         });
@@ -357,6 +357,16 @@ pub(super) fn process_cores(
     }
     done.reports = summaries.into_iter().map(|(r, _)| r).collect();
     done
+}
+
+/// What a stored core's name adds to its stem: `core.gz`, `core.zst`, `core.gz.age`, …
+fn stored_suffix(store: &crate::artifacts::pack::StoreOptions) -> String {
+    let age = if store.recipients.is_empty() {
+        ""
+    } else {
+        ".age"
+    };
+    format!("core.{}{age}", store.codec.suffix())
 }
 
 /// `stored`: where its files went (`out/core.1.x.{core.gz,json,txt}`).
@@ -441,7 +451,7 @@ fn store_core(
     let mut progress = crate::progress::Progress::start(&format!("compressing {stem}"), quiet);
     let packed = crate::artifacts::pack::compress_with_progress(
         core_path,
-        &dir.path_of(&format!("{stem}.core.{}", store.codec.suffix())),
+        &dir.path_of(&format!("{stem}.{}", stored_suffix(store))),
         store,
         &mut |done, total| progress.update(done, total),
         &sys::stop::requested,
@@ -463,9 +473,11 @@ fn store_core(
         }
         Err(e) => return Err(chain(&e).into()),
     };
-    let kind = match packed.codec {
-        Codec::Gzip => manifest::kind::CORE_GZ,
-        Codec::Zstd { .. } => manifest::kind::CORE_ZST,
+    let kind = match (packed.codec, packed.encrypted_to.is_empty()) {
+        (Codec::Gzip, true) => manifest::kind::CORE_GZ,
+        (Codec::Zstd { .. }, true) => manifest::kind::CORE_ZST,
+        (Codec::Gzip, false) => manifest::kind::CORE_GZ_AGE,
+        (Codec::Zstd { .. }, false) => manifest::kind::CORE_ZST_AGE,
     };
     for (i, a) in dir
         .register_packed(&packed)

@@ -23,7 +23,6 @@
 //! Secret keys, file keys, payload keys and plaintext buffers are zeroized when dropped; no error
 //! carries a secret (a secret key given as a recipient is refused without being repeated).
 // Nothing calls this module yet: pack, bt and debug are wired to it next.
-#![allow(dead_code)]
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -808,13 +807,9 @@ impl Identities {
         })
     }
 
-    /// The file the identities were read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Each identity's public key as a recipient (one that can be encrypted to: an RSA key
     /// under 2048 bits can decrypt but is left out).
+    #[cfg(test)]
     pub fn recipients(&self) -> Vec<Recipient> {
         self.keys
             .iter()
@@ -1088,6 +1083,7 @@ pub fn is_age(first_bytes: &[u8]) -> bool {
 /// or truncated payload (a chunk's bytes are returned only after the whole chunk authenticated,
 /// so what was read before the error is an intact prefix; treat the error as failure). Errors
 /// name the input as "the input"; [`decrypt_named`] names it.
+#[cfg(test)]
 pub fn decrypt<R: Read>(identities: &Identities, input: R) -> Result<Decrypted<R>, EncryptError> {
     open(identities, input, None)
 }

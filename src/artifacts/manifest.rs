@@ -30,10 +30,13 @@ pub const FILE_NAME: &str = "manifest.json";
 pub mod kind {
     pub const CORE_GZ: &str = "core.gz";
     pub const CORE_ZST: &str = "core.zst";
+    /// Encrypted with age (`--encrypt-to`), compressed first.
+    pub const CORE_GZ_AGE: &str = "core.gz.age";
+    pub const CORE_ZST_AGE: &str = "core.zst.age";
 
     /// Whether entries of this kind are (parts of) stored cores.
     pub fn is_core(kind: &str) -> bool {
-        kind == CORE_GZ || kind == CORE_ZST
+        [CORE_GZ, CORE_ZST, CORE_GZ_AGE, CORE_ZST_AGE].contains(&kind)
     }
     pub const REPORT_JSON: &str = "report.json";
     pub const REPORT_TXT: &str = "report.txt";
@@ -96,6 +99,9 @@ pub struct StoredCore {
     /// Size and SHA-256 of the core it decompresses to.
     pub core_bytes: u64,
     pub core_sha256: String,
+    /// The age recipients (public keys) it is encrypted to; empty when it is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
 }
 
 impl StoredCore {
@@ -114,6 +120,7 @@ impl StoredCore {
             sha256: packed.sha256.clone(),
             core_bytes: packed.original_bytes,
             core_sha256: packed.original_sha256.clone(),
+            encrypted_to: packed.encrypted_to.clone(),
         }
     }
 }

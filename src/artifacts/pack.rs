@@ -72,10 +72,13 @@ impl Codec {
 /// How cores are stored: the codec, and the largest file (`--max-artifact-size`): a bigger
 /// stored core is written as parts `<name>.000`, `.001`, … cut between members, so each part is
 /// itself a valid gzip or zstd file and their concatenation is the whole.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub codec: Codec,
     pub max_part: Option<u64>,
+    /// `--encrypt-to`: the compressed stream is encrypted with age to every one of these as it
+    /// is written (`<name>.age`); then parts are cut at any byte, not between members.
+    pub recipients: Vec<crate::artifacts::encrypt::Recipient>,
 }
 
 /// The smallest `--max-artifact-size`: parts hold whole members, and members are cut from
@@ -118,6 +121,8 @@ pub struct Packed {
     /// SHA-256 of the original core, lowercase hex.
     pub original_sha256: String,
     pub codec: Codec,
+    /// The public keys it is encrypted to (none: not encrypted).
+    pub encrypted_to: Vec<String>,
 }
 
 /// Why a core could not be packed, hashed or removed. In every case the original is untouched
@@ -239,8 +244,16 @@ pub fn compress_with_progress(
         dir: publish::parent_dir(dest).to_path_buf(),
         source,
     })?;
+    let sealed = if opts.recipients.is_empty() {
+        Sealed::Plain(sink)
+    } else {
+        sink.cut_anywhere = true;
+        let enc = crate::artifacts::encrypt::Encryptor::new(&opts.recipients, sink)
+            .map_err(|e| write_err(io::Error::other(crate::error::chain(&e))))?;
+        Sealed::Age(enc)
+    };
     let mut feed = Feed {
-        enc: ParallelGz::with_style(sink, Style::Verified(opts.codec), opts.chunk_size()),
+        enc: ParallelGz::with_style(sealed, Style::Verified(opts.codec), opts.chunk_size()),
         hasher: Sha256::new(),
         bytes: 0,
         total: src_meta.len(),
@@ -252,8 +265,17 @@ pub fn compress_with_progress(
     stream_source(&input, src, src_meta.len(), src_meta.is_file(), &mut feed)?;
     let original_bytes = feed.bytes;
     let original_sha256 = hex(&feed.hasher.finalize());
-    let sink = feed.enc.finish().map_err(write_err)?;
-    let (temps, packed) = sink.finish(original_bytes, original_sha256, opts.codec)?;
+    let sink = feed
+        .enc
+        .finish()
+        .and_then(Sealed::finish)
+        .map_err(write_err)?;
+    let (temps, mut packed) = sink.finish(original_bytes, original_sha256, opts.codec)?;
+    packed.encrypted_to = opts
+        .recipients
+        .iter()
+        .map(|r| r.public().to_string())
+        .collect();
     for (tmp, part) in temps.iter().zip(&packed.parts) {
         let reread = tmp.reopen().map_err(|source| PackError::Verify {
             path: part.path.clone(),
@@ -280,6 +302,8 @@ pub fn compress_with_progress(
 struct PartSink<'a> {
     dest: &'a Path,
     max: Option<u64>,
+    /// Writes are not whole members (an encrypted stream): parts are filled to exactly `max`.
+    cut_anywhere: bool,
     done: Vec<(tempfile::NamedTempFile, u64, String)>,
     current: Option<(tempfile::NamedTempFile, HashingWriter<BufWriter<File>>)>,
     /// The hash of all parts together, kept only when there may be more than one (without a
@@ -293,6 +317,7 @@ impl<'a> PartSink<'a> {
         PartSink {
             dest,
             max,
+            cut_anywhere: false,
             done: Vec::new(),
             current: None,
             whole: max.map(|_| Sha256::new()),
@@ -363,13 +388,73 @@ impl<'a> PartSink<'a> {
                 original_bytes,
                 original_sha256,
                 codec,
+                encrypted_to: Vec::new(),
             },
         ))
     }
 }
 
+impl PartSink<'_> {
+    /// An encrypted stream: fill each part to exactly `max`, cutting anywhere.
+    fn write_anywhere(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let max = self.max.unwrap_or(u64::MAX);
+        while !data.is_empty() {
+            let used = self.current.as_ref().map_or(0, |(_, w)| w.bytes);
+            if used >= max {
+                self.start_part()?;
+                continue;
+            }
+            let k = data.len().min((max - used).min(usize::MAX as u64) as usize);
+            if let Some((_, w)) = self.current.as_mut() {
+                w.write_all(&data[..k])?;
+            }
+            if let Some(h) = self.whole.as_mut() {
+                h.update(&data[..k]);
+            }
+            self.whole_bytes += k as u64;
+            data = &data[k..];
+        }
+        Ok(())
+    }
+}
+
+/// The stream after the compressor: straight to the parts, or through age first.
+enum Sealed<'a> {
+    Plain(PartSink<'a>),
+    Age(crate::artifacts::encrypt::Encryptor<PartSink<'a>>),
+}
+
+impl<'a> Sealed<'a> {
+    fn finish(self) -> io::Result<PartSink<'a>> {
+        match self {
+            Sealed::Plain(s) => Ok(s),
+            Sealed::Age(e) => e.finish(),
+        }
+    }
+}
+
+impl Write for Sealed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Plain(s) => s.write(buf),
+            Sealed::Age(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Plain(s) => s.flush(),
+            Sealed::Age(e) => e.flush(),
+        }
+    }
+}
+
 impl Write for PartSink<'_> {
     fn write(&mut self, member: &[u8]) -> io::Result<usize> {
+        if self.cut_anywhere {
+            self.write_anywhere(member)?;
+            return Ok(member.len());
+        }
         // The first part was started before any member; a new one when this member would
         // take the current past `max`.
         let full = match (&self.current, self.max) {
@@ -1287,7 +1372,7 @@ mod tests {
         std::fs::write(&src, &data).unwrap();
         let opts = StoreOptions {
             codec: Codec::Zstd { level: 3 },
-            max_part: None,
+            ..StoreOptions::default()
         };
         let dest = dir.path().join("core.zst");
         let p = compress_with_progress(&src, &dest, &opts, &mut |_, _| {}, &|| false).unwrap();
@@ -1313,8 +1398,8 @@ mod tests {
         let data = mixed(5 * MIN_PART_SIZE as usize + 999);
         std::fs::write(&src, &data).unwrap();
         let opts = StoreOptions {
-            codec: Codec::Gzip,
             max_part: Some(MIN_PART_SIZE),
+            ..StoreOptions::default()
         };
         let dest = dir.path().join("core.gz");
         let p = compress_with_progress(&src, &dest, &opts, &mut |_, _| {}, &|| false).unwrap();

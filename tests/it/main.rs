@@ -11,6 +11,7 @@ mod cross;
 mod deb;
 mod debuginfod;
 mod dist;
+mod encrypt;
 mod golden;
 mod hostile;
 mod install;
