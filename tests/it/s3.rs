@@ -342,6 +342,107 @@ fn a_split_core_uploaded_and_fetched_is_read_by_bt() {
     assert_eq!(shown, frames(&fs::read_to_string(txt).unwrap()));
 }
 
+/// Everything at once: zstd, encrypted to a recipient, split at 1 MiB, uploaded; then fetched
+/// into a new directory and read by `bt --identity`, as on the laptop of whoever holds the key.
+#[test]
+fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
+    skip_unless_kernel_cores!();
+    let moto = Moto::start();
+    moto.bucket("ci-artifacts");
+    let dir = tempdir();
+    let (key, public) = crate::encrypt::age_key(dir.path(), "key.txt");
+    let noise = crate::store::noise_prog();
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &[
+            "run",
+            "--out",
+            "out",
+            "--compress",
+            "zstd",
+            "--encrypt-to",
+            &public,
+            "--max-artifact-size",
+            "1MiB",
+            "--to",
+            "s3://ci-artifacts/all/9",
+            "--",
+            noise.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(134), "{}", text(&o));
+    let out = dir.path().join("out");
+    let mut parts: Vec<PathBuf> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".core.zst.age.0"))
+        .collect();
+    parts.sort();
+    assert!(parts.len() >= 4, "{parts:?}");
+    for p in &parts {
+        assert!(fs::metadata(p).unwrap().len() <= 1 << 20, "{}", p.display());
+    }
+    // cat of the parts is one age file: age -d, then zstd -d.
+    let mut joined = Vec::new();
+    for p in &parts {
+        joined.extend(fs::read(p).unwrap());
+    }
+    let whole = dir.path().join("joined.age");
+    fs::write(&whole, &joined).unwrap();
+    let plain = Command::new(require("age"))
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg("-o")
+        .arg(dir.path().join("joined.zst"))
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let t = Command::new(require("zstd"))
+        .args(["-t", "-q"])
+        .arg(dir.path().join("joined.zst"))
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+
+    let o = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["fetch", "s3://ci-artifacts/all/9", "back"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_tree(&out, &dir.path().join("back"));
+    let bt = corecatch_s3(
+        dir.path(),
+        &moto.url(),
+        &["bt", "--identity", key.to_str().unwrap(), "back"],
+    );
+    assert_eq!(bt.status.code(), Some(0), "{}", text(&bt));
+    let frames = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    let txt = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "txt"))
+        .unwrap();
+    let shown = frames(&String::from_utf8_lossy(&bt.stdout));
+    assert!(
+        shown.iter().any(|f| f.contains("in main () at ")),
+        "{shown:?}"
+    );
+    assert_eq!(shown, frames(&fs::read_to_string(txt).unwrap()));
+}
+
 /// The debug bundle's round trip: a program and its own library crash under `run --to`, the
 /// build directory is deleted, the artifacts are fetched into a new directory, and `debug`
 /// and `bt` there print what gdb printed on the original files.
