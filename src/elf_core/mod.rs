@@ -19,7 +19,7 @@ pub use bytes::Endian;
 pub use memory::{Memory, Segment};
 pub use notes::{Auxv, MappedFile, ProcessInfo, SigInfo, ThreadStatus};
 pub use regs::{Machine, Registers};
-pub use start_info::StartInfo;
+pub use start_info::{StartInfo, StrAt};
 
 use bytes::Reader;
 use headers::Phdr;
