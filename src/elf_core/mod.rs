@@ -12,6 +12,7 @@ pub(crate) mod headers;
 mod memory;
 mod notes;
 pub mod regs;
+pub mod scrub;
 mod start_info;
 pub mod writer;
 
