@@ -72,6 +72,13 @@ pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io:
                 esc(&super::text::shell_words(&r.process.cmdline))
             )?;
         }
+        if let Some(s) = &r.scrubbed {
+            writeln!(
+                w,
+                "<p class=\"scrubbed\">scrubbed: {}</p>",
+                esc(&super::text::scrub_words(s, true))
+            )?;
+        }
         match e.stem {
             Some(stem) => {
                 let links: Vec<String> = ["core.gz", "json", "txt"]
@@ -210,6 +217,7 @@ mod tests {
                 ppid: None,
                 uid: None,
             },
+            scrubbed: None,
             signal: None,
             abort_message: None,
             signature: None,

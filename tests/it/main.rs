@@ -17,6 +17,7 @@ mod pattern;
 mod peer_cores;
 mod run;
 mod s3;
+mod scrub;
 mod systemd;
 mod util;
 mod vars;
