@@ -856,6 +856,25 @@ mod tests {
     }
 
     #[test]
+    fn an_argc_the_entry_code_overwrote_is_recognised() {
+        // glibc's `_start` on 32-bit ARM pops argc and pushes the address of argv[0] onto its
+        // slot; the count is gone, the walk must still end there.
+        let mut data = core_bytes(&["./prog", "pw"], &["T=secret"], &[], "./prog pw");
+        let stack_at = super::super::parse(&data).unwrap().memory.segments()[0].offset;
+        let argc = (stack_at as usize) + WORDS;
+        assert_eq!(data[argc..argc + 8], 2u64.to_le_bytes());
+        let slot = STACK + WORDS as u64 + 8;
+        data[argc..argc + 8].copy_from_slice(&slot.to_le_bytes());
+        let core = super::super::parse(&data).unwrap();
+        let info = core.start_info().expect("argc's slot holds &argv[0]");
+        assert_eq!(info.argv, ["./prog", "pw"]);
+        assert!(info.env_block.is_some());
+        let plan = plan(&core, &data, &opts(true, true, &[]), &mut all_data);
+        assert!(plan.missed.is_empty(), "{:?}", plan.missed);
+        assert!(!apply(&data, &plan).windows(6).any(|w| w == b"secret"));
+    }
+
+    #[test]
     fn without_the_initial_stack_nothing_is_claimed() {
         let mut data = core_bytes(&["./prog", "pw"], &["T=secret"], &[], "./prog pw");
         // Break the stack's copy of auxv: start_info cannot find the arrays.

@@ -80,15 +80,19 @@ impl Core<'_> {
                 return None;
             }
         }
+        // argc, below argv[0]: the count of argv's pointers (a pointer to the stack is never
+        // that small), or, where the program's entry code pushed onto it, the address of
+        // argv[0]'s slot (glibc's `_start` on 32-bit ARM: `pop {a2}; mov a3, sp; push {a3}`).
+        let is_argc = |at: u64, v: u64, count: usize| v == count as u64 || v == at + w;
         // Below the NULLs: envp's pointers down to argv's NULL, or (envp empty) argv's
-        // pointers down to argc, their count (a pointer to the stack is never that small).
+        // pointers down to argc.
         let mut env_ptrs = Vec::new();
         let mut argv_found = None;
         loop {
             p = p.checked_sub(w)?;
             match self.read_word(p)? {
                 0 => break, // argv's NULL terminator
-                v if v == env_ptrs.len() as u64 => {
+                v if is_argc(p, v, env_ptrs.len()) => {
                     argv_found = Some(std::mem::take(&mut env_ptrs));
                     break;
                 }
@@ -105,13 +109,15 @@ impl Core<'_> {
                 loop {
                     p = p.checked_sub(w)?;
                     let v = self.read_word(p)?;
-                    if v == arg_ptrs.len() as u64 {
-                        break; // argc
+                    if is_argc(p, v, arg_ptrs.len()) {
+                        break;
                     }
-                    arg_ptrs.push(v);
-                    if arg_ptrs.len() > MAX_PTRS {
+                    // No argv entry is NULL: a walk that meets one is past argc, in the
+                    // program's own stack.
+                    if v == 0 || arg_ptrs.len() > MAX_PTRS {
                         return None;
                     }
+                    arg_ptrs.push(v);
                 }
                 arg_ptrs
             }

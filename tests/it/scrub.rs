@@ -428,6 +428,73 @@ fn a_32_bit_process_is_scrubbed_too() {
     );
 }
 
+/// `collect --scrub-env --scrub-args` on QEMU's core of secret.c built for `triple` and run by
+/// `qemu-QEMU`: 32-bit ARM (whose `_start` overwrites argc) and s390x (64-bit, big-endian).
+#[test]
+fn qemu_cores_of_arm_and_s390x_are_scrubbed_too() {
+    for (qemu, triple, machine) in [
+        ("arm", "arm-linux-gnueabihf", "arm"),
+        ("s390x", "s390x-linux-gnu", "s390x"),
+    ] {
+        let exe = compile_with(
+            &format!("{triple}-gcc"),
+            &fixture("scrub/secret.c"),
+            &format!("scrub-secret-{qemu}"),
+            &["-g", "-O0"],
+        );
+        let dir = tempdir();
+        place(&exe, dir.path());
+        let sysroot = format!("/usr/{triple}");
+        let mut cmd = Command::new(require(&format!("qemu-{qemu}")));
+        cmd.args(["-L", &sysroot, "./secret", PW_ARG, "other"])
+            .current_dir(dir.path());
+        secret_env(&mut cmd, None);
+        raise_core_limit(&mut cmd);
+        {
+            // QEMU re-raises the guest's signal: its own core may land here too.
+            let _shared = CrashLock::shared();
+            assert!(!cmd.output().unwrap().status.success());
+        }
+        let core = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".core"))
+            .expect("QEMU's core of the guest");
+        assert!(contains(&fs::read(&core).unwrap(), GH.as_bytes()));
+        let o = corecatch(
+            dir.path(),
+            &[
+                "collect",
+                "--scrub-env",
+                "--scrub-args",
+                "--sysroot",
+                &sysroot,
+                "--out",
+                "out",
+                core.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = dir.path().join("out");
+        let stored = gunzip(&artifacts(&out, ".core.gz")[0]);
+        assert_eq!(secrets_in(&stored, true), Vec::<String>::new(), "{qemu}");
+        let r = report_json(&out);
+        assert_eq!(r["core"]["machine"], machine);
+        assert_eq!(
+            r["scrubbed"]["not_scrubbed"],
+            serde_json::json!([]),
+            "{qemu}"
+        );
+        assert!(names(&r["scrubbed"]["env"]).contains(&"GITHUB_TOKEN"));
+        assert_eq!(r["scrubbed"]["args"], 2);
+        assert_eq!(
+            r["process"]["cmdline"],
+            serde_json::json!(["./secret", "***", "***"])
+        );
+    }
+}
+
 #[test]
 fn an_environment_that_cannot_be_found_is_said_not_scrubbed() {
     skip_unless_kernel_cores!();
