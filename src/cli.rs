@@ -283,6 +283,17 @@ struct ArtifactArgs {
     /// GitHub Actions annotations and job summary (on by itself when GITHUB_ACTIONS=true).
     #[arg(long, env = "GITHUB_ACTIONS")]
     github: bool,
+    /// Before a core is reported and stored, replace in it the value of every variable of the
+    /// crashed process's initial environment with `*` of the same length (names kept).
+    #[arg(long)]
+    scrub_env: bool,
+    /// Keep the value of this variable under --scrub-env: a name or a glob (`*`, `?`);
+    /// repeatable. PATH, LANG and CORECATCH_RUN are always kept.
+    #[arg(long, value_name = "NAME_OR_GLOB", requires = "scrub_env")]
+    keep_env: Vec<String>,
+    /// The same for the arguments after argv[0] (the reports show each as `***`).
+    #[arg(long)]
+    scrub_args: bool,
     #[command(flatten)]
     symbols: SymbolArgs,
     /// Upload the artifacts to this bucket and key prefix once written.
@@ -403,6 +414,11 @@ impl ArtifactArgs {
                     .unwrap_or_default(),
                 summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             }),
+            scrub: crate::config::ScrubConfig {
+                env: self.scrub_env,
+                args: self.scrub_args,
+                keep_env: self.keep_env,
+            },
             symbols: self.symbols.into_config(),
             bundle_store: self
                 .bundle_store

@@ -61,6 +61,9 @@ pub struct ArtifactConfig {
     pub junit: Option<PathBuf>,
     /// GitHub Actions output: annotations on stdout, a summary appended to `summary`.
     pub github: Option<GithubConfig>,
+    /// `--scrub-env`, `--keep-env`, `--scrub-args`: what is replaced in each core before it is
+    /// reported and stored.
+    pub scrub: ScrubConfig,
     pub symbols: SymbolConfig,
     /// `--to s3://…`: upload the artifacts once they are written.
     pub upload: Option<UploadConfig>,
@@ -74,6 +77,8 @@ pub struct ArtifactConfig {
     /// `--compress`, `--max-artifact-size`: how cores are stored.
     pub store: crate::artifacts::pack::StoreOptions,
 }
+
+pub use crate::elf_core::scrub::Options as ScrubConfig;
 
 /// Where GitHub Actions output goes.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ mod open;
 mod pattern;
 mod process;
 mod run;
+mod scrub;
 mod upload;
 
 use crate::config::{Capture, Command};

@@ -1,8 +1,9 @@
 //! The per-core pipeline `run` and `collect` share: map and parse each core, check it is this
-//! run's, build its report (registers, signal, process, every thread unwound and symbolized),
-//! write `<stem>.json` and `<stem>.txt`, compress the core into `<stem>.core.gz` (verified
-//! before the raw core goes), then the HTML page and the manifest of the artifacts directory,
-//! the summary on stderr, and the reports CI systems display (JUnit, GitHub).
+//! run's, scrub it when asked (`super::scrub`), build its report (registers, signal, process,
+//! every thread unwound and symbolized), write `<stem>.json` and `<stem>.txt`, compress the core
+//! into `<stem>.core.gz` (verified before the raw core goes), then the HTML page and the
+//! manifest of the artifacts directory, the summary on stderr, and the reports CI systems
+//! display (JUnit, GitHub).
 
 use crate::artifacts::manifest::{self, Manifest, ManifestEntry};
 use crate::artifacts::pack::Codec;
@@ -250,10 +251,34 @@ pub(super) fn process_cores(
                 continue;
             }
         }
-        let mut report = build_report(&core, path, &cfg.symbols, Locals::Crashed);
+        // With --scrub-env/--scrub-args the core is scrubbed in place here, after attribution
+        // (the run token is kept) and before anything reads a value from it.
+        let make = |core: &crate::elf_core::Core<'_>| {
+            build_report(core, path, &cfg.symbols, Locals::Crashed)
+        };
+        let report = if cfg.scrub.any() {
+            let plan = super::scrub::plan(path, &core, mapped.bytes(), &cfg.scrub);
+            drop(core);
+            drop(mapped);
+            super::scrub::scrub_and_report(path, &cfg.scrub, &plan, make)
+        } else {
+            let report = make(&core);
+            drop(core);
+            drop(mapped);
+            Ok(report)
+        };
+        let mut report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                warn(format!(
+                    "{e}; not stored, the core stays at {}",
+                    path.display()
+                ));
+                done.failed += 1;
+                continue;
+            }
+        };
         report.core.from = origin.cloned();
-        drop(core);
-        drop(mapped);
 
         let d = match &dir {
             Some(d) => d,
@@ -306,7 +331,7 @@ pub(super) fn process_cores(
         }
         if !summaries.is_empty() || !entries.is_empty() {
             let mut m = Manifest::new(
-                ctx.command.clone(),
+                super::scrub::command(&ctx.command, &cfg.scrub),
                 ctx.started,
                 ctx.ended,
                 sys::kernel::hostname(),

@@ -12,6 +12,7 @@ pub(crate) mod headers;
 mod memory;
 mod notes;
 pub mod regs;
+pub mod scrub;
 mod start_info;
 pub mod writer;
 
@@ -19,7 +20,7 @@ pub use bytes::Endian;
 pub use memory::{Memory, Segment};
 pub use notes::{Auxv, MappedFile, ProcessInfo, SigInfo, ThreadStatus};
 pub use regs::{Machine, Registers};
-pub use start_info::StartInfo;
+pub use start_info::{StartInfo, StrAt};
 
 use bytes::Reader;
 use headers::Phdr;

@@ -128,6 +128,7 @@ mod tests {
                 ppid: None,
                 uid: None,
             },
+            scrubbed: None,
             signal: None,
             abort_message: Some("boom\n::warning::abort".into()),
             signature: None,

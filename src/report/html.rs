@@ -74,6 +74,13 @@ pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io:
                 esc(&super::text::shell_words(&r.process.cmdline))
             )?;
         }
+        if let Some(s) = &r.scrubbed {
+            writeln!(
+                w,
+                "<p class=\"scrubbed\">scrubbed: {}</p>",
+                esc(&super::text::scrub_words(s, true))
+            )?;
+        }
         match e.stem {
             Some(stem) => {
                 let names = e
@@ -216,6 +223,7 @@ mod tests {
                 ppid: None,
                 uid: None,
             },
+            scrubbed: None,
             signal: None,
             abort_message: None,
             signature: None,

@@ -178,6 +178,7 @@ mod tests {
                 ppid: None,
                 uid: None,
             },
+            scrubbed: None,
             signal: None,
             abort_message: None,
             signature: None,

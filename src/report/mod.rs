@@ -28,6 +28,10 @@ pub struct Report {
     pub schema: StaticStr,
     pub core: CoreFile,
     pub process: Process,
+    /// What `--scrub-env` and `--scrub-args` replaced in the core before this report was made
+    /// from it; absent when neither was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrubbed: Option<Scrubbed>,
     pub signal: Option<SignalInfo>,
     /// glibc's assertion (or abort) message when the core holds one.
     pub abort_message: Option<String>,
@@ -76,6 +80,22 @@ pub struct Process {
     pub cmdline: Vec<String>,
     pub ppid: Option<i32>,
     pub uid: Option<u32>,
+}
+
+/// What was scrubbed in the core: names and counts only, never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scrubbed {
+    /// `--scrub-env`: the variables whose values were replaced by `*`; `null` without it.
+    pub env: Option<Vec<String>>,
+    /// `--scrub-args`: how many arguments (after argv[0]) were replaced; `null` without it.
+    pub args: Option<usize>,
+    /// Copies of pieces of those strings found (in the threads' registers and stacks) and
+    /// replaced the same way.
+    #[serde(default)]
+    pub fragments: usize,
+    /// What was asked for but could not be found in the core, so is not scrubbed, in words.
+    #[serde(default)]
+    pub not_scrubbed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -356,6 +376,7 @@ impl Report {
                 ppid: ps.map(|p| p.ppid),
                 uid: ps.map(|p| p.uid),
             },
+            scrubbed: None,
             signal,
             abort_message: None,
             signature: None,
@@ -412,6 +433,21 @@ impl Report {
         self.warnings.extend(bt.warnings);
         self.abort_message = bt.abort_message;
         self.signature = signature::signature(self);
+    }
+
+    /// Record what was scrubbed in the core this report was made from: the command line then
+    /// shows `***` for each scrubbed argument (not `*` of its length, as the core holds it), and
+    /// whatever could not be scrubbed is a warning too.
+    pub fn record_scrub(&mut self, s: Scrubbed) {
+        if s.args.is_some() {
+            for a in self.process.cmdline.iter_mut().skip(1) {
+                *a = "***".into();
+            }
+        }
+        for m in &s.not_scrubbed {
+            self.warnings.push(format!("{m}: not scrubbed"));
+        }
+        self.scrubbed = Some(s);
     }
 
     /// The report as pretty JSON.
@@ -485,6 +521,12 @@ mod tests {
                 ppid: Some(1),
                 uid: Some(0),
             },
+            scrubbed: Some(Scrubbed {
+                env: Some(vec!["TOKEN".into()]),
+                args: None,
+                fragments: 1,
+                not_scrubbed: Vec::new(),
+            }),
             signal: Some(SignalInfo {
                 number: 11,
                 name: signals::name(11),

@@ -89,6 +89,9 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
     if let Some(from) = &r.core.from {
         line!(w, "core from {}: {}", from.handler, from.path)?;
     }
+    if let Some(s) = &r.scrubbed {
+        line!(w, "scrubbed: {}", scrub_words(s, false))?;
+    }
     if let Some(m) = &r.abort_message {
         line!(w, "abort message: {m}")?;
     }
@@ -112,6 +115,9 @@ fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     }
     if !r.process.cmdline.is_empty() {
         line!(w, "command: {}", shell_words(&r.process.cmdline))?;
+    }
+    if let Some(s) = &r.scrubbed {
+        line!(w, "scrubbed: {}", scrub_words(s, true))?;
     }
     match &r.core.from {
         Some(from) => line!(
@@ -248,6 +254,38 @@ pub fn shown_value(value: &str) -> Cow<'_, str> {
         end -= 1;
     }
     Cow::Owned(format!("{}...", &value[..end]))
+}
+
+/// What was scrubbed, in words: `the values of 2 environment variables (AWS_SECRET_ACCESS_KEY,
+/// GITHUB_TOKEN), 2 arguments`; the names only when `names`.
+pub fn scrub_words(s: &super::Scrubbed, names: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(env) = &s.env {
+        let n = env.len();
+        let what = match n {
+            1 => "the value of 1 environment variable".to_string(),
+            _ => format!("the values of {n} environment variables"),
+        };
+        parts.push(match (n, names) {
+            (0, _) => "no environment variable's value".to_string(),
+            (_, true) => format!("{what} ({})", env.join(", ")),
+            (_, false) => what,
+        });
+    }
+    if let Some(n) = s.args {
+        parts.push(format!("{n} argument{}", if n == 1 { "" } else { "s" }));
+    }
+    if s.fragments > 0 {
+        parts.push(format!(
+            "{} cop{} of their pieces in registers and stacks",
+            s.fragments,
+            if s.fragments == 1 { "y" } else { "ies" }
+        ));
+    }
+    if !s.not_scrubbed.is_empty() {
+        parts.push(format!("not scrubbed: {}", s.not_scrubbed.join("; ")));
+    }
+    parts.join(", ")
 }
 
 /// Arguments joined for display, quoted where a shell would need it.

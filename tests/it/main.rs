@@ -19,6 +19,7 @@ mod pattern;
 mod peer_cores;
 mod run;
 mod s3;
+mod scrub;
 mod store;
 mod systemd;
 mod util;
