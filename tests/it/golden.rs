@@ -165,7 +165,7 @@ impl Redactor {
                     .map(|(k, x)| {
                         let placeholder = match k.as_str() {
                             "pid" | "ppid" | "sender_pid" | "tid" | "crashed_tid" => "<PID>",
-                            "bytes" => "<BYTES>",
+                            "bytes" | "core_bytes" => "<BYTES>",
                             "sha256" => "<SHA256>",
                             "build_id" => "<BUILD_ID>",
                             "started" | "ended" => "<TIME>",

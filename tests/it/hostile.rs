@@ -501,13 +501,13 @@ fn hostile_5_sigterm_while_packing_leaves_no_partial_artifacts() {
     .spawn()
     .unwrap();
     let pipes = drain(&mut child);
-    // Packing has started once the gzip temp file exists (`.corecatch-<pid>-*.gz.tmp`, named by
+    // Packing has started once the core's temp part exists (`.corecatch-<pid>-*.part.tmp`, named by
     // src/artifacts/publish.rs).
     let deadline = Instant::now() + Duration::from_secs(300);
     let packing = loop {
         if names_in(&out)
             .iter()
-            .any(|n| n.starts_with(".corecatch-") && n.ends_with(".gz.tmp"))
+            .any(|n| n.starts_with(".corecatch-") && n.ends_with(".part.tmp"))
         {
             break true;
         }
@@ -519,7 +519,7 @@ fn hostile_5_sigterm_while_packing_leaves_no_partial_artifacts() {
     if !packing {
         let r = finish(child, pipes, Duration::from_secs(1), "big run");
         panic!(
-            "never saw packing start (no .corecatch-*.gz.tmp in out/): {}",
+            "never saw packing start (no .corecatch-*.part.tmp in out/): {}",
             r.ctx()
         );
     }
