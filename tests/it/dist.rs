@@ -229,14 +229,6 @@ fn in_root(root: &Path, script: &str, env: &[(&str, String)]) -> Output {
         .unwrap()
 }
 
-/// The frame lines (`#N …`) of a backtrace text.
-fn frames(t: &str) -> Vec<String> {
-    t.lines()
-        .filter(|l| l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn static_binary_catches_uploads_and_fetches_in_an_empty_root() {
     if !nix::unistd::geteuid().is_root() {
@@ -319,7 +311,7 @@ fn static_binary_catches_uploads_and_fetches_in_an_empty_root() {
         .unwrap()
         .to_string();
     let inside = fs::read_to_string(out.join(format!("{stem}.txt"))).unwrap();
-    let inside_frames = frames(&inside);
+    let inside_frames = frame_lines(&inside);
     assert!(
         inside_frames
             .iter()
@@ -336,7 +328,7 @@ fn static_binary_catches_uploads_and_fetches_in_an_empty_root() {
             .arg(out.join(format!("{stem}.core.gz"))),
     );
     assert_eq!(
-        frames(&outside),
+        frame_lines(&outside),
         inside_frames,
         "outside:\n{outside}\ninside:\n{inside}"
     );
@@ -368,7 +360,7 @@ fn static_binary_catches_uploads_and_fetches_in_an_empty_root() {
     );
     assert_eq!(o.status.code(), Some(134), "{}", text(&o));
     assert!(
-        frames(&text(&o))
+        frame_lines(&text(&o))
             .iter()
             .any(|f| f.contains("in main () at ")),
         "{}",

@@ -115,13 +115,6 @@ impl Watcher {
     }
 }
 
-fn frames(t: &str) -> Vec<String> {
-    t.lines()
-        .filter(|l| l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn encrypted_cores_open_with_age_and_bt_and_never_touch_disk_in_clear() {
     skip_unless_kernel_cores!();
@@ -251,12 +244,12 @@ fn encrypted_cores_open_with_age_and_bt_and_never_touch_disk_in_clear() {
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
     let report =
         fs::read_to_string(stored[0].to_string_lossy().replace(".core.gz.age", ".txt")).unwrap();
-    let shown = frames(&String::from_utf8_lossy(&ok.stdout));
+    let shown = frame_lines(&String::from_utf8_lossy(&ok.stdout));
     assert!(
         shown.iter().any(|f| f.contains("in main () at ")),
         "{shown:?}"
     );
-    assert_eq!(shown, frames(&report));
+    assert_eq!(shown, frame_lines(&report));
     let none = bt(&["bt", "out"]);
     assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
     assert!(stderr(&none).contains("--identity"), "{}", stderr(&none));

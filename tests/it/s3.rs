@@ -323,23 +323,17 @@ fn a_split_core_uploaded_and_fetched_is_read_by_bt() {
     assert_same_tree(&out, &dir.path().join("back"));
     let bt = corecatch_s3(dir.path(), &moto.url(), &["bt", "back"]);
     assert_eq!(bt.status.code(), Some(0), "{}", text(&bt));
-    let frames = |t: &str| -> Vec<String> {
-        t.lines()
-            .filter(|l| l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
     let txt = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "txt"))
         .unwrap();
-    let shown = frames(&String::from_utf8_lossy(&bt.stdout));
+    let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
     assert!(
         shown.iter().any(|f| f.contains("in main () at ")),
         "{shown:?}"
     );
-    assert_eq!(shown, frames(&fs::read_to_string(txt).unwrap()));
+    assert_eq!(shown, frame_lines(&fs::read_to_string(txt).unwrap()));
 }
 
 /// Everything at once: zstd, encrypted to a recipient, split at 1 MiB, uploaded; then fetched
@@ -424,23 +418,17 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
         &["bt", "--identity", key.to_str().unwrap(), "back"],
     );
     assert_eq!(bt.status.code(), Some(0), "{}", text(&bt));
-    let frames = |t: &str| -> Vec<String> {
-        t.lines()
-            .filter(|l| l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
     let txt = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "txt"))
         .unwrap();
-    let shown = frames(&String::from_utf8_lossy(&bt.stdout));
+    let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
     assert!(
         shown.iter().any(|f| f.contains("in main () at ")),
         "{shown:?}"
     );
-    assert_eq!(shown, frames(&fs::read_to_string(txt).unwrap()));
+    assert_eq!(shown, frame_lines(&fs::read_to_string(txt).unwrap()));
 }
 
 /// The debug bundle's round trip: a program and its own library crash under `run --to`, the

@@ -272,32 +272,6 @@ fn gdb_bt_full(exe: &Path, core: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Frames as the report JSON holds them, as the library's type for `compare_thread`.
-fn frames_from_json(v: &Value) -> Vec<corecatch::backtrace::Frame> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let function = f["function"].as_str().map(str::to_string);
-            corecatch::backtrace::Frame {
-                pc: u64::from_str_radix(f["pc"].as_str().unwrap().trim_start_matches("0x"), 16)
-                    .unwrap(),
-                module: f["module"].as_str().map(str::to_string),
-                signal_trampoline: function.as_deref() == Some("<signal handler called>"),
-                function,
-                file: f["file"].as_str().map(str::to_string),
-                line: f["line"].as_u64().map(|l| l as u32),
-                column: f["column"].as_u64().map(|c| c as u32),
-                inlined: f["inlined"].as_bool().unwrap(),
-                trust: corecatch::backtrace::FrameTrust::Cfi,
-                symbol_offset: None,
-                args: None,
-                locals: None,
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn without_the_flags_the_secrets_stay_and_gdb_reads_both_cores_alike() {
     skip_unless_kernel_cores!();
@@ -333,7 +307,7 @@ fn without_the_flags_the_secrets_stay_and_gdb_reads_both_cores_alike() {
                 let g = gdb_bt_with("gdb", &[], &exe, &core);
                 compare_thread(
                     &g[0],
-                    &frames_from_json(&r["threads"][0]["frames"]),
+                    &crate::zoo::frames_from_json(&r["threads"][0]["frames"]),
                     "scrubbed core",
                 );
             }

@@ -64,14 +64,6 @@ fn manifest(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
-/// The frame lines of a text backtrace.
-fn frames(t: &str) -> Vec<String> {
-    t.lines()
-        .filter(|l| l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn zstd_cores_restore_with_zstd_and_bt_reads_them() {
     skip_unless_kernel_cores!();
@@ -128,12 +120,12 @@ fn zstd_cores_restore_with_zstd_and_bt_reads_them() {
     let bt = corecatch(dir.path(), &["bt", "out"]);
     assert_eq!(bt.status.code(), Some(0), "{}", stderr(&bt));
     let report = fs::read_to_string(out.join(zst[0].replace(".core.zst", ".txt"))).unwrap();
-    let shown = frames(&String::from_utf8_lossy(&bt.stdout));
+    let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
     assert!(
         shown.iter().any(|f| f.contains("in main () at ")),
         "{shown:?}"
     );
-    assert_eq!(shown, frames(&report));
+    assert_eq!(shown, frame_lines(&report));
 }
 
 /// `--max-artifact-size 1MiB` on a core of several MiB, with `codec` (`gzip` or `zstd`) and the
@@ -218,12 +210,12 @@ fn split_core_checked_with(codec: &str, tool: &str) {
     for target in ["out".to_string(), format!("out/{}", parts[parts.len() / 2])] {
         let bt = corecatch(dir.path(), &["bt", &target]);
         assert_eq!(bt.status.code(), Some(0), "bt {target}: {}", stderr(&bt));
-        let shown = frames(&String::from_utf8_lossy(&bt.stdout));
+        let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
         assert!(
             shown.iter().any(|f| f.contains("in main () at ")),
             "{shown:?}"
         );
-        assert_eq!(shown, frames(&report), "bt {target}");
+        assert_eq!(shown, frame_lines(&report), "bt {target}");
     }
 
     // A missing part (and no decompressed copy cached yet): bt names it rather than reading

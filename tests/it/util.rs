@@ -435,6 +435,14 @@ pub fn corecatch_locked(cwd: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The frame lines (`#N …`) of a text backtrace (bt's output, a `.txt` report).
+pub fn frame_lines(t: &str) -> Vec<String> {
+    t.lines()
+        .filter(|l| l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A loopback port nothing listens on now (for a server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -586,7 +586,7 @@ fn separate_debug_file_in_debug_dir_is_found_by_build_id() {
 }
 
 /// Frames as the report JSON holds them, back into the library's type for `compare_thread`.
-fn frames_from_json(v: &serde_json::Value) -> Vec<Frame> {
+pub(crate) fn frames_from_json(v: &serde_json::Value) -> Vec<Frame> {
     v.as_array()
         .unwrap()
         .iter()
