@@ -429,6 +429,12 @@ fn decompressed(
     let dir = cache.join("cores");
     let dest = dir.join(format!("{sha}.core"));
     if dest.is_file() {
+        // A cached copy of an encrypted core is served only to an identity that opens it: its
+        // header is read (the payload is not) to check that.
+        if let (true, Some(ids)) = (stored.encrypted, identities) {
+            crate::artifacts::encrypt::decrypt_named(ids, joined(&stored.files)?, &stored.name)
+                .map_err(|e| chain(&e))?;
+        }
         return Ok(dest);
     }
     let err = |e: io::Error| format!("cannot decompress {shown} into {}: {e}", dir.display());

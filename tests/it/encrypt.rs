@@ -253,6 +253,14 @@ fn encrypted_cores_open_with_age_and_bt_and_never_touch_disk_in_clear() {
     let none = bt(&["bt", "out"]);
     assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
     assert!(stderr(&none).contains("--identity"), "{}", stderr(&none));
+    // The decrypted core is cached now (same cache as `ok`): the wrong key still gets nothing.
+    let cached = bt(&["bt", "--identity", other.to_str().unwrap(), "out"]);
+    assert_eq!(cached.status.code(), Some(1), "{}", stderr(&cached));
+    assert!(
+        stderr(&cached).contains("none of the identities"),
+        "{}",
+        stderr(&cached)
+    );
     let wrong = bt(&[
         "bt",
         "--identity",
