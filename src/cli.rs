@@ -137,6 +137,10 @@ enum Sub {
         /// One line per file.
         #[arg(long, short)]
         verbose: bool,
+        /// The age identity file that decrypts an encrypted debug bundle (--encrypt-to), so it
+        /// is unpacked into the cache now, with the files it keeps in a build-id store.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
 }
 
@@ -301,8 +305,9 @@ struct ArtifactArgs {
     to: Option<S3Target>,
     #[command(flatten)]
     upload: UploadFlags,
-    /// A debug bundle (bundle.tar.gz) of every file the cores map and their debug files: auto
-    /// (unless larger than --bundle-max: then only the program's own files), always, never.
+    /// A debug bundle (bundle.tar.gz; bundle.tar.gz.age, encrypted, under --encrypt-to) of
+    /// every file the cores map and their debug files: auto (unless larger than --bundle-max:
+    /// then only the program's own files), always, never.
     #[arg(long, value_enum, default_value_t = BundleArg::Auto, value_name = "WHEN")]
     bundle: BundleArg,
     /// A build-id store shared by many builds: each bundled file with a build-id goes once to
@@ -322,9 +327,9 @@ struct ArtifactArgs {
     /// each a valid file of its own [default: 3000MiB when CIRCLECI=true, else no limit].
     #[arg(long, value_parser = parse_part_size, value_name = "SIZE")]
     max_artifact_size: Option<u64>,
-    /// Encrypt each stored core with age to this recipient (repeatable): an age key (age1…) or
-    /// an SSH public key (ssh-ed25519 …, ssh-rsa …). `age -d -i KEY` or `bt --identity KEY`
-    /// read it.
+    /// Encrypt each stored core and the debug bundle with age to this recipient (repeatable):
+    /// an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …). `age -d -i KEY` or
+    /// `bt --identity KEY` read them.
     #[arg(long, value_parser = parse_recipient, value_name = "RECIPIENT")]
     encrypt_to: Vec<crate::artifacts::encrypt::Recipient>,
     /// Encrypt to every recipient in FILE (one per line, # comments; as `age -R`; repeatable).
@@ -424,16 +429,8 @@ impl ArtifactArgs {
                 .bundle_store
                 .map(|t| self.upload.clone().into_config(t)),
             upload: self.to.map(|t| self.upload.into_config(t)),
-            // The bundle is not encrypted yet: with --encrypt-to, `auto` makes none (`always`
-            // still does, in clear: the files it holds are binaries, not the process's memory).
-            bundle: match self.bundle {
-                BundleArg::Auto
-                    if !self.encrypt_to.is_empty() || !self.encrypt_to_file.is_empty() =>
-                {
-                    crate::artifacts::bundle::Mode::Never
-                }
-                b => b.into(),
-            },
+            // Under --encrypt-to the bundle is encrypted to the same recipients.
+            bundle: self.bundle.into(),
             bundle_max: self.bundle_max,
             store: crate::artifacts::pack::StoreOptions {
                 codec: self.compress,
@@ -581,6 +578,7 @@ impl Cli {
                 connection,
                 circleci_url,
                 verbose,
+                identity,
             } => Command::Fetch(FetchConfig {
                 source,
                 dest,
@@ -588,6 +586,7 @@ impl Cli {
                 connection: connection.into_config(),
                 circleci_url,
                 verbose,
+                identity,
             }),
         }
     }

@@ -49,6 +49,8 @@ pub struct FetchConfig {
     /// CircleCI's base URL (`--circleci-url`, `CIRCLECI_URL`).
     pub circleci_url: String,
     pub verbose: bool,
+    /// `--identity`: decrypts an encrypted debug bundle, to unpack it into the cache.
+    pub identity: Option<PathBuf>,
 }
 
 /// Where artifacts go and how cores are treated once packed.

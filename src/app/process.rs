@@ -512,6 +512,7 @@ fn store_core(
     {
         let mut e = ManifestEntry::new(a, kind, pid);
         e.core = Some(manifest::StoredCore::of(&packed, i));
+        e.encrypted_to = packed.encrypted_to.clone();
         entries.push(e);
     }
     if !keep {

@@ -22,7 +22,6 @@
 //! against the real `age` and `age-keygen` in both directions (the tests below).
 //! Secret keys, file keys, payload keys and plaintext buffers are zeroized when dropped; no error
 //! carries a secret (a secret key given as a recipient is refused without being repeated).
-// Nothing calls this module yet: pack, bt and debug are wired to it next.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -1420,7 +1419,7 @@ impl<R: Read> Read for Decrypted<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
@@ -1439,7 +1438,7 @@ mod tests {
     }
 
     /// A fresh X25519 identity: (its `AGE-SECRET-KEY-1…` line, its `age1…` recipient).
-    fn keypair() -> (String, String) {
+    pub(crate) fn keypair() -> (String, String) {
         let secret = StaticSecret::from(*random::<32>().unwrap());
         let public = PublicKey::from(&secret);
         let sk = bech32::encode_upper::<bech32::Bech32>(

@@ -42,6 +42,13 @@ pub mod kind {
     pub const REPORT_TXT: &str = "report.txt";
     /// The run's debug bundle (`bundle.tar.gz`, see [`crate::artifacts::bundle`]).
     pub const BUNDLE: &str = "bundle.tar.gz";
+    /// The debug bundle encrypted with age as it was written (`--encrypt-to`).
+    pub const BUNDLE_AGE: &str = "bundle.tar.gz.age";
+
+    /// Whether entries of this kind are debug bundles.
+    pub fn is_bundle(kind: &str) -> bool {
+        kind == BUNDLE || kind == BUNDLE_AGE
+    }
 }
 
 /// The whole manifest. Field names are part of the artifact format: stable, snake_case.
@@ -80,6 +87,10 @@ pub struct ManifestEntry {
     /// On a stored core's files: the whole it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core: Option<StoredCore>,
+    /// The age recipients (public keys) the file is encrypted to; absent when it is not. Every
+    /// encrypted artifact carries it (a stored core also in `core.encrypted_to`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
 }
 
 /// A stored core as a whole, recorded on each of its files: a split core's parts are listed
@@ -135,7 +146,14 @@ impl ManifestEntry {
             pid,
             key: None,
             core: None,
+            encrypted_to: Vec::new(),
         }
+    }
+
+    /// The entry of a file encrypted to `recipients`.
+    pub fn encrypted(mut self, recipients: &[crate::artifacts::encrypt::Recipient]) -> Self {
+        self.encrypted_to = recipients.iter().map(|r| r.public().to_string()).collect();
+        self
     }
 }
 
@@ -525,6 +543,7 @@ mod tests {
             pid: None,
             key: None,
             core: None,
+            encrypted_to: Vec::new(),
         }
     }
 

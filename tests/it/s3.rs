@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "s3cr3t-Key-that-must-never-show";
-const KEY_ID: &str = "AKIDTESTNEVERPRINTED";
+pub(crate) const SECRET: &str = "s3cr3t-Key-that-must-never-show";
+pub(crate) const KEY_ID: &str = "AKIDTESTNEVERPRINTED";
 
 fn moto_bin() -> PathBuf {
     root().join("target/venv/bin/moto_server")
@@ -129,7 +129,12 @@ fn corecatch_s3(cwd: &Path, endpoint: &str, args: &[&str]) -> Output {
     corecatch_s3_env(cwd, endpoint, args, &[])
 }
 
-fn corecatch_s3_env(cwd: &Path, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn corecatch_s3_env(
+    cwd: &Path,
+    endpoint: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let _shared = CrashLock::shared();
     Command::new(bin())
         .args(args)
@@ -148,7 +153,7 @@ fn corecatch_s3_env(cwd: &Path, endpoint: &str, args: &[&str], env: &[(&str, &st
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -477,7 +482,7 @@ fn a_fetched_crash_opens_with_its_bundle() {
 }
 
 /// (key, size) of every object under `prefix` in moto's bucket, by a plain ListObjectsV2.
-fn listing(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+pub(crate) fn listing(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
     let xml = moto.get(&format!(
         "/{bucket}?list-type=2&prefix={prefix}&max-keys=1000"
     ));
