@@ -266,6 +266,7 @@ impl From<CaptureArg> for Capture {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("recipients").multiple(true).args(["encrypt_to", "encrypt_to_file"])))]
 struct ArtifactArgs {
     /// Directory for artifacts.
     #[arg(
@@ -335,6 +336,11 @@ struct ArtifactArgs {
     /// Encrypt to every recipient in FILE (one per line, # comments; as `age -R`; repeatable).
     #[arg(long, value_parser = parse_recipients_file, value_name = "FILE")]
     encrypt_to_file: Vec<Vec<crate::artifacts::encrypt::Recipient>>,
+    /// Encrypt the reports too (<stem>.json.age, <stem>.txt.age, index.html.age, the JUnit
+    /// file's FILE.age) to the same recipients; the terminal, GitHub annotations and summary
+    /// then name each crash without its backtrace. Needs --encrypt-to or --encrypt-to-file.
+    #[arg(long, requires = "recipients")]
+    encrypt_reports: bool,
 }
 
 fn parse_recipient(s: &str) -> Result<crate::artifacts::encrypt::Recipient, String> {
@@ -419,6 +425,7 @@ impl ArtifactArgs {
                     .unwrap_or_default(),
                 summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             }),
+            encrypt_reports: self.encrypt_reports,
             scrub: crate::config::ScrubConfig {
                 env: self.scrub_env,
                 args: self.scrub_args,
@@ -769,6 +776,59 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn encrypt_reports_needs_a_recipient() {
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let e = Cli::try_parse_args(["corecatch", "run", "--encrypt-reports", "--", "true"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let shown = e.to_string();
+        assert!(
+            shown.contains("--encrypt-to") && shown.contains("--encrypt-to-file"),
+            "{shown}"
+        );
+        assert!(Cli::try_parse_args(["corecatch", "collect", "--encrypt-reports"]).is_err());
+        let Command::Run(r) = Cli::try_parse_args([
+            "corecatch",
+            "run",
+            "--encrypt-reports",
+            "--encrypt-to",
+            key,
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert!(r.artifacts.encrypt_reports);
+        assert_eq!(r.artifacts.store.recipients.len(), 1);
+        // Without --encrypt-reports the reports stay plain; both recipient flags together.
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("r.txt");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let Command::Run(r) = Cli::try_parse_args([
+            "corecatch",
+            "run",
+            "--encrypt-to",
+            key,
+            "--encrypt-to-file",
+            file.to_str().unwrap(),
+            "--encrypt-reports",
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.artifacts.store.recipients.len(), 2);
+        let Command::Run(r) =
+            Cli::try_parse_args(["corecatch", "run", "--encrypt-to", key, "--", "true"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!r.artifacts.encrypt_reports);
     }
 
     #[test]

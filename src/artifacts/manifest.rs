@@ -40,6 +40,13 @@ pub mod kind {
     }
     pub const REPORT_JSON: &str = "report.json";
     pub const REPORT_TXT: &str = "report.txt";
+    /// `index.html`.
+    pub const REPORT_HTML: &str = "report.html";
+    /// The reports and the page encrypted with age (`--encrypt-reports`): `<stem>.json.age`,
+    /// `<stem>.txt.age`, `index.html.age`.
+    pub const REPORT_JSON_AGE: &str = "report.json.age";
+    pub const REPORT_TXT_AGE: &str = "report.txt.age";
+    pub const REPORT_HTML_AGE: &str = "report.html.age";
     /// The run's debug bundle (`bundle.tar.gz`, see [`crate::artifacts::bundle`]).
     pub const BUNDLE: &str = "bundle.tar.gz";
     /// The debug bundle encrypted with age as it was written (`--encrypt-to`).

@@ -7,6 +7,10 @@
 //! same recipients (`bundle.tar.gz.age`): `age -d` gives a tar.gz `tar` lists, and `debug
 //! --identity` and `bt --identity` open the crash from it with the build directory gone, also
 //! after `fetch --identity` from S3 with the bundle's files in a build-id store.
+//! `--encrypt-reports`: no report, page or JUnit file in clear (watched while it runs), the
+//! crash's function names in no artifact but as ciphertext, nor on the terminal or in GitHub's
+//! output; `age -d` gives back what a run without it writes, byte for byte; `bt --identity`
+//! reads the directory; without a recipient it is a usage error.
 
 use crate::skip_unless_kernel_cores;
 use crate::util::*;
@@ -625,4 +629,272 @@ fn fetch_identity_unpacks_an_encrypted_bundle_and_its_build_id_store_files() {
     assert!(!err.contains("could not be fetched"), "{err}");
     let (bt, _) = bt_with_identity(dir.path(), &key, &crash, &env);
     assert_matches_originals(&want, &debug, &bt);
+}
+
+/// What a report, the page or a JUnit file starts with, or holds near its start, in clear.
+fn plaintext_report(head: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(head);
+    head.starts_with(b"pid ")
+        || head.starts_with(b"<!DOCTYPE")
+        || head.starts_with(b"<?xml")
+        || t.contains("corecatch.report")
+}
+
+/// Every file under `dir` (recursively) whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+fn decrypted(key: &Path, file: &Path) -> Vec<u8> {
+    let d = age_decrypt(key, file);
+    assert!(
+        d.status.success(),
+        "age -d {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&d.stderr)
+    );
+    d.stdout
+}
+
+#[test]
+fn encrypt_reports_leaves_only_the_manifest_readable_and_age_restores_the_reports() {
+    use crate::bundle::build_program;
+    skip_unless_kernel_cores!();
+    let dir = tempdir();
+    let (key, public) = age_key(dir.path(), "key.txt");
+    let p = build_program(dir.path(), 0);
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let summary = dir.path().join("summary.md");
+    let watch = Watcher::start(vec![out.clone()]);
+    let o = {
+        let _shared = CrashLock::shared();
+        Command::new(bin())
+            .current_dir(&p.build)
+            .args([
+                "run",
+                "--keep-cores",
+                "--encrypt-reports",
+                "--encrypt-to",
+                &public,
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--junit")
+            .arg(out.join("junit.xml"))
+            .args(["--", p.exe.to_str().unwrap()])
+            .env_remove("CORECATCH_OUT")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", dir.path())
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let seen = watch.finish();
+    assert_eq!(o.status.code(), Some(134), "{}", stderr(&o));
+    for (p, head) in &seen {
+        assert!(
+            !plaintext_report(head),
+            "{} held a report in clear while corecatch ran: {:?}",
+            p.display(),
+            String::from_utf8_lossy(head)
+        );
+    }
+
+    // The terminal and GitHub name the crash and where its backtrace is, not the backtrace.
+    let (err, annotations) = (stderr(&o), String::from_utf8_lossy(&o.stdout).into_owned());
+    let md = fs::read_to_string(&summary).unwrap();
+    for (what, text) in [("stderr", &err), ("stdout", &annotations), ("summary", &md)] {
+        assert!(!text.contains("bundled_crash"), "{what}: {text}");
+        assert!(text.contains("--encrypt-reports"), "{what}: {text}");
+        assert!(text.contains("SIGABRT"), "{what}: {text}");
+    }
+    assert!(
+        err.contains(".{core.gz.age,json.age,txt.age}")
+            && err.contains(&format!("corecatch bt --identity KEY {}", out.display())),
+        "{err}"
+    );
+    assert!(
+        annotations.starts_with("::error title=prog crashed with SIGABRT::"),
+        "{annotations}"
+    );
+    assert!(!annotations.contains("::group::"), "{annotations}");
+
+    // In --out: the reports, the page and JUnit only as .age; the function names in no file
+    // but the ones age decrypts (the manifest has none either).
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in &names {
+        for ext in [".json", ".txt", ".html", ".xml"] {
+            assert!(
+                !n.ends_with(ext) || n == "manifest.json",
+                "{n} in clear: {names:?}"
+            );
+        }
+    }
+    let stem = names
+        .iter()
+        .find_map(|n| n.strip_suffix(".core.gz.age"))
+        .unwrap_or_else(|| panic!("{names:?}"))
+        .to_string();
+    for want in [
+        format!("{stem}.json.age"),
+        format!("{stem}.txt.age"),
+        "index.html.age".into(),
+        "junit.xml.age".into(),
+        "bundle.tar.gz.age".into(),
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    let holding = files_holding(&out, b"bundled_crash");
+    assert!(holding.is_empty(), "function names in clear in {holding:?}");
+
+    // The manifest lists each encrypted file, as stored, with its recipients.
+    for (name, kind) in [
+        (format!("{stem}.json.age"), "report.json.age"),
+        (format!("{stem}.txt.age"), "report.txt.age"),
+        ("index.html.age".to_string(), "report.html.age"),
+        ("bundle.tar.gz.age".to_string(), "bundle.tar.gz.age"),
+        (format!("{stem}.core.gz.age"), "core.gz.age"),
+    ] {
+        let e = entry_of(&out, &name);
+        assert_eq!(e["kind"], kind, "{e}");
+        let bytes = fs::read(out.join(&name)).unwrap();
+        assert_eq!(e["sha256"], sha256_hex(&bytes), "{e}");
+        assert_eq!(e["bytes"], bytes.len() as u64, "{e}");
+        assert_eq!(encrypted_to(&e), std::slice::from_ref(&public), "{e}");
+    }
+
+    // age -d restores them: the text report has the crash's frames, the JSON parses.
+    let txt = String::from_utf8(decrypted(&key, &out.join(format!("{stem}.txt.age")))).unwrap();
+    assert!(txt.contains("in bundled_crash ("), "{txt}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&decrypted(&key, &out.join(format!("{stem}.json.age")))).unwrap();
+    assert_eq!(json["schema"], "corecatch.report.v1");
+    let page = String::from_utf8(decrypted(&key, &out.join("index.html.age"))).unwrap();
+    assert!(
+        page.contains("bundled_crash") && page.contains(&format!("href=\"{stem}.json.age\"")),
+        "{page}"
+    );
+    let xml = String::from_utf8(decrypted(&key, &out.join("junit.xml.age"))).unwrap();
+    assert!(
+        xml.starts_with("<?xml") && xml.contains("bundled_crash"),
+        "{xml}"
+    );
+
+    // The same core collected with and without --encrypt-reports: age -d gives back the very
+    // bytes the plain reports hold (the page differs only in its links to the .age names).
+    let raw = crate::util::cores_in(&p.build);
+    assert_eq!(raw.len(), 1, "the kept raw core");
+    let collect = |name: &str, extra: &[&str]| {
+        let to = dir.path().join(name);
+        let o = corecatch(
+            &p.build,
+            &[
+                &[
+                    "collect",
+                    "--keep-cores",
+                    "--bundle",
+                    "never",
+                    "--encrypt-to",
+                    &public,
+                ][..],
+                extra,
+                &[
+                    "--out",
+                    to.to_str().unwrap(),
+                    "--junit",
+                    to.join("junit.xml").to_str().unwrap(),
+                    raw[0].to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        to
+    };
+    let plain = collect("plain", &[]);
+    let sealed = collect("sealed", &["--encrypt-reports"]);
+    for (clear, enc) in [
+        (format!("{stem}.json"), format!("{stem}.json.age")),
+        (format!("{stem}.txt"), format!("{stem}.txt.age")),
+        ("junit.xml".to_string(), "junit.xml.age".to_string()),
+    ] {
+        let want = fs::read(plain.join(&clear)).unwrap();
+        assert!(
+            decrypted(&key, &sealed.join(&enc)) == want,
+            "age -d {enc} is not {clear}"
+        );
+        assert!(!sealed.join(&clear).exists());
+    }
+    let want = fs::read_to_string(plain.join("index.html")).unwrap();
+    let got = String::from_utf8(decrypted(&key, &sealed.join("index.html.age"))).unwrap();
+    assert_eq!(
+        got.replace(".json.age\"", ".json\"")
+            .replace(".txt.age\"", ".txt\"")
+            .replace(".json.age<", ".json<")
+            .replace(".txt.age<", ".txt<"),
+        want
+    );
+
+    // Another machine: bt --identity reads the directory as any other.
+    let report_frames = frame_lines(&txt);
+    fs::remove_dir_all(&p.build).unwrap();
+    let cache = dir.path().join("cache");
+    let (_, shown) = bt_with_identity(
+        dir.path(),
+        &key,
+        &out,
+        &[("CORECATCH_CACHE", cache.as_path())],
+    );
+    assert!(
+        shown.iter().any(|l| l.contains("in bundled_crash (")),
+        "{shown:?}"
+    );
+    // Frame for frame as the (decrypted) report, but for the locals `bt` does not read.
+    let strip = |l: &String| l.split(" (").next().unwrap().to_string();
+    assert_eq!(
+        shown.iter().map(strip).collect::<Vec<_>>(),
+        report_frames.iter().map(strip).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn encrypt_reports_without_a_recipient_is_a_usage_error() {
+    let dir = tempdir();
+    for args in [
+        &["run", "--encrypt-reports", "--out", "out", "--", "true"][..],
+        &["collect", "--encrypt-reports", "--out", "out", "core"],
+    ] {
+        let o = corecatch(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("--encrypt-reports")
+                && err.contains("--encrypt-to")
+                && err.contains("Usage:"),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.path().join("out").exists(), "{args:?} ran anyway");
+    }
 }
