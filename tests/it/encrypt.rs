@@ -709,6 +709,13 @@ fn encrypt_reports_leaves_only_the_manifest_readable_and_age_restores_the_report
     };
     let seen = watch.finish();
     assert_eq!(o.status.code(), Some(134), "{}", stderr(&o));
+    assert!(
+        seen.iter()
+            .any(|(p, h)| p.to_string_lossy().ends_with(".age")
+                && h.starts_with(b"age-encryption.org/v1")),
+        "the watcher saw no encrypted file being written: {:?}",
+        seen.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
     for (p, head) in &seen {
         assert!(
             !plaintext_report(head),
