@@ -137,6 +137,10 @@ enum Sub {
         /// One line per file.
         #[arg(long, short)]
         verbose: bool,
+        /// The age identity file that decrypts an encrypted debug bundle (--encrypt-to), so it
+        /// is unpacked into the cache now, with the files it keeps in a build-id store.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
 }
 
@@ -262,6 +266,7 @@ impl From<CaptureArg> for Capture {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("recipients").multiple(true).args(["encrypt_to", "encrypt_to_file"])))]
 struct ArtifactArgs {
     /// Directory for artifacts.
     #[arg(
@@ -301,8 +306,9 @@ struct ArtifactArgs {
     to: Option<S3Target>,
     #[command(flatten)]
     upload: UploadFlags,
-    /// A debug bundle (bundle.tar.gz) of every file the cores map and their debug files: auto
-    /// (unless larger than --bundle-max: then only the program's own files), always, never.
+    /// A debug bundle (bundle.tar.gz; bundle.tar.gz.age, encrypted, under --encrypt-to) of
+    /// every file the cores map and their debug files: auto (unless larger than --bundle-max:
+    /// then only the program's own files), always, never.
     #[arg(long, value_enum, default_value_t = BundleArg::Auto, value_name = "WHEN")]
     bundle: BundleArg,
     /// A build-id store shared by many builds: each bundled file with a build-id goes once to
@@ -322,14 +328,19 @@ struct ArtifactArgs {
     /// each a valid file of its own [default: 3000MiB when CIRCLECI=true, else no limit].
     #[arg(long, value_parser = parse_part_size, value_name = "SIZE")]
     max_artifact_size: Option<u64>,
-    /// Encrypt each stored core with age to this recipient (repeatable): an age key (age1…) or
-    /// an SSH public key (ssh-ed25519 …, ssh-rsa …). `age -d -i KEY` or `bt --identity KEY`
-    /// read it.
+    /// Encrypt each stored core and the debug bundle with age to this recipient (repeatable):
+    /// an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …). `age -d -i KEY` or
+    /// `bt --identity KEY` read them.
     #[arg(long, value_parser = parse_recipient, value_name = "RECIPIENT")]
     encrypt_to: Vec<crate::artifacts::encrypt::Recipient>,
     /// Encrypt to every recipient in FILE (one per line, # comments; as `age -R`; repeatable).
     #[arg(long, value_parser = parse_recipients_file, value_name = "FILE")]
     encrypt_to_file: Vec<Vec<crate::artifacts::encrypt::Recipient>>,
+    /// Encrypt the reports too (<stem>.json.age, <stem>.txt.age, index.html.age, the JUnit
+    /// file's FILE.age) to the same recipients; the terminal, GitHub annotations and summary
+    /// then name each crash without its backtrace. Needs --encrypt-to or --encrypt-to-file.
+    #[arg(long, requires = "recipients")]
+    encrypt_reports: bool,
 }
 
 fn parse_recipient(s: &str) -> Result<crate::artifacts::encrypt::Recipient, String> {
@@ -414,6 +425,7 @@ impl ArtifactArgs {
                     .unwrap_or_default(),
                 summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             }),
+            encrypt_reports: self.encrypt_reports,
             scrub: crate::config::ScrubConfig {
                 env: self.scrub_env,
                 args: self.scrub_args,
@@ -424,16 +436,8 @@ impl ArtifactArgs {
                 .bundle_store
                 .map(|t| self.upload.clone().into_config(t)),
             upload: self.to.map(|t| self.upload.into_config(t)),
-            // The bundle is not encrypted yet: with --encrypt-to, `auto` makes none (`always`
-            // still does, in clear: the files it holds are binaries, not the process's memory).
-            bundle: match self.bundle {
-                BundleArg::Auto
-                    if !self.encrypt_to.is_empty() || !self.encrypt_to_file.is_empty() =>
-                {
-                    crate::artifacts::bundle::Mode::Never
-                }
-                b => b.into(),
-            },
+            // Under --encrypt-to the bundle is encrypted to the same recipients.
+            bundle: self.bundle.into(),
             bundle_max: self.bundle_max,
             store: crate::artifacts::pack::StoreOptions {
                 codec: self.compress,
@@ -581,6 +585,7 @@ impl Cli {
                 connection,
                 circleci_url,
                 verbose,
+                identity,
             } => Command::Fetch(FetchConfig {
                 source,
                 dest,
@@ -588,6 +593,7 @@ impl Cli {
                 connection: connection.into_config(),
                 circleci_url,
                 verbose,
+                identity,
             }),
         }
     }
@@ -770,6 +776,59 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn encrypt_reports_needs_a_recipient() {
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let e = Cli::try_parse_args(["corecatch", "run", "--encrypt-reports", "--", "true"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let shown = e.to_string();
+        assert!(
+            shown.contains("--encrypt-to") && shown.contains("--encrypt-to-file"),
+            "{shown}"
+        );
+        assert!(Cli::try_parse_args(["corecatch", "collect", "--encrypt-reports"]).is_err());
+        let Command::Run(r) = Cli::try_parse_args([
+            "corecatch",
+            "run",
+            "--encrypt-reports",
+            "--encrypt-to",
+            key,
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert!(r.artifacts.encrypt_reports);
+        assert_eq!(r.artifacts.store.recipients.len(), 1);
+        // Without --encrypt-reports the reports stay plain; both recipient flags together.
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("r.txt");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let Command::Run(r) = Cli::try_parse_args([
+            "corecatch",
+            "run",
+            "--encrypt-to",
+            key,
+            "--encrypt-to-file",
+            file.to_str().unwrap(),
+            "--encrypt-reports",
+            "--",
+            "true",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.artifacts.store.recipients.len(), 2);
+        let Command::Run(r) =
+            Cli::try_parse_args(["corecatch", "run", "--encrypt-to", key, "--", "true"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!r.artifacts.encrypt_reports);
     }
 
     #[test]

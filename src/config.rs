@@ -49,6 +49,8 @@ pub struct FetchConfig {
     /// CircleCI's base URL (`--circleci-url`, `CIRCLECI_URL`).
     pub circleci_url: String,
     pub verbose: bool,
+    /// `--identity`: decrypts an encrypted debug bundle, to unpack it into the cache.
+    pub identity: Option<PathBuf>,
 }
 
 /// Where artifacts go and how cores are treated once packed.
@@ -74,8 +76,12 @@ pub struct ArtifactConfig {
     /// `--bundle-store s3://…`: the build-id store the bundle's files go to (with `--to`'s
     /// connection options).
     pub bundle_store: Option<UploadConfig>,
-    /// `--compress`, `--max-artifact-size`: how cores are stored.
+    /// `--compress`, `--max-artifact-size`, `--encrypt-to`: how cores are stored.
     pub store: crate::artifacts::pack::StoreOptions,
+    /// `--encrypt-reports`: the reports, the page and the JUnit file are encrypted to
+    /// `store.recipients` too (never without recipients: cli refuses it), and what goes to the
+    /// terminal and to GitHub names each crash without its backtrace.
+    pub encrypt_reports: bool,
 }
 
 pub use crate::elf_core::scrub::Options as ScrubConfig;

@@ -12,8 +12,8 @@ pub const OK: i32 = 0;
 pub const INCOMPLETE: i32 = 1;
 /// `doctor`: a crash under the current settings would not reach corecatch by any method.
 pub const NO_CAPTURE: i32 = 3;
-/// Usage error: bad flags or arguments (clap's convention); `debug` given a directory of
-/// several cores.
+/// Usage error: bad flags or arguments (clap's convention), `--encrypt-reports` without a
+/// recipient; `debug` given a directory of several cores.
 pub const USAGE: i32 = 2;
 /// corecatch itself failed before the command could run (as `env`, `nice` and `timeout` do).
 pub const INTERNAL: i32 = 125;

@@ -1,7 +1,8 @@
 //! The run's debug bundle, made after its cores are stored: the files their reports say were
 //! read on this machine (objects whose build-id matched, their debug files) go into
-//! `bundle.tar.gz` ([`crate::artifacts::bundle`]); what could not go in is named on stderr and
-//! in the bundle's own manifest.
+//! `bundle.tar.gz` ([`crate::artifacts::bundle`]), encrypted as it is written to the cores'
+//! recipients under `--encrypt-to` (`bundle.tar.gz.age`); what could not go in is named on
+//! stderr and in the bundle's own manifest.
 
 use crate::artifacts::bundle::{self, kind, Candidate, LeftOut};
 use crate::artifacts::manifest::{self, ManifestEntry};
@@ -105,13 +106,22 @@ pub(super) fn bundle_run(
         return None;
     }
     let bytes = plan.bytes();
-    match bundle::write(dir, plan) {
+    let recipients = &cfg.store.recipients;
+    match bundle::write(dir, plan, recipients) {
         Ok(w) => {
+            let (kind, identity, what) = match recipients.is_empty() {
+                true => (manifest::kind::BUNDLE, "", "compressed"),
+                false => (
+                    manifest::kind::BUNDLE_AGE,
+                    "--identity KEY ",
+                    "compressed and encrypted",
+                ),
+            };
             if !cfg.quiet {
                 // `warn` is the one stderr helper (escaped, prefixed); this line is no warning.
                 warn(format!(
-                    "debug bundle {}: {} files, {} ({} compressed); open the crash with \
-                     `corecatch debug {}`",
+                    "debug bundle {}: {} files, {} ({} {what}); open the crash with \
+                     `corecatch debug {identity}{}`",
                     dir.path_of(&w.artifact.name).display(),
                     w.manifest.files.len(),
                     bundle::human(bytes),
@@ -119,11 +129,7 @@ pub(super) fn bundle_run(
                     dir.root().display(),
                 ));
             }
-            Some(ManifestEntry::new(
-                &w.artifact,
-                manifest::kind::BUNDLE,
-                None,
-            ))
+            Some(ManifestEntry::new(&w.artifact, kind, None).encrypted(recipients))
         }
         Err(e) => {
             warn(format!("no debug bundle: {}", chain(&e)));

@@ -2,10 +2,13 @@
 //! directory (local or fetched), a stored `.core.gz` in one, or a raw core. A stored core is
 //! decompressed into the cache once (checked against the manifest's sha256 when the directory
 //! lists it), the directory's debug bundles are unpacked there once; later calls reuse both.
+//! Encrypted ones (`.age`) are decrypted with `--identity` as they are read, and a cached copy
+//! of one is served only to an identity that opens the stored file.
 //! The cache is `$CORECATCH_CACHE`, else `$XDG_CACHE_HOME/corecatch`, else
 //! `$HOME/.cache/corecatch`.
 
 use crate::artifacts::bundle::{self, Unpacked};
+use crate::artifacts::encrypt::Identities;
 use crate::artifacts::manifest::{self, Manifest};
 use crate::artifacts::pack;
 use crate::error::chain;
@@ -189,10 +192,12 @@ pub(super) fn open(target: &Path, identity: Option<&Path>) -> Result<Opened, Str
 
 /// The bundles of the artifacts directory `dir` unpacked into the cache, with the files they
 /// keep in the build-id store (`conn`) downloaded: what `fetch` does so that `bt` and `debug`
-/// then need no network. Returns what could not be done.
+/// then need no network. An encrypted bundle is unpacked only with `identities` (else a note
+/// says it was left for `bt`/`debug --identity`). Returns what could not be done.
 pub(super) fn prefetch_bundles(
     dir: &Path,
     conn: &crate::remote::target::Connection,
+    identities: Option<&Identities>,
 ) -> Vec<String> {
     let listed = match manifest::Manifest::load(dir) {
         Ok(Some(m)) => m,
@@ -204,10 +209,19 @@ pub(super) fn prefetch_bundles(
     for e in listed
         .artifacts
         .iter()
-        .filter(|e| e.kind == manifest::kind::BUNDLE)
+        .filter(|e| manifest::kind::is_bundle(&e.kind) && plain_name(&e.path))
     {
         let path = dir.join(&e.path);
-        let r = unpacked_bundle(&path, Some(&e.sha256), &cache)
+        if bundle::is_encrypted(&path) && identities.is_none() {
+            notes.push(format!(
+                "the debug bundle {} is encrypted: not unpacked (`fetch --identity KEY` unpacks \
+                 it now; `bt` and `debug --identity KEY` do when they first read it, fetching \
+                 any files it keeps in a build-id store then)",
+                path.display()
+            ));
+            continue;
+        }
+        let r = unpacked_bundle(&path, Some(&e.sha256), &cache, identities)
             .and_then(|u| fetch_referenced(&u, conn));
         if let Err(why) = r {
             notes.push(format!("the debug bundle {}: {why}", path.display()));
@@ -282,9 +296,7 @@ fn open_with(
     }
     let cache = cache_root();
     let identities = match (identity, stored.iter().find(|s| s.encrypted)) {
-        (Some(path), _) => {
-            Some(crate::artifacts::encrypt::Identities::from_file(path).map_err(|e| chain(&e))?)
-        }
+        (Some(path), _) => Some(Identities::from_file(path).map_err(|e| chain(&e))?),
         (None, Some(s)) => {
             return Err(format!(
                 "{} is encrypted (age): give the identity that decrypts it with --identity FILE",
@@ -304,21 +316,22 @@ fn open_with(
     let mut notes = Vec::new();
     let mut names: Vec<String> = entries
         .iter()
-        .filter(|e| e.kind == manifest::kind::BUNDLE)
+        .filter(|e| manifest::kind::is_bundle(&e.kind))
         .map(|e| e.path.clone())
         .collect();
     if listed.is_none() {
         if let Ok(rd) = std::fs::read_dir(dir) {
             names.extend(rd.filter_map(|e| e.ok()).filter_map(|e| {
                 let n = e.file_name().to_string_lossy().into_owned();
-                (n.starts_with(bundle::STEM) && n.ends_with(".tar.gz")).then_some(n)
+                let archive = n.ends_with(".tar.gz") || n.ends_with(".tar.gz.age");
+                (n.starts_with(bundle::STEM) && archive).then_some(n)
             }));
             names.sort();
         }
     }
     for name in names {
         let path = dir.join(&name);
-        match unpacked_bundle(&path, sha_of(&name).as_deref(), &cache) {
+        match unpacked_bundle(&path, sha_of(&name).as_deref(), &cache, identities.as_ref()) {
             Ok(u) => {
                 if let Err(e) = fetch_referenced(&u, conn) {
                     notes.push(format!("the debug bundle {}: {e}", path.display()));
@@ -352,8 +365,23 @@ fn file_sha(path: &Path) -> Result<String, String> {
         .map_err(|e| chain(&e))
 }
 
-/// The bundle at `path` unpacked in the cache (`bundles/<sha256>`), unpacked now if it is not.
-fn unpacked_bundle(path: &Path, sha: Option<&str>, cache: &Path) -> Result<Unpacked, String> {
+/// The bundle at `path` unpacked in the cache (`bundles/<sha256>`), unpacked now if it is not;
+/// an encrypted one only with `identities` that open it (also when it is cached: its header is
+/// read to check that, the payload is not).
+fn unpacked_bundle(
+    path: &Path,
+    sha: Option<&str>,
+    cache: &Path,
+    identities: Option<&Identities>,
+) -> Result<Unpacked, String> {
+    if bundle::is_encrypted(path) {
+        let Some(ids) = identities else {
+            return Err("it is encrypted (age): give its identity with --identity FILE".into());
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        crate::artifacts::encrypt::decrypt_named(ids, file, path).map_err(|e| chain(&e))?;
+    }
     let actual = || file_sha(path);
     // Without the manifest's word the file's own hash is the key: computed once.
     let (sha, checked) = match sha {
@@ -370,7 +398,7 @@ fn unpacked_bundle(path: &Path, sha: Option<&str>, cache: &Path) -> Result<Unpac
             return Err(format!("its sha256 is {a}, the manifest says {sha}"));
         }
     }
-    bundle::unpack(path, &into).map_err(|e| chain(&e))
+    bundle::unpack(path, &into, identities).map_err(|e| chain(&e))
 }
 
 /// The files a bundle keeps in the build-id store (`--bundle-store`), downloaded into it once
@@ -418,7 +446,7 @@ fn fetch_referenced(u: &Unpacked, conn: &crate::remote::target::Connection) -> R
 /// stream (else its own, computed), checked again as it is read.
 fn decompressed(
     stored: &Stored,
-    identities: Option<&crate::artifacts::encrypt::Identities>,
+    identities: Option<&Identities>,
     cache: &Path,
 ) -> Result<PathBuf, String> {
     let shown = stored.name.display();

@@ -3,11 +3,14 @@
 //! every thread unwound and symbolized), write `<stem>.json` and `<stem>.txt`, compress the core
 //! into `<stem>.core.gz` (verified before the raw core goes), then the HTML page and the
 //! manifest of the artifacts directory, the summary on stderr, and the reports CI systems
-//! display (JUnit, GitHub).
+//! display (JUnit, GitHub). Under `--encrypt-reports` the reports, the page and the JUnit file
+//! are written encrypted (`.age`) and the summary and GitHub's output name each crash without
+//! its backtrace.
 
+use crate::artifacts::encrypt::Recipient;
 use crate::artifacts::manifest::{self, Manifest, ManifestEntry};
 use crate::artifacts::pack::Codec;
-use crate::artifacts::LocalDir;
+use crate::artifacts::{Artifact, LocalDir};
 use crate::backtrace::Locals;
 use crate::config::ArtifactConfig;
 use crate::error::{chain, warn};
@@ -43,32 +46,96 @@ pub(super) struct Done {
     pub interrupted: bool,
 }
 
+/// The recipients the reports are encrypted to: `--encrypt-to`'s under `--encrypt-reports`,
+/// else none (the reports stay plain).
+fn report_recipients(cfg: &ArtifactConfig) -> &[Recipient] {
+    if cfg.encrypt_reports {
+        &cfg.store.recipients
+    } else {
+        &[]
+    }
+}
+
+/// `bytes` as they are stored: encrypted to `to` (a whole age file), or as they are when `to`
+/// is empty.
+fn sealed<'a>(to: &[Recipient], bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    if to.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    crate::artifacts::encrypt::seal(to, bytes)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| chain(&e))
+}
+
+/// Writes the report `name` into `dir` (encrypted to `to` when there are recipients, `.age`
+/// added to the name by the caller) and its manifest entry.
+fn write_report(
+    dir: &LocalDir,
+    name: &str,
+    bytes: &[u8],
+    kind: &str,
+    pid: Option<i32>,
+    to: &[Recipient],
+) -> Result<ManifestEntry, String> {
+    let stored = sealed(to, bytes).map_err(|e| format!("{name}: {e}"))?;
+    let a: Artifact = dir.write_atomic(name, &stored).map_err(|e| chain(&e))?;
+    Ok(ManifestEntry::new(&a, kind, pid).encrypted(to))
+}
+
 /// The reports CI systems display, written after the cores are processed: JUnit XML (also with
 /// no crash: an empty suite keeps CI's test-results step from failing for want of a file) and
 /// GitHub Actions annotations and summary. A failure is reported and changes nothing else.
+/// Under `--encrypt-reports` the JUnit file is `FILE.age`, encrypted, and GitHub gets each crash
+/// named without its backtrace.
 pub(super) fn write_ci_reports(cfg: &ArtifactConfig, reports: &[Report]) {
+    let to = report_recipients(cfg);
     if let Some(path) = &cfg.junit {
+        let path = match to.is_empty() {
+            true => path.clone(),
+            false => {
+                let mut p = path.as_os_str().to_owned();
+                p.push(".age");
+                PathBuf::from(p)
+            }
+        };
         let mut xml = Vec::new();
         // Its directory may not exist yet (`--junit test-results/corecatch.xml` in a job that
         // had no crash, so nothing else made it): made here, as CI's test-results step wants it.
         let written = crate::report::junit::write(reports, &mut xml)
-            .and_then(|_| match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
-                _ => Ok(()),
-            })
-            .and_then(|_| std::fs::write(path, &xml));
+            .map_err(|e| e.to_string())
+            .and_then(|_| sealed(to, &xml))
+            .and_then(|stored| {
+                match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+                    _ => Ok(()),
+                }
+                .and_then(|_| std::fs::write(&path, &stored))
+                .map_err(|e| e.to_string())
+            });
         if let Err(e) = written {
             warn(format!("cannot write JUnit file {}: {e}", path.display()));
         }
     }
     if let (Some(gh), false) = (&cfg.github, reports.is_empty()) {
         let mut out = std::io::stdout().lock();
-        let stop_token = format!("{}{}", super::random_token(), super::random_token());
-        let _ =
-            crate::report::github::write_annotations(reports, &gh.workspace, &stop_token, &mut out);
+        if !to.is_empty() {
+            let _ = crate::report::github::write_sealed_annotations(reports, &cfg.out, &mut out);
+        } else {
+            let stop_token = format!("{}{}", super::random_token(), super::random_token());
+            let _ = crate::report::github::write_annotations(
+                reports,
+                &gh.workspace,
+                &stop_token,
+                &mut out,
+            );
+        }
         if let Some(path) = &gh.summary {
             let mut md = Vec::new();
-            let written = crate::report::github::write_summary(reports, &mut md).and_then(|_| {
+            let summary = match to.is_empty() {
+                true => crate::report::github::write_summary(reports, &mut md),
+                false => crate::report::github::write_sealed_summary(reports, &cfg.out, &mut md),
+            };
+            let written = summary.and_then(|_| {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -102,30 +169,41 @@ fn read_report(path: &Path) -> Result<Report, String> {
 }
 
 /// `index.html` in the artifacts directory: every crash `manifest` lists (each `<stem>.json` it
-/// names: this run's from memory, earlier or concurrent runs' read back from the directory),
-/// then this run's crashes that could not be stored, with source lines around each frame whose
-/// file is on this machine. Called under the directory's lock with the merged manifest.
+/// names: this run's from memory, earlier or concurrent runs' read back from the directory; an
+/// earlier `<stem>.json.age` cannot be, and is named on stderr), then this run's crashes that
+/// could not be stored, with source lines around each frame whose file is on this machine.
+/// Encrypted to `to` as `index.html.age` when there are recipients (`--encrypt-reports`).
+/// Called under the directory's lock with the merged manifest.
 fn write_html(
     dir: &LocalDir,
     manifest: &Manifest,
     this_run: &[(Report, Option<String>)],
+    to: &[Recipient],
 ) -> Result<ManifestEntry, String> {
     use crate::report::html;
     use std::borrow::Cow;
-    let mut crashes: Vec<(Cow<'_, Report>, Option<&str>)> = Vec::new();
+    // Each crash, its stem, and whether its reports are stored encrypted.
+    let mut crashes: Vec<(Cow<'_, Report>, Option<&str>, bool)> = Vec::new();
     for e in &manifest.artifacts {
-        if e.kind != manifest::kind::REPORT_JSON {
-            continue;
-        }
-        let Some(stem) = e.path.strip_suffix(".json") else {
+        let sealed = e.kind == manifest::kind::REPORT_JSON_AGE;
+        let stem = match e.kind.as_str() {
+            manifest::kind::REPORT_JSON => e.path.strip_suffix(".json"),
+            manifest::kind::REPORT_JSON_AGE => e.path.strip_suffix(".json.age"),
+            _ => None,
+        };
+        let Some(stem) = stem else {
             continue;
         };
         match this_run.iter().find(|(_, s)| s.as_deref() == Some(stem)) {
-            Some((r, _)) => crashes.push((Cow::Borrowed(r), Some(stem))),
+            Some((r, _)) => crashes.push((Cow::Borrowed(r), Some(stem), sealed)),
+            None if sealed => warn(format!(
+                "index.html leaves out {}: it is encrypted",
+                dir.path_of(&e.path).display()
+            )),
             None => {
                 let path = dir.path_of(&e.path);
                 match read_report(&path) {
-                    Ok(r) => crashes.push((Cow::Owned(r), Some(stem))),
+                    Ok(r) => crashes.push((Cow::Owned(r), Some(stem), false)),
                     Err(why) => warn(format!("index.html leaves out {}: {why}", path.display())),
                 }
             }
@@ -135,11 +213,11 @@ fn write_html(
         this_run
             .iter()
             .filter(|(_, s)| s.is_none())
-            .map(|(r, _)| (Cow::Borrowed(r), None)),
+            .map(|(r, _)| (Cow::Borrowed(r), None, false)),
     );
     // Per file, the range of lines any frame needs.
     let mut wanted: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
-    for (r, _) in &crashes {
+    for (r, _, _) in &crashes {
         for f in r.threads.iter().flat_map(|t| &t.frames) {
             if let (Some(file), Some(line)) = (&f.file, f.line) {
                 let e = wanted.entry(file.clone()).or_insert((line, line));
@@ -181,18 +259,20 @@ fn write_html(
     };
     let entries: Vec<html::Entry<'_>> = crashes
         .iter()
-        .map(|(report, stem)| html::Entry {
+        .map(|(report, stem, sealed)| html::Entry {
             report,
             stem: *stem,
             cores: stem.map(cores_of).unwrap_or_default(),
+            sealed: *sealed,
         })
         .collect();
     let mut page = Vec::new();
     html::write(&entries, &sources, &mut page).map_err(|e| e.to_string())?;
-    let a = dir
-        .write_atomic("index.html", &page)
-        .map_err(|e| chain(&e))?;
-    Ok(ManifestEntry::new(&a, "report.html", None))
+    let (name, kind) = match to.is_empty() {
+        true => ("index.html", manifest::kind::REPORT_HTML),
+        false => ("index.html.age", manifest::kind::REPORT_HTML_AGE),
+    };
+    write_report(dir, name, &page, kind, None, to)
 }
 
 /// Report, compress and store each core; then write the manifest and the summary. `origins`
@@ -290,7 +370,7 @@ pub(super) fn process_cores(
                         chain(&e),
                         path.display()
                     ));
-                    print_report_to_stderr(&report, cfg.quiet, None);
+                    print_report_to_stderr(&report, cfg, None);
                     done.failed += 1;
                     continue;
                 }
@@ -340,18 +420,21 @@ pub(super) fn process_cores(
             m.exit_status = ctx.exit_status;
             m.artifacts = entries;
             // The page is rebuilt from the merged manifest, under the same lock.
-            let page = |merged: &Manifest| match write_html(d, merged, &summaries) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    warn(format!("cannot write the HTML report: {e}"));
-                    None
-                }
-            };
+            let page =
+                |merged: &Manifest| match write_html(d, merged, &summaries, report_recipients(cfg))
+                {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        warn(format!("cannot write the HTML report: {e}"));
+                        None
+                    }
+                };
             if let Err(e) = manifest::write_with(d.root(), &m, page) {
                 warn(chain(&e));
             }
         }
     }
+    let age = if cfg.encrypt_reports { ".age" } else { "" };
     for (report, stem) in &summaries {
         let stored = stem.as_ref().map(|s| {
             let parts = stored_parts.get(s).copied().unwrap_or(1);
@@ -359,9 +442,12 @@ pub(super) fn process_cores(
                 1 => stored_suffix(&cfg.store),
                 n => format!("{}.000-{:03}", stored_suffix(&cfg.store), n - 1),
             };
-            format!("{}.{{{core},json,txt}}", cfg.out.join(s).display())
+            format!(
+                "{}.{{{core},json{age},txt{age}}}",
+                cfg.out.join(s).display()
+            )
         });
-        print_report_to_stderr(report, cfg.quiet, stored.as_deref());
+        print_report_to_stderr(report, cfg, stored.as_deref());
     }
     if done.interrupted {
         let by = sys::stop::signal()
@@ -394,14 +480,24 @@ fn stored_suffix(store: &crate::artifacts::pack::StoreOptions) -> String {
     format!("core.{}{age}", store.codec.suffix())
 }
 
-/// `stored`: where its files went (`out/core.1.x.{core.gz,json,txt}`).
-fn print_report_to_stderr(report: &Report, quiet: bool, stored: Option<&str>) {
-    if quiet {
+/// `stored`: where its files went (`out/core.1.x.{core.gz,json,txt}`). Under
+/// `--encrypt-reports` the crash is named without its backtrace.
+fn print_report_to_stderr(report: &Report, cfg: &ArtifactConfig, stored: Option<&str>) {
+    if cfg.quiet {
         return;
     }
     // Stderr is unbuffered: one write per line would be thousands of writes for a deep stack.
     let mut err = std::io::BufWriter::with_capacity(64 << 10, std::io::stderr().lock());
-    let _ = text::write_summary(report, &mut err, stored).and_then(|_| err.flush());
+    let written = if cfg.encrypt_reports {
+        let open = match stored {
+            Some(_) => format!("corecatch bt --identity KEY {}", cfg.out.display()),
+            None => "the core was not stored".to_string(),
+        };
+        text::write_sealed_summary(report, &mut err, stored, &open)
+    } else {
+        text::write_summary(report, &mut err, stored)
+    };
+    let _ = written.and_then(|_| err.flush());
 }
 
 /// The report of one core: what its notes say, then every thread unwound and symbolized, within
@@ -443,8 +539,8 @@ impl From<String> for StoreError {
     }
 }
 
-/// Write `<stem>.json`, `<stem>.txt`, then `<stem>.core.gz` (verified), then remove the raw core
-/// unless asked to keep it.
+/// Write `<stem>.json`, `<stem>.txt` (`.json.age`, `.txt.age` under `--encrypt-reports`), then
+/// `<stem>.core.gz` (verified), then remove the raw core unless asked to keep it.
 fn store_core(
     dir: &LocalDir,
     core_path: &Path,
@@ -466,12 +562,27 @@ fn store_core(
         .and_then(|_| text::write(report, &mut txt, text::Threads::All))
         .map_err(|e| format!("cannot render the report: {e}"))?;
     let mut entries = Vec::new();
-    for (name, bytes, kind) in [
-        (format!("{stem}.json"), &json, manifest::kind::REPORT_JSON),
-        (format!("{stem}.txt"), &txt, manifest::kind::REPORT_TXT),
-    ] {
-        let a = dir.write_atomic(&name, bytes).map_err(|e| chain(&e))?;
-        entries.push(ManifestEntry::new(&a, kind, pid));
+    let to = report_recipients(cfg);
+    let reports = match to.is_empty() {
+        true => [
+            (format!("{stem}.json"), &json, manifest::kind::REPORT_JSON),
+            (format!("{stem}.txt"), &txt, manifest::kind::REPORT_TXT),
+        ],
+        false => [
+            (
+                format!("{stem}.json.age"),
+                &json,
+                manifest::kind::REPORT_JSON_AGE,
+            ),
+            (
+                format!("{stem}.txt.age"),
+                &txt,
+                manifest::kind::REPORT_TXT_AGE,
+            ),
+        ],
+    };
+    for (name, bytes, kind) in reports {
+        entries.push(write_report(dir, &name, bytes, kind, pid, to)?);
     }
     let mut progress = crate::progress::Progress::start(&format!("compressing {stem}"), quiet);
     let packed = crate::artifacts::pack::compress_with_progress(
@@ -512,6 +623,7 @@ fn store_core(
     {
         let mut e = ManifestEntry::new(a, kind, pid);
         e.core = Some(manifest::StoredCore::of(&packed, i));
+        e.encrypted_to = packed.encrypted_to.clone();
         entries.push(e);
     }
     if !keep {

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! [`plan`] (which files, where, within `--bundle-max`) is pure; [`write`] streams each file
-//! once through tar and the parallel gzip writer; [`unpack`] reads a bundle back (regular files
-//! only, at the paths its bundle.json names, each checked against its sha256) and adds
+//! once through tar and the parallel gzip writer, and with recipients (`--encrypt-to`) the gzip
+//! stream through age on its way to the file (`bundle.tar.gz.age`: no plaintext copy on disk);
+//! [`unpack`] reads a bundle back (decrypted as it is read when it is one of those; regular
+//! files only, at the paths its bundle.json names, each checked against its sha256) and adds
 //! `debug/.build-id/xx/rest` links to the objects, gdb's and the symbolizer's by-build-id layout.
 
 use std::io::{self, Read, Write};
@@ -19,8 +21,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::encrypt::{self, Encryptor, Identities, Recipient};
 use crate::artifacts::pack::{self, HashingReader};
 use crate::artifacts::{publish, Artifact, LocalDir};
+use sha2::{Digest, Sha256};
 
 /// The `schema` of bundle.json.
 pub const SCHEMA: &str = "corecatch.bundle.v1";
@@ -281,6 +285,66 @@ pub enum BundleError {
     Damaged { path: PathBuf, why: String },
     #[error("cannot unpack the bundle into {path}")]
     Unpack { path: PathBuf, source: io::Error },
+    #[error("cannot encrypt the bundle {path}")]
+    Encrypt {
+        path: PathBuf,
+        source: encrypt::EncryptError,
+    },
+    #[error("the bundle {path} is encrypted (age): give the identity that decrypts it with --identity FILE")]
+    Encrypted { path: PathBuf },
+    #[error(transparent)]
+    Decrypt(encrypt::EncryptError),
+}
+
+/// Whether the archive at `path` is an encrypted bundle (`.tar.gz.age`), by its name.
+pub fn is_encrypted(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".age")
+}
+
+/// Counts and hashes what reaches the file: the encrypted bundle as stored.
+struct Hashed<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where the gzip stream goes: the file, or age on its way to the file.
+enum Sink {
+    Plain(io::BufWriter<std::fs::File>),
+    Age(Box<Encryptor<Hashed<io::BufWriter<std::fs::File>>>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Age(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The written bundle.
@@ -291,23 +355,46 @@ pub struct Written {
 }
 
 /// Write `plan` as `bundle.tar.gz` (or `bundle-N.tar.gz`) in `dir`: each file streamed once
-/// (hashed on the way), bundle.json last, the whole published atomically.
-pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
+/// (hashed on the way), bundle.json last, the whole published atomically. With `recipients`
+/// the compressed stream is encrypted to them as it is written: `bundle.tar.gz.age`, which
+/// `age -d` turns into the same kind of tar.gz; its artifact's size and sha256 are the
+/// encrypted file's.
+pub fn write(dir: &LocalDir, plan: Plan, recipients: &[Recipient]) -> Result<Written, BundleError> {
     let stem = dir
         .unique_stem(STEM)
         .map_err(|source| BundleError::Create {
             dir: dir.root().to_path_buf(),
             source,
         })?;
-    let name = format!("{stem}.tar.gz");
+    let suffix = if recipients.is_empty() {
+        ".tar.gz"
+    } else {
+        ".tar.gz.age"
+    };
+    let name = format!("{stem}{suffix}");
     let dest = dir.path_of(&name);
     let werr = |source| BundleError::Write {
         path: dest.clone(),
         source,
     };
-    let tmp = publish::temp_in(dir.root(), ".tar.gz").map_err(werr)?;
-    let out = tmp.as_file().try_clone().map_err(werr)?;
-    let mut tar = tar::Builder::new(pack::GzipWriter::new(io::BufWriter::new(out)));
+    let tmp = publish::temp_in(dir.root(), suffix).map_err(werr)?;
+    let out = io::BufWriter::new(tmp.as_file().try_clone().map_err(werr)?);
+    let sink = if recipients.is_empty() {
+        Sink::Plain(out)
+    } else {
+        let hashed = Hashed {
+            inner: out,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        Sink::Age(Box::new(Encryptor::new(recipients, hashed).map_err(
+            |source| BundleError::Encrypt {
+                path: dest.clone(),
+                source,
+            },
+        )?))
+    };
+    let mut tar = tar::Builder::new(pack::GzipWriter::new(sink));
     tar.mode(tar::HeaderMode::Deterministic);
     let mut files = Vec::new();
     for (c, stored) in plan.files {
@@ -376,7 +463,14 @@ pub fn write(dir: &LocalDir, plan: Plan) -> Result<Written, BundleError> {
     tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
         .map_err(werr)?;
     let gz = tar.into_inner().map_err(werr)?;
-    let (mut buf, bytes, sha256) = gz.finish().map_err(werr)?;
+    let (sink, gz_bytes, gz_sha256) = gz.finish().map_err(werr)?;
+    let (mut buf, bytes, sha256) = match sink {
+        Sink::Plain(buf) => (buf, gz_bytes, gz_sha256),
+        Sink::Age(enc) => {
+            let h = enc.finish().map_err(werr)?;
+            (h.inner, h.bytes, hex(&h.hasher.finalize()))
+        }
+    };
     buf.flush().map_err(werr)?;
     drop(buf);
     publish::publish(tmp, &dest).map_err(|e| werr(io::Error::other(e)))?;
@@ -441,8 +535,36 @@ impl Unpacked {
 /// Unpack `archive` into `into` (a directory that must not exist yet; made through a temporary
 /// sibling and renamed, so a half-unpacked bundle is never taken for a whole one). Only regular
 /// files at plain relative paths under `root/`, `debug/` and `objects/` are written; every file
-/// bundle.json lists must be there with its size and sha256.
-pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
+/// bundle.json lists must be there with its size and sha256. An encrypted bundle
+/// ([`is_encrypted`]) is decrypted with `identities` as it is read (no decrypted archive is
+/// written anywhere); without them it is refused.
+pub fn unpack(
+    archive: &Path,
+    into: &Path,
+    identities: Option<&Identities>,
+) -> Result<Unpacked, BundleError> {
+    let rerr = |source| BundleError::Read {
+        path: archive.to_path_buf(),
+        source,
+    };
+    let file = io::BufReader::new(std::fs::File::open(archive).map_err(rerr)?);
+    let gz: Box<dyn Read> = match (is_encrypted(archive), identities) {
+        (false, _) => Box::new(file),
+        (true, None) => {
+            return Err(BundleError::Encrypted {
+                path: archive.to_path_buf(),
+            })
+        }
+        (true, Some(ids)) => Box::new(io::BufReader::with_capacity(
+            pack::BUF_SIZE,
+            encrypt::decrypt_named(ids, file, archive).map_err(BundleError::Decrypt)?,
+        )),
+    };
+    unpack_from(gz, archive, into)
+}
+
+/// [`unpack`] from the archive's gzip stream (`archive` names it in errors).
+fn unpack_from(gz: Box<dyn Read>, archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
     let parent = publish::parent_dir(into);
     let uerr = |source| BundleError::Unpack {
         path: into.to_path_buf(),
@@ -461,8 +583,7 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<Unpacked, BundleError> {
         path: archive.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(archive).map_err(rerr)?;
-    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(gz));
     let mut seen: Vec<(String, u64, String)> = Vec::new();
     let mut manifest_bytes = None;
     let mut total = 0u64;
@@ -704,11 +825,11 @@ mod tests {
         );
         let out = tempfile::tempdir().unwrap();
         let dir = LocalDir::open(out.path()).unwrap();
-        let w = write(&dir, p).unwrap();
+        let w = write(&dir, p, &[]).unwrap();
         assert_eq!(w.artifact.name, "bundle.tar.gz");
         let archive = dir.path_of(&w.artifact.name);
         let cache = tempfile::tempdir().unwrap();
-        let u = unpack(&archive, &cache.path().join("b1")).unwrap();
+        let u = unpack(&archive, &cache.path().join("b1"), None).unwrap();
         assert_eq!(u.manifest, w.manifest);
         assert_eq!(
             std::fs::read(u.dir.join("root/build/prog")).unwrap(),
@@ -740,7 +861,75 @@ mod tests {
         let bytes = std::fs::read(&archive).unwrap();
         let cut = cache.path().join("cut.tar.gz");
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-        let e = unpack(&cut, &cache.path().join("b2")).unwrap_err();
+        let e = unpack(&cut, &cache.path().join("b2"), None).unwrap_err();
+        assert!(
+            matches!(e, BundleError::Damaged { .. } | BundleError::Read { .. }),
+            "{e}"
+        );
+        assert!(!cache.path().join("b2").exists());
+    }
+
+    #[test]
+    fn an_encrypted_bundle_round_trips_and_needs_its_identity() {
+        let src = tempfile::tempdir().unwrap();
+        let a = src.path().join("prog");
+        std::fs::write(&a, vec![3u8; 700_000]).unwrap();
+        let cand = Candidate {
+            core_path: "/build/prog".into(),
+            kind: kind::OBJECT,
+            build_id: Some("abcdef".into()),
+            source: a.clone(),
+            bytes: 700_000,
+        };
+        let (sk, pk) = crate::artifacts::encrypt::tests::keypair();
+        let (other, _) = crate::artifacts::encrypt::tests::keypair();
+        let key = src.path().join("key.txt");
+        std::fs::write(&key, format!("{sk}\n")).unwrap();
+        let wrong = src.path().join("wrong.txt");
+        std::fs::write(&wrong, format!("{other}\n")).unwrap();
+        let r = [Recipient::parse(&pk).unwrap()];
+        let out = tempfile::tempdir().unwrap();
+        let dir = LocalDir::open(out.path()).unwrap();
+        let p = plan(vec![cand], vec![], Mode::Auto, DEFAULT_MAX);
+        let w = write(&dir, p, &r).unwrap();
+        assert_eq!(w.artifact.name, "bundle.tar.gz.age");
+        assert_eq!(
+            crate::artifacts::names_in(out.path()),
+            ["bundle.tar.gz.age"]
+        );
+        let archive = dir.path_of(&w.artifact.name);
+        let bytes = std::fs::read(&archive).unwrap();
+        assert!(encrypt::is_age(&bytes));
+        assert_eq!(w.artifact.bytes, bytes.len() as u64);
+        assert_eq!(w.artifact.sha256, pack::sha256_hex(&bytes));
+        // A second bundle in the same directory gets a stem of its own.
+        let p = plan(Vec::new(), vec![], Mode::Auto, DEFAULT_MAX);
+        assert_eq!(
+            write(&dir, p, &r).unwrap().artifact.name,
+            "bundle-2.tar.gz.age"
+        );
+
+        let cache = tempfile::tempdir().unwrap();
+        let e = unpack(&archive, &cache.path().join("none"), None).unwrap_err();
+        assert!(matches!(e, BundleError::Encrypted { .. }), "{e}");
+        assert!(e.to_string().contains("--identity"), "{e}");
+        let ids = Identities::from_file(&wrong).unwrap();
+        let e = unpack(&archive, &cache.path().join("wrong"), Some(&ids)).unwrap_err();
+        assert!(e.to_string().contains("none of the identities"), "{e}");
+        let ids = Identities::from_file(&key).unwrap();
+        let u = unpack(&archive, &cache.path().join("b"), Some(&ids)).unwrap();
+        assert_eq!(u.manifest, w.manifest);
+        assert_eq!(
+            std::fs::read(u.dir.join("root/build/prog")).unwrap(),
+            vec![3u8; 700_000]
+        );
+        let names = crate::artifacts::names_in(cache.path());
+        assert_eq!(names, ["b"], "nothing else left in the cache");
+
+        // Cut short: damaged, nothing left behind.
+        let cut = cache.path().join("cut.tar.gz.age");
+        std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+        let e = unpack(&cut, &cache.path().join("b2"), Some(&ids)).unwrap_err();
         assert!(
             matches!(e, BundleError::Damaged { .. } | BundleError::Read { .. }),
             "{e}"

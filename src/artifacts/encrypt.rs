@@ -22,7 +22,7 @@
 //! against the real `age` and `age-keygen` in both directions (the tests below).
 //! Secret keys, file keys, payload keys and plaintext buffers are zeroized when dropped; no error
 //! carries a secret (a secret key given as a recipient is refused without being repeated).
-// Nothing calls this module yet: pack, bt and debug are wired to it next.
+//! [`seal`] encrypts a small artifact made in memory (a report, the page) in one call.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -95,6 +95,11 @@ pub enum EncryptError {
     NoRecipientsInFile { path: PathBuf },
     #[error("no recipients to encrypt to")]
     NoRecipients,
+    #[error("cannot encrypt")]
+    Seal {
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot encrypt to {public}: it is a low-order point")]
     LowOrderRecipient { public: String },
     #[error("cannot encrypt to {public}")]
@@ -693,6 +698,18 @@ impl<W: Write> Encryptor<W> {
 
 fn failed() -> io::Error {
     io::Error::other("an earlier write of the encrypted output failed")
+}
+
+/// `plaintext` encrypted to every recipient: a whole age file, in memory (for artifacts that are
+/// made in memory anyway, a report or the page; a core or a bundle streams through
+/// [`Encryptor`]).
+pub fn seal(recipients: &[Recipient], plaintext: &[u8]) -> Result<Vec<u8>, EncryptError> {
+    let chunks = plaintext.len() / CHUNK + 1;
+    let out = Vec::with_capacity(plaintext.len() + chunks * TAG + 256 * recipients.len() + 64);
+    let mut enc = Encryptor::new(recipients, out)?;
+    enc.write_all(plaintext)
+        .and_then(|_| enc.finish())
+        .map_err(|source| EncryptError::Seal { source })
 }
 
 impl<W: Write> Write for Encryptor<W> {
@@ -1420,7 +1437,7 @@ impl<R: Read> Read for Decrypted<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
@@ -1439,7 +1456,7 @@ mod tests {
     }
 
     /// A fresh X25519 identity: (its `AGE-SECRET-KEY-1…` line, its `age1…` recipient).
-    fn keypair() -> (String, String) {
+    pub(crate) fn keypair() -> (String, String) {
         let secret = StaticSecret::from(*random::<32>().unwrap());
         let public = PublicKey::from(&secret);
         let sk = bech32::encode_upper::<bech32::Bech32>(
@@ -1544,6 +1561,22 @@ mod tests {
         let (got, err) = read_until_error(&mut decrypt(&id2, &file[..]).unwrap(), 7);
         assert!(err.is_none());
         assert_eq!(got, plain);
+    }
+
+    #[test]
+    fn seal_is_the_streaming_encryption_in_one_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, pk) = keypair();
+        let ids = identities(dir.path(), "k", &format!("{sk}\n"));
+        let r = [Recipient::parse(&pk).unwrap()];
+        for n in [0, 5, CHUNK, CHUNK + 1, 3 * CHUNK + 7] {
+            let plain = data(n);
+            let sealed = seal(&r, &plain).unwrap();
+            assert!(is_age(&sealed));
+            assert_eq!(sealed.len(), encrypt(&r, &plain, 1000).len(), "{n}");
+            assert_eq!(decrypt_all(&ids, &sealed).unwrap(), plain, "{n}");
+        }
+        assert!(matches!(seal(&[], b"x"), Err(EncryptError::NoRecipients)));
     }
 
     #[test]

@@ -40,8 +40,22 @@ pub mod kind {
     }
     pub const REPORT_JSON: &str = "report.json";
     pub const REPORT_TXT: &str = "report.txt";
+    /// `index.html`.
+    pub const REPORT_HTML: &str = "report.html";
+    /// The reports and the page encrypted with age (`--encrypt-reports`): `<stem>.json.age`,
+    /// `<stem>.txt.age`, `index.html.age`.
+    pub const REPORT_JSON_AGE: &str = "report.json.age";
+    pub const REPORT_TXT_AGE: &str = "report.txt.age";
+    pub const REPORT_HTML_AGE: &str = "report.html.age";
     /// The run's debug bundle (`bundle.tar.gz`, see [`crate::artifacts::bundle`]).
     pub const BUNDLE: &str = "bundle.tar.gz";
+    /// The debug bundle encrypted with age as it was written (`--encrypt-to`).
+    pub const BUNDLE_AGE: &str = "bundle.tar.gz.age";
+
+    /// Whether entries of this kind are debug bundles.
+    pub fn is_bundle(kind: &str) -> bool {
+        kind == BUNDLE || kind == BUNDLE_AGE
+    }
 }
 
 /// The whole manifest. Field names are part of the artifact format: stable, snake_case.
@@ -80,6 +94,10 @@ pub struct ManifestEntry {
     /// On a stored core's files: the whole it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core: Option<StoredCore>,
+    /// The age recipients (public keys) the file is encrypted to; absent when it is not. Every
+    /// encrypted artifact carries it (a stored core also in `core.encrypted_to`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
 }
 
 /// A stored core as a whole, recorded on each of its files: a split core's parts are listed
@@ -135,7 +153,14 @@ impl ManifestEntry {
             pid,
             key: None,
             core: None,
+            encrypted_to: Vec::new(),
         }
+    }
+
+    /// The entry of a file encrypted to `recipients`.
+    pub fn encrypted(mut self, recipients: &[crate::artifacts::encrypt::Recipient]) -> Self {
+        self.encrypted_to = recipients.iter().map(|r| r.public().to_string()).collect();
+        self
     }
 }
 
@@ -525,6 +550,7 @@ mod tests {
             pid: None,
             key: None,
             core: None,
+            encrypted_to: Vec::new(),
         }
     }
 

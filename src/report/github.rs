@@ -5,7 +5,9 @@
 //! process reaches stdout inside the folded backtrace, which sits between `::stop-commands::TOKEN`
 //! and `::TOKEN::` (GitHub's way to print untrusted text: no workflow command is read there), the
 //! token chosen by the caller, random per run; and every line of it has its control characters
-//! escaped, so no name can start a line of its own.
+//! escaped, so no name can start a line of its own. Under `--encrypt-reports` only the
+//! `write_sealed_*` forms are written: the crash named, its backtrace left to the encrypted
+//! reports.
 
 use super::{junit, text, Report};
 use crate::escape::controls;
@@ -68,6 +70,53 @@ pub fn write_annotations(
         writeln!(w, "::endgroup::")?;
     }
     Ok(())
+}
+
+/// Where a crash's backtrace is under `--encrypt-reports`, in words: what GitHub shows instead.
+fn sealed_note(out: &Path) -> String {
+    format!(
+        "the backtrace is in the encrypted reports (--encrypt-reports): corecatch bt --identity \
+         KEY {}",
+        out.display()
+    )
+}
+
+/// The annotations under `--encrypt-reports`, for stdout: one `::error` per crash naming the
+/// process, its signal and signature and where the encrypted reports are (`out`), without a
+/// frame, a file or a line: a workflow's log and annotations are as public as its artifacts.
+pub fn write_sealed_annotations(
+    reports: &[Report],
+    out: &Path,
+    w: &mut dyn Write,
+) -> io::Result<()> {
+    for r in reports {
+        let mut msg = junit::signal_words(r);
+        if let Some(s) = &r.signature {
+            msg += &format!(" [signature {s}]");
+        }
+        msg += &format!("; {}", sealed_note(out));
+        writeln!(
+            w,
+            "::error title={}::{}",
+            escape_property(&title(r)),
+            escape_data(&msg)
+        )?;
+    }
+    Ok(())
+}
+
+/// The job summary under `--encrypt-reports`: each crash's process, signal and signature, and
+/// where its encrypted reports are; no backtrace.
+pub fn write_sealed_summary(reports: &[Report], out: &Path, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "## corecatch: {} crash(es)\n", reports.len())?;
+    for r in reports {
+        write!(w, "### {}", controls(&title(r)))?;
+        if let Some(s) = &r.signature {
+            write!(w, " (signature `{s}`)")?;
+        }
+        writeln!(w, "\n\n{}\n", controls(&junit::signal_words(r)))?;
+    }
+    writeln!(w, "{}\n", controls(&sealed_note(out)).replace('`', "'"))
 }
 
 /// The Markdown appended to the job summary.
@@ -168,8 +217,23 @@ mod tests {
         }
         assert!(!lines.iter().any(|l| l.starts_with("::warning")), "{out}");
         let mut md = Vec::new();
-        write_summary(&[r], &mut md).unwrap();
+        write_summary(std::slice::from_ref(&r), &mut md).unwrap();
         let md = String::from_utf8(md).unwrap();
         assert!(!md.lines().any(|l| l.starts_with("::")), "{md}");
+
+        // Under --encrypt-reports: one ::error line per crash, nothing else, no abort message.
+        let mut out = Vec::new();
+        write_sealed_annotations(std::slice::from_ref(&r), Path::new("/o/art"), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.starts_with("::error title="), "{out}");
+        assert!(!out.contains("boom") && !out.contains("file="), "{out}");
+        assert!(out.contains("corecatch bt --identity KEY /o/art"), "{out}");
+        let mut md = Vec::new();
+        write_sealed_summary(&[r], Path::new("/o/art"), &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(!md.lines().any(|l| l.starts_with("::")), "{md}");
+        assert!(!md.contains("boom") && !md.contains("```"), "{md}");
+        assert!(md.contains("--encrypt-reports"), "{md}");
     }
 }

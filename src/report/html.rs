@@ -19,6 +19,9 @@ pub struct Entry<'a> {
     pub stem: Option<&'a str>,
     /// The stored core's files (`<stem>.core.gz`, or its parts), linked before the reports.
     pub cores: Vec<&'a str>,
+    /// Its reports are stored encrypted (`--encrypt-reports`): `<stem>.json.age`,
+    /// `<stem>.txt.age`.
+    pub sealed: bool,
 }
 
 /// Source lines around frames: file path -> (first line number, lines).
@@ -83,11 +86,12 @@ pub fn write(entries: &[Entry<'_>], sources: &Sources, w: &mut dyn Write) -> io:
         }
         match e.stem {
             Some(stem) => {
-                let names = e
-                    .cores
-                    .iter()
-                    .map(|c| c.to_string())
-                    .chain(["json", "txt"].iter().map(|ext| format!("{stem}.{ext}")));
+                let age = if e.sealed { ".age" } else { "" };
+                let names = e.cores.iter().map(|c| c.to_string()).chain(
+                    ["json", "txt"]
+                        .iter()
+                        .map(|ext| format!("{stem}.{ext}{age}")),
+                );
                 let links: Vec<String> = names
                     .map(|name| {
                         let href = esc(&name);
@@ -243,6 +247,7 @@ mod tests {
             report: &report,
             stem: Some("core.1.x"),
             cores: vec!["core.1.x.core.gz"],
+            sealed: false,
         }];
         write(&entries, sources, &mut out).unwrap();
         String::from_utf8(out).unwrap()

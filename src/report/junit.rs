@@ -58,22 +58,7 @@ pub fn write(reports: &[Report], w: &mut dyn Write) -> io::Result<()> {
 /// the abort message if any, and the innermost frame of the program's own code (else the
 /// innermost named frame).
 pub fn message(r: &Report) -> String {
-    let mut m = match &r.signal {
-        Some(s) => {
-            let mut m = s.name.unwrap_or("signal").to_string();
-            let detail: Vec<String> = s
-                .code_name
-                .map(str::to_string)
-                .into_iter()
-                .chain(s.address.map(|a| format!("at {a:#x}")))
-                .collect();
-            if !detail.is_empty() {
-                m += &format!(" ({})", detail.join(" "));
-            }
-            m
-        }
-        None => "crash".to_string(),
-    };
+    let mut m = signal_words(r);
     if let Some(a) = &r.abort_message {
         m += &format!(": {a}");
     }
@@ -94,6 +79,27 @@ pub fn message(r: &Report) -> String {
         }
     }
     m
+}
+
+/// `SIGSEGV (SEGV_MAPERR at 0x0)`: the signal, its code and address; nothing from the
+/// process's memory or its code (what `--encrypt-reports` still shows).
+pub fn signal_words(r: &Report) -> String {
+    match &r.signal {
+        Some(s) => {
+            let mut m = s.name.unwrap_or("signal").to_string();
+            let detail: Vec<String> = s
+                .code_name
+                .map(str::to_string)
+                .into_iter()
+                .chain(s.address.map(|a| format!("at {a:#x}")))
+                .collect();
+            if !detail.is_empty() {
+                m += &format!(" ({})", detail.join(" "));
+            }
+            m
+        }
+        None => "crash".to_string(),
+    }
 }
 
 /// Source paths of the C library and toolchain runtimes (relative build paths like

@@ -104,6 +104,37 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
     Ok(())
 }
 
+/// The stderr summary under `--encrypt-reports` (a CI log is as public as its artifacts): the
+/// crash line, where its artifacts went, what was scrubbed (names only), and where the
+/// backtrace is (`open`: how to read it); no frame, abort message or warning, which the
+/// encrypted reports hold.
+pub fn write_sealed_summary(
+    r: &Report,
+    w: &mut dyn Write,
+    stored: Option<&str>,
+    open: &str,
+) -> io::Result<()> {
+    part!(w, "corecatch: ")?;
+    write_crash_line(r, w)?;
+    if let Some(sig) = &r.signature {
+        part!(w, " [signature {sig}]")?;
+    }
+    match stored {
+        Some(s) => line!(w, " -> {s}")?,
+        None => line!(w, " (artifacts not stored)")?,
+    }
+    if let Some(from) = &r.core.from {
+        line!(w, "core from {}: {}", from.handler, from.path)?;
+    }
+    if let Some(s) = &r.scrubbed {
+        line!(w, "scrubbed: {}", scrub_words(s, false))?;
+    }
+    line!(
+        w,
+        "backtrace: not shown, the reports are encrypted (--encrypt-reports); {open}"
+    )
+}
+
 fn write_header(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     write_crash_line(r, w)?;
     line!(w)?;

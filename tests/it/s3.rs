@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "s3cr3t-Key-that-must-never-show";
-const KEY_ID: &str = "AKIDTESTNEVERPRINTED";
+pub(crate) const SECRET: &str = "s3cr3t-Key-that-must-never-show";
+pub(crate) const KEY_ID: &str = "AKIDTESTNEVERPRINTED";
 
 fn moto_bin() -> PathBuf {
     root().join("target/venv/bin/moto_server")
@@ -129,7 +129,12 @@ fn corecatch_s3(cwd: &Path, endpoint: &str, args: &[&str]) -> Output {
     corecatch_s3_env(cwd, endpoint, args, &[])
 }
 
-fn corecatch_s3_env(cwd: &Path, endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn corecatch_s3_env(
+    cwd: &Path,
+    endpoint: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let _shared = CrashLock::shared();
     Command::new(bin())
         .args(args)
@@ -148,7 +153,7 @@ fn corecatch_s3_env(cwd: &Path, endpoint: &str, args: &[&str], env: &[(&str, &st
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -336,23 +341,28 @@ fn a_split_core_uploaded_and_fetched_is_read_by_bt() {
     assert_eq!(shown, frame_lines(&fs::read_to_string(txt).unwrap()));
 }
 
-/// Everything at once: zstd, encrypted to a recipient, split at 1 MiB, uploaded; then fetched
-/// into a new directory and read by `bt --identity`, as on the laptop of whoever holds the key.
+/// Everything at once: scrubbed, zstd, encrypted to a recipient, split at 1 MiB, uploaded;
+/// then fetched into a new directory and read by `bt --identity`, as on the laptop of whoever
+/// holds the key. The secrets in the crashed process's environment (a GitHub token, and the
+/// AWS secret key corecatch itself is given) are in no artifact, uploaded or fetched, nor in the
+/// core that `age -d | zstd -d` restores, nor in the bundle.
 #[test]
 fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
+    const GH: &str = "ghp_s3TokenMUSTnotLEAKq8Rw2Zx5Vb7Nm4Kp1";
     skip_unless_kernel_cores!();
     let moto = Moto::start();
     moto.bucket("ci-artifacts");
     let dir = tempdir();
     let (key, public) = crate::encrypt::age_key(dir.path(), "key.txt");
     let noise = crate::store::noise_prog();
-    let o = corecatch_s3(
+    let o = corecatch_s3_env(
         dir.path(),
         &moto.url(),
         &[
             "run",
             "--out",
             "out",
+            "--scrub-env",
             "--compress",
             "zstd",
             "--encrypt-to",
@@ -364,8 +374,11 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
             "--",
             noise.to_str().unwrap(),
         ],
+        &[("GITHUB_TOKEN", GH)],
     );
     assert_eq!(o.status.code(), Some(134), "{}", text(&o));
+    assert_no_secrets(&o);
+    assert!(!text(&o).contains(GH), "{}", text(&o));
     let out = dir.path().join("out");
     let mut parts: Vec<PathBuf> = fs::read_dir(&out)
         .unwrap()
@@ -404,6 +417,36 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
         .output()
         .unwrap();
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    // The core itself: the environment block is there, its values are `*`s.
+    let d = Command::new(require("zstd"))
+        .args(["-d", "-c", "-q"])
+        .arg(dir.path().join("joined.zst"))
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let core = d.stdout;
+    assert!(core.starts_with(b"\x7fELF"), "not a core");
+    let has = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let stars = |n: usize| "*".repeat(n);
+    assert!(
+        has(&core, &format!("GITHUB_TOKEN={}\0", stars(GH.len()))),
+        "the scrubbed GITHUB_TOKEN is not in the core"
+    );
+    assert!(has(
+        &core,
+        &format!("AWS_SECRET_ACCESS_KEY={}\0", stars(SECRET.len()))
+    ));
+    for secret in [GH, SECRET] {
+        assert!(!has(&core, secret), "{secret} in the restored core");
+        // Nor any 8-byte piece of it (what registers and stacks would hold).
+        for piece in secret.as_bytes().windows(8) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(
+                !has(&core, piece),
+                "{piece:?} of {secret} in the restored core"
+            );
+        }
+    }
 
     let o = corecatch_s3(
         dir.path(),
@@ -412,6 +455,42 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_same_tree(&out, &dir.path().join("back"));
+    // No artifact holds a secret, here or fetched back; nor the bundle once decrypted.
+    let bundle = dir.path().join("bundle.tar.gz");
+    let plain = Command::new(require("age"))
+        .arg("-d")
+        .arg("-i")
+        .arg(&key)
+        .arg("-o")
+        .arg(&bundle)
+        .arg(out.join("bundle.tar.gz.age"))
+        .output()
+        .unwrap();
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let bundle = gunzip(&bundle);
+    for (p, bytes) in tree(&out)
+        .into_iter()
+        .chain(tree(&dir.path().join("back")))
+        .chain([(PathBuf::from("bundle.tar"), bundle)])
+    {
+        for secret in [GH, SECRET] {
+            assert!(!has(&bytes, secret), "{secret} in {}", p.display());
+        }
+    }
+    let report = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json") && !p.ends_with("manifest.json"))
+        .map(|p| fs::read_to_string(p).unwrap())
+        .expect("the report");
+    assert!(
+        report.contains("\"GITHUB_TOKEN\""),
+        "the report names what was scrubbed: {report}"
+    );
     let bt = corecatch_s3(
         dir.path(),
         &moto.url(),
@@ -477,7 +556,7 @@ fn a_fetched_crash_opens_with_its_bundle() {
 }
 
 /// (key, size) of every object under `prefix` in moto's bucket, by a plain ListObjectsV2.
-fn listing(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+pub(crate) fn listing(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
     let xml = moto.get(&format!(
         "/{bucket}?list-type=2&prefix={prefix}&max-keys=1000"
     ));
