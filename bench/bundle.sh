@@ -3,7 +3,8 @@
 # libraries of its own (each built with -g), `corecatch collect --keep-cores` on the same core
 # with --bundle never and --bundle auto (hyperfine medians, warm cache), the bundle's size, and
 # the core's own compression time, estimated as collect --bundle never minus bt on the raw core
-# (collect = report + compression + manifest). Target: the bundle adds less than that.
+# (collect = report + compression + manifest). Target: the bundle adds less than that. The
+# third row is the shared 2 GiB bench core, whose program links libc like the demo.
 # Not a test: the machines are noisy.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -49,16 +50,25 @@ core_of() { # dir exe -> the core it leaves (kernel core_pattern `core` in its d
   ls "$d"/core "$d"/core.[0-9]* 2>/dev/null | head -1 || true
 }
 echo "workload   core      bundle(files / stored)   collect never   collect auto   added   bt   core compression   added/compression"
-for wl in demo ten; do
+# A third row on a realistic core: the shared bench's 2 GiB bigcore (built once), fewer runs.
+BIG=${BIG:-$(dirname "$W")/bigcore/core}
+for wl in demo ten big; do
+  runs=$RUNS
   case $wl in
     demo) d=$W/demo; mkdir -p "$d"; cp "$ROOT/fixtures/abort/dump" "$d/dump"; exe=$d/dump ;;
     ten) d=$ten; exe=$ten/prog ;;
+    big) runs=3 ;;
   esac
-  core=$(core_of "$d" "$exe")
+  if [ "$wl" = big ]; then
+    [ -f "$BIG" ] || W=$(dirname "$W") bash "$ROOT/../shared/bench/make-workloads.sh" bigcore >&2
+    core=$BIG
+  else
+    core=$(core_of "$d" "$exe")
+  fi
   [ -n "$core" ] || { echo "bench: $exe left no core in $d (core_pattern: $(cat /proc/sys/kernel/core_pattern))" >&2; exit 2; }
   out=$W/out-$wl
   json=$W/$wl.json
-  hyperfine -N -w 2 -r "$RUNS" --export-json "$json" \
+  hyperfine -N -w 1 -r "$runs" --export-json "$json" \
     -n never "bash -c 'rm -rf $out && $BIN collect -q --keep-cores --bundle never --out $out $core'" \
     -n auto "bash -c 'rm -rf $out && $BIN collect -q --keep-cores --bundle auto --out $out $core'" \
     -n bt "$BIN bt $core" >/dev/null 2>&1
