@@ -22,9 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::encrypt::{self, Encryptor, Identities, Recipient};
-use crate::artifacts::pack::{self, HashingReader};
+use crate::artifacts::pack::{self, HashingReader, HashingWriter};
 use crate::artifacts::{publish, Artifact, LocalDir};
-use sha2::{Digest, Sha256};
 
 /// The `schema` of bundle.json.
 pub const SCHEMA: &str = "corecatch.bundle.v1";
@@ -301,30 +300,10 @@ pub fn is_encrypted(path: &Path) -> bool {
     path.to_string_lossy().ends_with(".age")
 }
 
-/// Counts and hashes what reaches the file: the encrypted bundle as stored.
-struct Hashed<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Where the gzip stream goes: the file, or age on its way to the file.
 enum Sink {
     Plain(io::BufWriter<std::fs::File>),
-    Age(Box<Encryptor<Hashed<io::BufWriter<std::fs::File>>>>),
+    Age(Box<Encryptor<HashingWriter<io::BufWriter<std::fs::File>>>>),
 }
 
 impl Write for Sink {
@@ -341,10 +320,6 @@ impl Write for Sink {
             Sink::Age(w) => w.flush(),
         }
     }
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The written bundle.
@@ -382,11 +357,7 @@ pub fn write(dir: &LocalDir, plan: Plan, recipients: &[Recipient]) -> Result<Wri
     let sink = if recipients.is_empty() {
         Sink::Plain(out)
     } else {
-        let hashed = Hashed {
-            inner: out,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
+        let hashed = HashingWriter::new(out);
         Sink::Age(Box::new(Encryptor::new(recipients, hashed).map_err(
             |source| BundleError::Encrypt {
                 path: dest.clone(),
@@ -466,10 +437,7 @@ pub fn write(dir: &LocalDir, plan: Plan, recipients: &[Recipient]) -> Result<Wri
     let (sink, gz_bytes, gz_sha256) = gz.finish().map_err(werr)?;
     let (mut buf, bytes, sha256) = match sink {
         Sink::Plain(buf) => (buf, gz_bytes, gz_sha256),
-        Sink::Age(enc) => {
-            let h = enc.finish().map_err(werr)?;
-            (h.inner, h.bytes, hex(&h.hasher.finalize()))
-        }
+        Sink::Age(enc) => enc.finish().map_err(werr)?.finish(),
     };
     buf.flush().map_err(werr)?;
     drop(buf);

@@ -1164,9 +1164,7 @@ impl<W: Write + Send> GzipWriter<W> {
 
     /// Compress what is left; the writer, the compressed size and its SHA-256 (hex).
     pub fn finish(self) -> io::Result<(W, u64, String)> {
-        let h = self.enc.finish()?;
-        let sha = hex(&h.hasher.finalize());
-        Ok((h.inner, h.bytes, sha))
+        Ok(self.enc.finish()?.finish())
     }
 }
 
@@ -1230,20 +1228,26 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Hashes and counts the bytes that reach the inner writer (the compressed side).
-struct HashingWriter<W> {
+/// Hashes and counts the bytes that reach the inner writer: what is stored (the compressed or
+/// encrypted side).
+pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     bytes: u64,
 }
 
 impl<W> HashingWriter<W> {
-    fn new(inner: W) -> Self {
+    pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
             bytes: 0,
         }
+    }
+
+    /// The inner writer, the bytes written and their SHA-256 (lowercase hex).
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex(&self.hasher.finalize()))
     }
 }
 

@@ -77,6 +77,22 @@ pub fn write(r: &Report, w: &mut dyn Write, which: Threads) -> io::Result<()> {
 /// The stderr summary after `run`/`collect`: one line naming the crash and where its artifacts
 /// went, then the crashed thread.
 pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io::Result<()> {
+    write_summary_head(r, w, stored)?;
+    if let Some(m) = &r.abort_message {
+        line!(w, "abort message: {m}")?;
+    }
+    for t in r.threads.iter().filter(|t| t.crashed) {
+        write_thread(t, r.core.address_size, w)?;
+    }
+    for warn in &r.warnings {
+        line!(w, "warning: {warn}")?;
+    }
+    Ok(())
+}
+
+/// The first lines of both summaries: the crash, where its artifacts went, where the core came
+/// from, what was scrubbed (names only).
+fn write_summary_head(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io::Result<()> {
     part!(w, "corecatch: ")?;
     write_crash_line(r, w)?;
     if let Some(sig) = &r.signature {
@@ -91,15 +107,6 @@ pub fn write_summary(r: &Report, w: &mut dyn Write, stored: Option<&str>) -> io:
     }
     if let Some(s) = &r.scrubbed {
         line!(w, "scrubbed: {}", scrub_words(s, false))?;
-    }
-    if let Some(m) = &r.abort_message {
-        line!(w, "abort message: {m}")?;
-    }
-    for t in r.threads.iter().filter(|t| t.crashed) {
-        write_thread(t, r.core.address_size, w)?;
-    }
-    for warn in &r.warnings {
-        line!(w, "warning: {warn}")?;
     }
     Ok(())
 }
@@ -114,21 +121,7 @@ pub fn write_sealed_summary(
     stored: Option<&str>,
     open: &str,
 ) -> io::Result<()> {
-    part!(w, "corecatch: ")?;
-    write_crash_line(r, w)?;
-    if let Some(sig) = &r.signature {
-        part!(w, " [signature {sig}]")?;
-    }
-    match stored {
-        Some(s) => line!(w, " -> {s}")?,
-        None => line!(w, " (artifacts not stored)")?,
-    }
-    if let Some(from) = &r.core.from {
-        line!(w, "core from {}: {}", from.handler, from.path)?;
-    }
-    if let Some(s) = &r.scrubbed {
-        line!(w, "scrubbed: {}", scrub_words(s, false))?;
-    }
+    write_summary_head(r, w, stored)?;
     line!(
         w,
         "backtrace: not shown, the reports are encrypted (--encrypt-reports); {open}"
