@@ -288,7 +288,7 @@ fn encrypted_cores_open_with_age_and_bt_and_never_touch_disk_in_clear() {
 }
 
 /// `age -d -i identity -o out file`, which must succeed.
-fn age_decrypt_to(identity: &Path, file: &Path, out: &Path) {
+pub(crate) fn age_decrypt_to(identity: &Path, file: &Path, out: &Path) {
     let o = Command::new(require("age"))
         .arg("-d")
         .arg("-i")

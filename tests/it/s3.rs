@@ -397,20 +397,7 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
     }
     let whole = dir.path().join("joined.age");
     fs::write(&whole, &joined).unwrap();
-    let plain = Command::new(require("age"))
-        .arg("-d")
-        .arg("-i")
-        .arg(&key)
-        .arg("-o")
-        .arg(dir.path().join("joined.zst"))
-        .arg(&whole)
-        .output()
-        .unwrap();
-    assert!(
-        plain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
+    crate::encrypt::age_decrypt_to(&key, &whole, &dir.path().join("joined.zst"));
     let t = Command::new(require("zstd"))
         .args(["-t", "-q"])
         .arg(dir.path().join("joined.zst"))
@@ -457,20 +444,7 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
     assert_same_tree(&out, &dir.path().join("back"));
     // No artifact holds a secret, here or fetched back; nor the bundle once decrypted.
     let bundle = dir.path().join("bundle.tar.gz");
-    let plain = Command::new(require("age"))
-        .arg("-d")
-        .arg("-i")
-        .arg(&key)
-        .arg("-o")
-        .arg(&bundle)
-        .arg(out.join("bundle.tar.gz.age"))
-        .output()
-        .unwrap();
-    assert!(
-        plain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
+    crate::encrypt::age_decrypt_to(&key, &out.join("bundle.tar.gz.age"), &bundle);
     let bundle = gunzip(&bundle);
     for (p, bytes) in tree(&out)
         .into_iter()
