@@ -1462,6 +1462,18 @@ mod tests {
         assert_eq!(p.original_bytes, 0);
         assert_eq!(p.original_sha256, sha256_hex(b""));
         assert!(gunzip_in_process(&p.path).is_empty());
+        // zstd too: an empty core is one empty frame, verified like any other.
+        let opts = StoreOptions {
+            codec: Codec::Zstd { level: 3 },
+            ..StoreOptions::default()
+        };
+        let z = dir.path().join("e.zst");
+        let p = compress_with_progress(&src, &z, &opts, &mut |_, _| {}, &|| false).unwrap();
+        verify_whole(&p).unwrap();
+        assert_eq!(
+            zstd::decode_all(&std::fs::read(&z).unwrap()[..]).unwrap(),
+            b""
+        );
     }
 
     #[test]
