@@ -441,11 +441,10 @@ impl ArtifactArgs {
             bundle_max: self.bundle_max,
             store: crate::artifacts::pack::StoreOptions {
                 codec: self.compress,
-                // CircleCI keeps no artifact file over 3 GB.
-                max_part: self.max_artifact_size.or_else(|| {
-                    (std::env::var("CIRCLECI").as_deref() == Ok("true"))
-                        .then_some(CIRCLECI_MAX_ARTIFACT)
-                }),
+                max_part: max_part(
+                    self.max_artifact_size,
+                    std::env::var("CIRCLECI").ok().as_deref(),
+                ),
                 recipients: self
                     .encrypt_to
                     .into_iter()
@@ -458,6 +457,12 @@ impl ArtifactArgs {
 
 /// `--max-artifact-size`'s default under CircleCI (`CIRCLECI=true`).
 const CIRCLECI_MAX_ARTIFACT: u64 = 3000 << 20;
+
+/// The largest stored file: `--max-artifact-size`; else, when `circleci` (the value of
+/// `CIRCLECI`) is `true`, CircleCI's cap (it keeps no artifact file over 3 GB); else none.
+fn max_part(flag: Option<u64>, circleci: Option<&str>) -> Option<u64> {
+    flag.or_else(|| (circleci == Some("true")).then_some(CIRCLECI_MAX_ARTIFACT))
+}
 
 /// `gzip`, `zstd` or `zstd:LEVEL` (1 to 19).
 fn parse_compress(s: &str) -> Result<crate::artifacts::pack::Codec, String> {
@@ -776,6 +781,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn max_artifact_size_defaults_to_circlecis_cap_only_under_circleci() {
+        assert_eq!(max_part(None, Some("true")), Some(3000 << 20));
+        assert_eq!(max_part(None, Some("false")), None);
+        assert_eq!(max_part(None, None), None);
+        assert_eq!(max_part(Some(1 << 20), Some("true")), Some(1 << 20));
+        assert_eq!(max_part(Some(1 << 20), None), Some(1 << 20));
     }
 
     #[test]

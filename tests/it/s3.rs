@@ -198,6 +198,23 @@ fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
+/// `fetch URL back` in `dir`: the fetched directory holds exactly what `out` holds.
+fn fetch_back(dir: &Path, moto: &Moto, url: &str, out: &Path) {
+    let o = corecatch_s3(dir, &moto.url(), &["fetch", url, "back"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_tree(out, &dir.join("back"));
+}
+
+/// The text report of the one crash in `out`.
+fn text_report(out: &Path) -> String {
+    let txt = fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "txt"))
+        .expect("a .txt report");
+    fs::read_to_string(txt).unwrap()
+}
+
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     // xorshift: incompressible enough, reproducible, no extra crate.
     let mut x = seed | 1;
@@ -319,26 +336,10 @@ fn a_split_core_uploaded_and_fetched_is_read_by_bt() {
             "{p} not in {keys:?}"
         );
     }
-    let o = corecatch_s3(
-        dir.path(),
-        &moto.url(),
-        &["fetch", "s3://ci-artifacts/split/7", "back"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_same_tree(&out, &dir.path().join("back"));
+    fetch_back(dir.path(), &moto, "s3://ci-artifacts/split/7", &out);
     let bt = corecatch_s3(dir.path(), &moto.url(), &["bt", "back"]);
     assert_eq!(bt.status.code(), Some(0), "{}", text(&bt));
-    let txt = fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "txt"))
-        .unwrap();
-    let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
-    assert!(
-        shown.iter().any(|f| f.contains("in main () at ")),
-        "{shown:?}"
-    );
-    assert_eq!(shown, frame_lines(&fs::read_to_string(txt).unwrap()));
+    assert_bt_shows_report(&bt.stdout, &text_report(&out), "bt on the fetched copy");
 }
 
 /// Everything at once: scrubbed, zstd, encrypted to a recipient, split at 1 MiB, uploaded;
@@ -435,13 +436,7 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
         }
     }
 
-    let o = corecatch_s3(
-        dir.path(),
-        &moto.url(),
-        &["fetch", "s3://ci-artifacts/all/9", "back"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_same_tree(&out, &dir.path().join("back"));
+    fetch_back(dir.path(), &moto, "s3://ci-artifacts/all/9", &out);
     // No artifact holds a secret, here or fetched back; nor the bundle once decrypted.
     let bundle = dir.path().join("bundle.tar.gz");
     crate::encrypt::age_decrypt_to(&key, &out.join("bundle.tar.gz.age"), &bundle);
@@ -471,17 +466,7 @@ fn zstd_encrypted_split_cores_go_up_and_come_back_readable() {
         &["bt", "--identity", key.to_str().unwrap(), "back"],
     );
     assert_eq!(bt.status.code(), Some(0), "{}", text(&bt));
-    let txt = fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "txt"))
-        .unwrap();
-    let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
-    assert!(
-        shown.iter().any(|f| f.contains("in main () at ")),
-        "{shown:?}"
-    );
-    assert_eq!(shown, frame_lines(&fs::read_to_string(txt).unwrap()));
+    assert_bt_shows_report(&bt.stdout, &text_report(&out), "bt on the fetched copy");
 }
 
 /// The debug bundle's round trip: a program and its own library crash under `run --to`, the

@@ -8,7 +8,7 @@ use crate::skip_unless_kernel_cores;
 use crate::util::*;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// A core several MiB big once compressed (fixtures/store/noise.c).
 pub(crate) fn noise_prog() -> PathBuf {
@@ -60,6 +60,16 @@ fn decompress(tool: &str, args: &[&str], inputs: &[PathBuf]) -> Vec<u8> {
     o.stdout
 }
 
+/// `run STORE_FLAGS --keep-cores --bundle never --out out -- prog` in `dir`: the raw core is
+/// kept beside the stored one, to compare them.
+fn run_storing(dir: &Path, store_flags: &[&str], prog: &Path) -> Output {
+    let mut args = vec!["run"];
+    args.extend_from_slice(store_flags);
+    args.extend(["--keep-cores", "--bundle", "never", "--out", "out", "--"]);
+    args.push(prog.to_str().unwrap());
+    corecatch(dir, &args)
+}
+
 fn manifest(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
@@ -68,21 +78,7 @@ fn manifest(out: &Path) -> serde_json::Value {
 fn zstd_cores_restore_with_zstd_and_bt_reads_them() {
     skip_unless_kernel_cores!();
     let dir = tempdir();
-    let o = corecatch(
-        dir.path(),
-        &[
-            "run",
-            "--compress",
-            "zstd:5",
-            "--keep-cores",
-            "--bundle",
-            "never",
-            "--out",
-            "out",
-            "--",
-            abort_demo().to_str().unwrap(),
-        ],
-    );
+    let o = run_storing(dir.path(), &["--compress", "zstd:5"], &abort_demo());
     assert_eq!(o.status.code(), Some(134), "{}", stderr(&o));
     let out = dir.path().join("out");
     let zst: Vec<String> = names(&out)
@@ -120,12 +116,7 @@ fn zstd_cores_restore_with_zstd_and_bt_reads_them() {
     let bt = corecatch(dir.path(), &["bt", "out"]);
     assert_eq!(bt.status.code(), Some(0), "{}", stderr(&bt));
     let report = fs::read_to_string(out.join(zst[0].replace(".core.zst", ".txt"))).unwrap();
-    let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
-    assert!(
-        shown.iter().any(|f| f.contains("in main () at ")),
-        "{shown:?}"
-    );
-    assert_eq!(shown, frame_lines(&report));
+    assert_bt_shows_report(&bt.stdout, &report, "bt out");
 }
 
 /// `--max-artifact-size 1MiB` on a core of several MiB, with `codec` (`gzip` or `zstd`) and the
@@ -133,22 +124,10 @@ fn zstd_cores_restore_with_zstd_and_bt_reads_them() {
 fn split_core_checked_with(codec: &str, tool: &str) {
     skip_unless_kernel_cores!();
     let dir = tempdir();
-    let o = corecatch(
+    let o = run_storing(
         dir.path(),
-        &[
-            "run",
-            "--compress",
-            codec,
-            "--max-artifact-size",
-            "1MiB",
-            "--keep-cores",
-            "--bundle",
-            "never",
-            "--out",
-            "out",
-            "--",
-            noise_prog().to_str().unwrap(),
-        ],
+        &["--compress", codec, "--max-artifact-size", "1MiB"],
+        &noise_prog(),
     );
     assert_eq!(o.status.code(), Some(134), "{}", stderr(&o));
     let out = dir.path().join("out");
@@ -210,12 +189,7 @@ fn split_core_checked_with(codec: &str, tool: &str) {
     for target in ["out".to_string(), format!("out/{}", parts[parts.len() / 2])] {
         let bt = corecatch(dir.path(), &["bt", &target]);
         assert_eq!(bt.status.code(), Some(0), "bt {target}: {}", stderr(&bt));
-        let shown = frame_lines(&String::from_utf8_lossy(&bt.stdout));
-        assert!(
-            shown.iter().any(|f| f.contains("in main () at ")),
-            "{shown:?}"
-        );
-        assert_eq!(shown, frame_lines(&report), "bt {target}");
+        assert_bt_shows_report(&bt.stdout, &report, &format!("bt {target}"));
     }
 
     // A missing part (and no decompressed copy cached yet): bt names it rather than reading

@@ -443,6 +443,17 @@ pub fn frame_lines(t: &str) -> Vec<String> {
         .collect()
 }
 
+/// `bt`'s stdout prints the frames of the run's own text report, `main` among them: the core
+/// read back (fetched, split, decompressed, decrypted) is read as on the machine it crashed on.
+pub fn assert_bt_shows_report(bt_stdout: &[u8], report: &str, what: &str) {
+    let shown = frame_lines(&String::from_utf8_lossy(bt_stdout));
+    assert!(
+        shown.iter().any(|f| f.contains("in main () at ")),
+        "{what}: {shown:?}"
+    );
+    assert_eq!(shown, frame_lines(report), "{what}");
+}
+
 /// A loopback port nothing listens on now (for a server a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
